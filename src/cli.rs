@@ -1,0 +1,161 @@
+//! Command line: `run` (default), `check-config`, `sign`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::config::{Config, ConfigOrigin};
+
+#[derive(Debug, Parser)]
+#[command(name = "hookd", version, about = "Webhooks in, reliably delivered out.")]
+pub struct Cli {
+    /// Config file (default: $HOOKD_CONFIG, else config/hookd.toml if present, else built-in defaults).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon (the default).
+    Run,
+    /// Validate the configuration and print it with secrets redacted.
+    CheckConfig,
+    /// Print the headers the source's provider would send for a body, to test a setup with curl.
+    Sign {
+        /// Source name from the config.
+        #[arg(long)]
+        source: String,
+        /// File holding the exact body to send.
+        #[arg(long, value_name = "FILE")]
+        body: PathBuf,
+        /// Query string of the URL you will POST to (Twilio signs it).
+        #[arg(long)]
+        query: Option<String>,
+        /// Event id to put in the provider's id header.
+        #[arg(long)]
+        id: Option<String>,
+        /// Content-Type you will send (Twilio signs form fields).
+        #[arg(long, default_value = "application/json")]
+        content_type: String,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command.unwrap_or(Command::Run) {
+        Command::Run => run_daemon(cli.config),
+        Command::CheckConfig => check_config(cli.config),
+        Command::Sign {
+            source,
+            body,
+            query,
+            id,
+            content_type,
+        } => sign(cli.config, &source, &body, query.as_deref(), id, &content_type),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hookd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(path: Option<PathBuf>) -> anyhow::Result<(Config, ConfigOrigin)> {
+    Config::load(path.as_deref())
+}
+
+fn check_config(path: Option<PathBuf>) -> anyhow::Result<()> {
+    let (config, origin) = load(path)?;
+    match origin {
+        ConfigOrigin::File(path) => println!("# configuration from {}", path.display()),
+        ConfigOrigin::Defaults => println!("# built-in defaults (no config file found)"),
+    }
+    print!("{}", config.to_redacted_toml()?);
+    eprintln!("configuration is valid");
+    Ok(())
+}
+
+fn sign(
+    path: Option<PathBuf>,
+    source: &str,
+    body_path: &std::path::Path,
+    query: Option<&str>,
+    id: Option<String>,
+    content_type: &str,
+) -> anyhow::Result<()> {
+    let (config, _) = load(path)?;
+    let Some(source_config) = config.source(source) else {
+        bail!("no source named {source:?} in the configuration");
+    };
+    let verifier = crate::verify::Verifier::from_config(&source_config.verify)?;
+    let body = std::fs::read(body_path)
+        .with_context(|| format!("reading the body from {}", body_path.display()))?;
+    let id = id.unwrap_or_else(|| format!("evt_{:x}", crate::unix_ms()));
+    let headers = verifier
+        .sign(&body, crate::unix_secs(), &id, content_type, query)
+        .map_err(|e| anyhow::anyhow!("cannot sign: {e}"))?;
+    println!("Content-Type: {content_type}");
+    for (name, value) in headers {
+        println!("{name}: {value}");
+    }
+    Ok(())
+}
+
+fn run_daemon(path: Option<PathBuf>) -> anyhow::Result<()> {
+    crate::telemetry::init_logging();
+    let (config, origin) = load(path)?;
+    match &origin {
+        ConfigOrigin::File(p) => info!(path = %p.display(), "configuration loaded"),
+        ConfigOrigin::Defaults => warn!("no config file found: running on built-in defaults with no sources"),
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(async move {
+        let listeners = crate::Listeners::bind(&config).await.with_context(|| {
+            format!(
+                "binding server.listen {} / admin.listen {}",
+                config.server.listen, config.admin.listen
+            )
+        })?;
+        let shutdown = CancellationToken::new();
+        tokio::spawn(watch_signals(shutdown.clone()));
+        crate::run(config, listeners, shutdown).await?;
+        Ok(())
+    })
+}
+
+/// First SIGTERM/SIGINT starts the graceful drain; a second one exits at
+/// once (status 130), for operators who cannot wait.
+async fn watch_signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        error!("cannot install signal handlers; only SIGKILL will stop hookd");
+        return;
+    };
+    let mut first = true;
+    loop {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        if first {
+            info!("signal received: draining (send again to exit at once)");
+            shutdown.cancel();
+            first = false;
+        } else {
+            warn!("second signal: exiting now without draining");
+            std::process::exit(130);
+        }
+    }
+}

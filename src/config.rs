@@ -1,0 +1,633 @@
+//! Configuration: TOML file + `HOOKD_SECTION__KEY` environment overrides.
+//!
+//! Every field carries a doc comment saying why it exists; `config/hookd.toml`
+//! is the commented reference. Unknown keys are rejected so a typo never
+//! silently falls back to a default.
+
+mod secret;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::{Deserialize, Serialize};
+
+pub use secret::Secret;
+
+use crate::extract::FieldSource;
+
+/// Path used when neither `--config` nor `HOOKD_CONFIG` is given.
+pub const DEFAULT_CONFIG_PATH: &str = "config/hookd.toml";
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub admin: AdminConfig,
+    pub redis: RedisConfig,
+    pub worker: WorkerConfig,
+    pub ingest: IngestConfig,
+    pub shutdown: ShutdownConfig,
+    pub sources: Vec<SourceConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Public listener the providers POST to.
+    pub listen: SocketAddr,
+    /// Upper bound on a webhook body; providers send far less, and a cap keeps
+    /// one client from filling memory.
+    pub max_body_bytes: usize,
+    /// Closes connections that never finish their headers (slowloris).
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Bounds how long a client may take to send its body.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            max_body_bytes: 1024 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Operator listener (metrics, health, admin API); loopback by default so
+    /// it is never exposed by accident.
+    pub listen: SocketAddr,
+    /// Bearer token for the admin listener; required when `listen` is not
+    /// a loopback address.
+    pub token: Secret,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            token: Secret::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// `redis://`, `rediss://` (TLS) or `redis-cluster://host:port?node=...`.
+    /// Treated as a secret because it may embed a password.
+    pub url: Secret,
+    /// Namespace for every key, so several deployments can share one Redis.
+    pub key_prefix: String,
+    /// Connections used by ingest and state moves; blocking reads get their own.
+    pub pool_size: usize,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: Secret::literal("redis://127.0.0.1:6379"),
+            key_prefix: "hookd".into(),
+            pool_size: 4,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// Deliveries in flight across all sources.
+    pub concurrency: usize,
+    /// How long an entry may stay un-acked before another consumer takes it
+    /// over; must exceed every destination timeout or live deliveries get
+    /// duplicated.
+    #[serde(with = "humantime_serde")]
+    pub claim_idle: Duration,
+    /// How often each source looks for abandoned entries.
+    #[serde(with = "humantime_serde")]
+    pub claim_interval: Duration,
+    /// An entry handed out more often than this is crashing its consumer;
+    /// it is dead-lettered instead of taking the fleet down in a loop.
+    pub max_deliveries: u64,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 64,
+            claim_idle: Duration::from_secs(60),
+            claim_interval: Duration::from_secs(5),
+            max_deliveries: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Undelivered events (stream + retry set) per source above which ingest
+    /// answers 503, so a dead destination cannot exhaust Redis memory.
+    pub max_backlog: u64,
+    /// How long an event id is remembered for de-duplication.
+    #[serde(with = "humantime_serde")]
+    pub dedup_ttl: Duration,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            max_backlog: 1_000_000,
+            dedup_ttl: Duration::from_secs(72 * 3600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownConfig {
+    /// Time between failing readiness and closing the listener, so load
+    /// balancers stop routing here before connections are refused.
+    #[serde(with = "humantime_serde")]
+    pub drain_delay: Duration,
+    /// Upper bound on finishing in-flight requests and deliveries; what is
+    /// unfinished stays pending in Redis for another consumer.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self {
+            drain_delay: Duration::ZERO,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// URL path segment (`POST /webhooks/{name}`) and Redis hash tag.
+    pub name: String,
+    /// How the provider proves a request is genuine.
+    pub verify: VerifyConfig,
+    /// Where the event id comes from: `auto`, `header:NAME`, `json:/pointer`
+    /// or `body-sha256`. The id drives de-duplication and `Webhook-Id`.
+    #[serde(default)]
+    pub id_from: FieldSource,
+    /// Where the event type comes from: `auto`, `header:NAME`, `json:/pointer`.
+    #[serde(default)]
+    pub event_type_from: FieldSource,
+    /// The user's service that receives the events.
+    pub destination: DestinationConfig,
+}
+
+/// Signature scheme per provider; `none` must be spelled out so an
+/// unauthenticated endpoint is always a deliberate choice.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "scheme", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum VerifyConfig {
+    StandardWebhooks {
+        /// `whsec_<base64>` keys; several during rotation.
+        secrets: Vec<Secret>,
+        /// Allowed clock difference for `webhook-timestamp`.
+        #[serde(default = "default_tolerance", with = "humantime_serde")]
+        tolerance: Duration,
+    },
+    Stripe {
+        /// Endpoint signing secrets (`whsec_...`); several during rotation.
+        secrets: Vec<Secret>,
+        /// Allowed age of the `t=` timestamp (Stripe's default is 300 s).
+        #[serde(default = "default_tolerance", with = "humantime_serde")]
+        tolerance: Duration,
+    },
+    Github {
+        /// Webhook secrets; several during rotation.
+        secrets: Vec<Secret>,
+        /// Accept the legacy `X-Hub-Signature` (HMAC-SHA1) when no SHA-256
+        /// signature is present. Off because SHA-1 is weak.
+        #[serde(default)]
+        allow_sha1: bool,
+    },
+    Shopify {
+        /// App client secrets; several during rotation.
+        secrets: Vec<Secret>,
+    },
+    Slack {
+        /// Signing secrets; several during rotation.
+        secrets: Vec<Secret>,
+        /// Allowed clock difference for `X-Slack-Request-Timestamp`.
+        #[serde(default = "default_tolerance", with = "humantime_serde")]
+        tolerance: Duration,
+    },
+    Twilio {
+        /// Auth tokens; several during rotation.
+        secrets: Vec<Secret>,
+        /// The public URL Twilio calls (signatures cover it); the request's
+        /// query string is appended.
+        url: String,
+    },
+    Gitlab {
+        /// Secret tokens compared with `X-Gitlab-Token`.
+        secrets: Vec<Secret>,
+    },
+    Paddle {
+        /// Notification destination secret keys.
+        secrets: Vec<Secret>,
+        /// Allowed clock difference for the `ts=` timestamp.
+        #[serde(default = "default_tolerance", with = "humantime_serde")]
+        tolerance: Duration,
+    },
+    Square {
+        /// Subscription signature keys.
+        secrets: Vec<Secret>,
+        /// The notification URL configured at Square (signatures cover it).
+        url: String,
+    },
+    Hmac {
+        /// Shared secrets; several during rotation.
+        secrets: Vec<Secret>,
+        /// Header carrying the signature.
+        header: String,
+        /// `sha1`, `sha256` or `sha512`.
+        #[serde(default)]
+        algorithm: HmacAlgorithm,
+        /// `hex` or `base64`.
+        #[serde(default)]
+        encoding: SignatureEncoding,
+        /// Text before the signature in the header, e.g. `sha256=`.
+        #[serde(default)]
+        prefix: String,
+    },
+    None,
+}
+
+fn default_tolerance() -> Duration {
+    Duration::from_secs(300)
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HmacAlgorithm {
+    Sha1,
+    #[default]
+    Sha256,
+    Sha512,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureEncoding {
+    #[default]
+    Hex,
+    Base64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationConfig {
+    /// `http://` or `https://` URL receiving a POST per event.
+    pub url: String,
+    /// Per attempt, from connect to the last response byte we read.
+    #[serde(default = "default_destination_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Cap on concurrent deliveries to this destination, so one slow service
+    /// cannot take every worker.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// Deliveries started per second; 0 means unlimited.
+    #[serde(default)]
+    pub rate_per_sec: u32,
+    /// Backoff between attempts.
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// If set, deliveries carry Standard-Webhooks headers signed by hookd
+    /// (`whsec_<base64>`, or any other string used as raw key bytes).
+    #[serde(default)]
+    pub signing_secret: Secret,
+}
+
+fn default_destination_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_max_in_flight() -> usize {
+    16
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Attempts including the first; after the last failure the event is
+    /// dead-lettered.
+    pub max_attempts: u32,
+    /// Delay before the second attempt; doubles each time.
+    #[serde(with = "humantime_serde")]
+    pub base: Duration,
+    /// Ceiling for the doubling (and for a destination's Retry-After).
+    #[serde(with = "humantime_serde")]
+    pub max: Duration,
+    /// Full jitter spreads retries of a burst so they do not return together.
+    pub jitter: bool,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(3600),
+            jitter: true,
+        }
+    }
+}
+
+/// Where the configuration came from, for `check-config` and startup logs.
+#[derive(Debug, Clone)]
+pub enum ConfigOrigin {
+    File(PathBuf),
+    Defaults,
+}
+
+impl Config {
+    /// Loads the config file (explicit path, `HOOKD_CONFIG`, or the default
+    /// path if present) merged with `HOOKD_*` environment overrides, then
+    /// validates it.
+    pub fn load(explicit: Option<&Path>) -> anyhow::Result<(Config, ConfigOrigin)> {
+        let env_path = std::env::var_os("HOOKD_CONFIG").map(PathBuf::from);
+        let path = explicit.map(Path::to_path_buf).or(env_path);
+        let (figment, origin) = match path {
+            Some(path) => {
+                if !path.is_file() {
+                    bail!("config file {} does not exist", path.display());
+                }
+                (
+                    base_figment().merge(Toml::file_exact(&path)),
+                    ConfigOrigin::File(path),
+                )
+            }
+            None if Path::new(DEFAULT_CONFIG_PATH).is_file() => (
+                base_figment().merge(Toml::file_exact(DEFAULT_CONFIG_PATH)),
+                ConfigOrigin::File(DEFAULT_CONFIG_PATH.into()),
+            ),
+            None => (base_figment(), ConfigOrigin::Defaults),
+        };
+        let config = Self::from_figment(figment)?;
+        Ok((config, origin))
+    }
+
+    /// Parses a TOML document (plus environment overrides) — used by tests
+    /// and by `load`.
+    pub fn from_toml_str(toml: &str) -> anyhow::Result<Config> {
+        Self::from_figment(base_figment().merge(Toml::string(toml)))
+    }
+
+    fn from_figment(figment: Figment) -> anyhow::Result<Config> {
+        let figment = figment.merge(
+            Env::prefixed("HOOKD_")
+                .ignore(&["CONFIG", "LOG_FORMAT"])
+                .split("__"),
+        );
+        let config: Config = figment.extract().map_err(describe_figment_error)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: cross-field rules and value ranges. Every
+    /// message names the offending key.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.server.max_body_bytes == 0 {
+            bail!("server.max_body_bytes must be at least 1");
+        }
+        if self.redis.pool_size == 0 {
+            bail!("redis.pool_size must be at least 1");
+        }
+        if self.redis.key_prefix.is_empty() || self.redis.key_prefix.contains(['{', '}']) {
+            bail!("redis.key_prefix must be non-empty and must not contain braces");
+        }
+        if self.worker.concurrency == 0 {
+            bail!("worker.concurrency must be at least 1");
+        }
+        if self.worker.max_deliveries == 0 {
+            bail!("worker.max_deliveries must be at least 1");
+        }
+        if self.worker.claim_interval.is_zero() {
+            bail!("worker.claim_interval must be greater than 0");
+        }
+        if self.ingest.max_backlog == 0 {
+            bail!("ingest.max_backlog must be at least 1");
+        }
+        if self.ingest.dedup_ttl < Duration::from_secs(1) {
+            bail!("ingest.dedup_ttl must be at least 1s");
+        }
+        if !self.admin.listen.ip().is_loopback() && self.admin.token.is_empty() {
+            bail!(
+                "admin.token is required when admin.listen ({}) is not a loopback address",
+                self.admin.listen
+            );
+        }
+        let mut names = std::collections::HashSet::new();
+        for (index, source) in self.sources.iter().enumerate() {
+            let key = format!("sources[{index}]");
+            if !is_valid_source_name(&source.name) {
+                bail!(
+                    "{key}.name {:?} must be 1-64 characters of A-Z a-z 0-9 _ - .",
+                    source.name
+                );
+            }
+            if !names.insert(source.name.as_str()) {
+                bail!("{key}.name {:?} is used by another source", source.name);
+            }
+            crate::verify::Verifier::from_config(&source.verify)
+                .with_context(|| format!("{key}.verify ({})", source.name))?;
+            let destination = &source.destination;
+            crate::delivery::validate_destination_url(&destination.url)
+                .with_context(|| format!("{key}.destination.url ({})", source.name))?;
+            if destination.max_in_flight == 0 {
+                bail!("{key}.destination.max_in_flight must be at least 1");
+            }
+            if destination.timeout.is_zero() {
+                bail!("{key}.destination.timeout must be greater than 0");
+            }
+            if destination.retry.max_attempts == 0 {
+                bail!("{key}.destination.retry.max_attempts must be at least 1");
+            }
+            if destination.retry.base.is_zero() || destination.retry.max < destination.retry.base
+            {
+                bail!(
+                    "{key}.destination.retry: base must be > 0 and max must be >= base (base {:?}, max {:?})",
+                    destination.retry.base,
+                    destination.retry.max
+                );
+            }
+            if self.worker.claim_idle <= destination.timeout {
+                bail!(
+                    "worker.claim_idle ({:?}) must exceed {key}.destination.timeout ({:?}) of source {:?}, \
+                     or live deliveries would be claimed by another consumer and sent twice",
+                    self.worker.claim_idle,
+                    destination.timeout,
+                    source.name
+                );
+            }
+        }
+        Ok(())
+    }
+
+    pub fn source(&self, name: &str) -> Option<&SourceConfig> {
+        self.sources.iter().find(|s| s.name == name)
+    }
+
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn to_redacted_toml(&self) -> anyhow::Result<String> {
+        toml::to_string_pretty(self).context("rendering the configuration as TOML")
+    }
+}
+
+/// Defaults come from the `#[serde(default)]` impls, not from a serialized
+/// copy, because a serialized `Secret` is redacted.
+fn base_figment() -> Figment {
+    Figment::new()
+}
+
+fn is_valid_source_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+/// figment reports the failing key in its own words; this makes sure the
+/// dotted path is in the first line.
+fn describe_figment_error(error: figment::Error) -> anyhow::Error {
+    let mut lines = Vec::new();
+    for e in error {
+        let key = e.path.join(".");
+        let kind = e.kind.to_string();
+        if key.is_empty() {
+            lines.push(format!("invalid configuration: {kind}"));
+        } else {
+            lines.push(format!("invalid configuration at key `{key}`: {kind}"));
+        }
+    }
+    anyhow::anyhow!(lines.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source_toml(extra: &str) -> String {
+        format!(
+            r#"
+[[sources]]
+name = "gh"
+verify = {{ scheme = "github", secrets = ["s3cret"] }}
+{extra}
+[sources.destination]
+url = "http://127.0.0.1:3000/hooks"
+"#
+        )
+    }
+
+    #[test]
+    fn defaults_match_design() {
+        let config = Config::from_toml_str("").unwrap();
+        assert_eq!(config.server.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(config.server.max_body_bytes, 1_048_576);
+        assert_eq!(config.admin.listen.to_string(), "127.0.0.1:8081");
+        assert_eq!(config.redis.key_prefix, "hookd");
+        assert_eq!(config.redis.pool_size, 4);
+        assert_eq!(config.worker.concurrency, 64);
+        assert_eq!(config.worker.claim_idle, Duration::from_secs(60));
+        assert_eq!(config.worker.max_deliveries, 10);
+        assert_eq!(config.ingest.max_backlog, 1_000_000);
+        assert_eq!(config.ingest.dedup_ttl, Duration::from_secs(72 * 3600));
+        assert_eq!(config.shutdown.timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn parses_a_source_with_defaults() {
+        let config = Config::from_toml_str(&source_toml("")).unwrap();
+        let source = &config.sources[0];
+        assert_eq!(source.destination.max_in_flight, 16);
+        assert_eq!(source.destination.retry.max_attempts, 8);
+        assert_eq!(source.id_from, FieldSource::Auto);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_name() {
+        let err = Config::from_toml_str("[worker]\nconcurency = 3\n").unwrap_err();
+        assert!(err.to_string().contains("concurency"), "{err}");
+        let err = Config::from_toml_str(&source_toml("colour = \"red\"")).unwrap_err();
+        assert!(err.to_string().contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let err = Config::from_toml_str("[worker]\nconcurrency = \"many\"\n").unwrap_err();
+        assert!(err.to_string().contains("worker.concurrency"), "{err}");
+        let err = Config::from_toml_str("[server]\nheader_read_timeout = \"soon\"\n").unwrap_err();
+        assert!(
+            err.to_string().contains("server.header_read_timeout"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn claim_idle_must_exceed_destination_timeout() {
+        let toml = format!("[worker]\nclaim_idle = \"5s\"\n{}", source_toml(""));
+        let err = Config::from_toml_str(&toml).unwrap_err();
+        assert!(err.to_string().contains("worker.claim_idle"), "{err}");
+    }
+
+    #[test]
+    fn non_loopback_admin_requires_token() {
+        let err = Config::from_toml_str("[admin]\nlisten = \"0.0.0.0:8081\"\n").unwrap_err();
+        assert!(err.to_string().contains("admin.token"), "{err}");
+        Config::from_toml_str("[admin]\nlisten = \"0.0.0.0:8081\"\ntoken = \"t\"\n").unwrap();
+    }
+
+    #[test]
+    fn verify_scheme_is_mandatory_and_checked() {
+        let toml = source_toml("").replace("scheme = \"github\"", "scheme = \"gitbub\"");
+        let err = Config::from_toml_str(&toml).unwrap_err();
+        assert!(err.to_string().contains("sources"), "{err}");
+        let toml = r#"
+[[sources]]
+name = "x"
+verify = { scheme = "none" }
+[sources.destination]
+url = "http://127.0.0.1:1/"
+"#;
+        Config::from_toml_str(toml).unwrap();
+    }
+
+    #[test]
+    fn duplicate_and_invalid_source_names_are_rejected() {
+        let twice = format!("{}{}", source_toml(""), source_toml(""));
+        let err = Config::from_toml_str(&twice).unwrap_err();
+        assert!(err.to_string().contains("sources[1].name"), "{err}");
+        let bad = source_toml("").replace("name = \"gh\"", "name = \"a/b\"");
+        let err = Config::from_toml_str(&bad).unwrap_err();
+        assert!(err.to_string().contains("sources[0].name"), "{err}");
+    }
+
+    #[test]
+    fn redacted_toml_hides_secrets() {
+        let config = Config::from_toml_str(&source_toml("")).unwrap();
+        let text = config.to_redacted_toml().unwrap();
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(text.contains("[redacted]"), "{text}");
+        assert!(!format!("{config:?}").contains("s3cret"));
+    }
+}

@@ -1,0 +1,655 @@
+//! The delivery pipeline: per source a reader that takes from the stream
+//! only what it can start now, a bounded worker pool, retries parked in
+//! Redis (never slept on in a worker), dead-lettering, and crash recovery
+//! through XAUTOCLAIM.
+
+mod backoff;
+mod rate;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+pub use backoff::{backoff_delay, parse_retry_after};
+use rate::RateLimiter;
+
+use crate::queue::{Envelope, QueueError, decode_headers, history_line};
+use crate::telemetry::DeliveryOutcome;
+use crate::{App, Source, unix_ms};
+
+/// Most entries one read or claim asks for; bounds a burst's memory.
+const MAX_BATCH: usize = 128;
+/// Most retries moved back per promote call.
+const PROMOTE_BATCH: usize = 512;
+/// The promoter also looks for retries scheduled by other processes.
+const PROMOTE_POLL: Duration = Duration::from_secs(1);
+/// Bytes of a failed response kept as the error text.
+const ERROR_SNIPPET: usize = 512;
+
+type HttpsClient = HyperClient<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("destination url {url:?} is invalid: {reason}")]
+    BadUrl { url: String, reason: String },
+}
+
+pub fn validate_destination_url(url: &str) -> Result<Uri, DeliveryError> {
+    let bad = |reason: &str| DeliveryError::BadUrl {
+        url: url.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let uri: Uri = url.parse().map_err(|_| bad("not a URL"))?;
+    match uri.scheme_str() {
+        Some("http") | Some("https") => {}
+        _ => return Err(bad("scheme must be http or https")),
+    }
+    if uri.authority().is_none() {
+        return Err(bad("host is missing"));
+    }
+    Ok(uri)
+}
+
+/// Headers a proxy must not forward (RFC 9110 §7.6.1) plus those hyper
+/// computes for the outgoing request.
+const NOT_FORWARDED: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "host",
+    "content-length",
+    "expect",
+];
+
+static WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
+static WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
+static WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
+static X_HOOKD_SOURCE: HeaderName = HeaderName::from_static("x-hookd-source");
+static X_HOOKD_EVENT_TYPE: HeaderName = HeaderName::from_static("x-hookd-event-type");
+static X_HOOKD_ATTEMPT: HeaderName = HeaderName::from_static("x-hookd-attempt");
+
+/// What one attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    Delivered { status: u16 },
+    /// Worth trying again: 408, 425, 429, 5xx, 1xx/3xx, timeouts, connection errors.
+    Failed {
+        status: Option<u16>,
+        error: String,
+        retry_after: Option<Duration>,
+    },
+    /// The destination refused the event itself (other 4xx).
+    Rejected { status: u16, error: String },
+}
+
+pub fn classify(status: StatusCode) -> AttemptClass {
+    match status.as_u16() {
+        200..=299 => AttemptClass::Delivered,
+        408 | 425 | 429 => AttemptClass::Retry,
+        400..=499 => AttemptClass::Reject,
+        _ => AttemptClass::Retry,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptClass {
+    Delivered,
+    Retry,
+    Reject,
+}
+
+/// Per-source delivery state.
+struct Lane {
+    source: Arc<Source>,
+    uri: Uri,
+    in_flight: Arc<Semaphore>,
+    signing_key: Option<ring::hmac::Key>,
+}
+
+/// A delivery's right to run: one global worker slot and one slot of its
+/// destination. Dropping it frees both.
+struct Permits {
+    _worker: OwnedSemaphorePermit,
+    _destination: OwnedSemaphorePermit,
+}
+
+pub struct Pipeline {
+    app: Arc<App>,
+    consumer: String,
+    readers: TaskTracker,
+}
+
+impl Pipeline {
+    pub fn start(
+        app: Arc<App>,
+        token: CancellationToken,
+        deliveries: TaskTracker,
+    ) -> Result<Self, DeliveryError> {
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let client: HttpsClient = HyperClient::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        let consumer = consumer_name();
+        info!(consumer = %consumer, "delivery pipeline starting");
+        let promoted = Arc::new(Notify::new());
+        let readers = TaskTracker::new();
+        for source in app.sources.values() {
+            let destination = &source.config.destination;
+            let uri = validate_destination_url(&destination.url)?;
+            let signing_key = (!destination.signing_secret.is_empty())
+                .then(|| signing_key(destination.signing_secret.expose()));
+            let lane = Arc::new(Lane {
+                source: source.clone(),
+                uri,
+                in_flight: Arc::new(Semaphore::new(destination.max_in_flight)),
+                signing_key,
+            });
+            let reader = Reader {
+                app: app.clone(),
+                lane,
+                client: client.clone(),
+                consumer: consumer.clone(),
+                token: token.clone(),
+                deliveries: deliveries.clone(),
+                promoted: promoted.clone(),
+            };
+            readers.spawn(reader.run());
+        }
+        readers.spawn(promoter(app.clone(), token, promoted));
+        readers.close();
+        Ok(Self {
+            app,
+            consumer,
+            readers,
+        })
+    }
+
+    /// Resolves once every reader and the promoter have stopped.
+    pub async fn stopped(&self) {
+        self.readers.wait().await;
+    }
+
+    /// Deletes this process' consumer from each group if it holds nothing.
+    pub async fn release_consumers(&self) {
+        for source in self.app.sources.values() {
+            self.app
+                .queue
+                .remove_idle_consumer(&source.keys, &self.consumer)
+                .await;
+        }
+    }
+}
+
+fn consumer_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    format!("{host}-{}-{:x}", std::process::id(), unix_ms())
+}
+
+/// `whsec_<base64>` per Standard Webhooks; anything else is used as raw key
+/// bytes.
+fn signing_key(secret: &str) -> ring::hmac::Key {
+    crate::verify::standard_webhooks_key(0, secret)
+        .unwrap_or_else(|_| ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes()))
+}
+
+struct Reader {
+    app: Arc<App>,
+    lane: Arc<Lane>,
+    client: HttpsClient,
+    consumer: String,
+    token: CancellationToken,
+    deliveries: TaskTracker,
+    promoted: Arc<Notify>,
+}
+
+impl Reader {
+    async fn run(self) {
+        let keys = &self.lane.source.keys;
+        let config = &self.app.config.worker;
+        let blocking = self.app.queue.dedicated_client().await;
+        let mut rate = RateLimiter::new(self.lane.source.config.destination.rate_per_sec);
+        let mut group_ready = false;
+        let mut claim_cursor = String::from("0-0");
+        // Claim right away: a previous process may have died holding entries.
+        let mut next_claim = Instant::now();
+        while !self.token.is_cancelled() {
+            if !group_ready {
+                match self.app.queue.ensure_group(keys).await {
+                    Ok(()) => group_ready = true,
+                    Err(e) => {
+                        debug!(source = %keys.source, error = %e, "cannot create consumer group yet");
+                        self.pause(Duration::from_millis(500)).await;
+                        continue;
+                    }
+                }
+            }
+            let Some(mut permits) = self.acquire_batch().await else {
+                break;
+            };
+            let Some(allowed) = rate.acquire(permits.len(), &self.token).await else {
+                break;
+            };
+            permits.truncate(allowed);
+
+            let claiming = Instant::now() >= next_claim;
+            let batch = if claiming {
+                self.claim(&mut claim_cursor, permits.len()).await.map(|b| {
+                    if claim_cursor == "0-0" {
+                        next_claim = Instant::now() + config.claim_interval;
+                    }
+                    b
+                })
+            } else {
+                self.app
+                    .queue
+                    .read(&blocking, keys, &self.consumer, permits.len())
+                    .await
+            };
+            let entries = match batch {
+                Ok(entries) => entries,
+                Err(e) => {
+                    if e.is_no_group() {
+                        warn!(source = %keys.source, "consumer group missing (redis restarted empty?): recreating");
+                        group_ready = false;
+                    } else {
+                        debug!(source = %keys.source, error = %e, "reading the stream failed");
+                        self.pause(Duration::from_millis(500)).await;
+                    }
+                    rate.refund(permits.len());
+                    continue;
+                }
+            };
+            rate.refund(permits.len().saturating_sub(entries.len()));
+            for (envelope, permit) in entries.into_iter().zip(permits.drain(..)) {
+                let job = Job {
+                    app: self.app.clone(),
+                    lane: self.lane.clone(),
+                    client: self.client.clone(),
+                    promoted: self.promoted.clone(),
+                };
+                self.deliveries.spawn(job.run(envelope, permit));
+            }
+        }
+        debug!(source = %keys.source, "reader stopped");
+    }
+
+    async fn pause(&self, duration: Duration) {
+        tokio::select! {
+            _ = self.token.cancelled() => {}
+            _ = tokio::time::sleep(duration) => {}
+        }
+    }
+
+    /// Waits for at least one free slot (destination, then worker), then
+    /// takes whatever more is free right now, up to MAX_BATCH. None on
+    /// shutdown.
+    async fn acquire_batch(&self) -> Option<Vec<Permits>> {
+        let destination = self.lane.in_flight.clone();
+        let workers = self.app.workers.clone();
+        let first_destination = tokio::select! {
+            _ = self.token.cancelled() => return None,
+            p = destination.clone().acquire_owned() => p.ok()?,
+        };
+        let first_worker = tokio::select! {
+            _ = self.token.cancelled() => return None,
+            p = workers.clone().acquire_owned() => p.ok()?,
+        };
+        let mut permits = vec![Permits {
+            _worker: first_worker,
+            _destination: first_destination,
+        }];
+        while permits.len() < MAX_BATCH {
+            let Ok(d) = destination.clone().try_acquire_owned() else {
+                break;
+            };
+            let Ok(w) = workers.clone().try_acquire_owned() else {
+                break;
+            };
+            permits.push(Permits {
+                _worker: w,
+                _destination: d,
+            });
+        }
+        Some(permits)
+    }
+
+    /// One XAUTOCLAIM step. Entries handed out more than
+    /// `worker.max_deliveries` times are crash-looping and go to the DLQ.
+    async fn claim(&self, cursor: &mut String, count: usize) -> Result<Vec<Envelope>, QueueError> {
+        let keys = &self.lane.source.keys;
+        let config = &self.app.config.worker;
+        let (next, claimed, deleted) = self
+            .app
+            .queue
+            .claim(keys, &self.consumer, config.claim_idle, cursor, count)
+            .await?;
+        *cursor = next;
+        if deleted > 0 {
+            debug!(source = %keys.source, deleted, "pending ids of deleted entries dropped");
+        }
+        let mut ready = Vec::with_capacity(claimed.len());
+        for (envelope, deliveries) in claimed {
+            self.lane.source.metrics.claimed.increment(1);
+            if deliveries > config.max_deliveries {
+                warn!(
+                    source = %keys.source,
+                    event_id = %envelope.event_id,
+                    deliveries,
+                    "entry keeps crashing its consumers: dead-lettering"
+                );
+                let history = history_line(
+                    envelope.attempts + 1,
+                    unix_ms(),
+                    None,
+                    "handed out more than worker.max_deliveries times",
+                );
+                self.app
+                    .queue
+                    .dead_letter(
+                        keys,
+                        &envelope.entry_id,
+                        "max_deliveries",
+                        None,
+                        "handed out more than worker.max_deliveries times",
+                        &history,
+                        false,
+                    )
+                    .await?;
+                self.lane.source.metrics.delivery(DeliveryOutcome::Dead);
+                continue;
+            }
+            info!(source = %keys.source, event_id = %envelope.event_id, deliveries, "claimed an abandoned entry");
+            ready.push(envelope);
+        }
+        Ok(ready)
+    }
+}
+
+/// Moves due retries back into their streams; wakes at the earliest due
+/// time it knows of, when this process schedules a retry, and at least every
+/// PROMOTE_POLL for retries other processes scheduled.
+async fn promoter(app: Arc<App>, token: CancellationToken, scheduled: Arc<Notify>) {
+    loop {
+        let mut wait = PROMOTE_POLL;
+        for source in app.sources.values() {
+            match app.queue.promote(&source.keys, PROMOTE_BATCH).await {
+                Ok((moved, next)) => {
+                    if moved as usize >= PROMOTE_BATCH {
+                        wait = Duration::ZERO;
+                    } else if let Some(next) = next {
+                        wait = wait.min(next);
+                    }
+                    if moved > 0 {
+                        debug!(source = %source.keys.source, moved, "retries due again");
+                    }
+                }
+                Err(e) => debug!(source = %source.keys.source, error = %e, "promote failed"),
+            }
+        }
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+            _ = scheduled.notified() => {}
+        }
+    }
+}
+
+struct Job {
+    app: Arc<App>,
+    lane: Arc<Lane>,
+    client: HttpsClient,
+    promoted: Arc<Notify>,
+}
+
+impl Job {
+    async fn run(self, envelope: Envelope, permits: Permits) {
+        let attempt = envelope.attempts + 1;
+        let span = info_span!(
+            "delivery",
+            source = %self.lane.source.config.name,
+            event_id = %envelope.event_id,
+            entry_id = %envelope.entry_id,
+            attempt,
+        );
+        async {
+            let metrics = &self.lane.source.metrics;
+            let started = Instant::now();
+            let result = self.attempt(&envelope, attempt).await;
+            metrics
+                .delivery_duration
+                .record(started.elapsed().as_secs_f64());
+            if let Err(e) = self.settle(&envelope, attempt, result).await {
+                // The entry stays pending and is claimed again after
+                // claim_idle: at-least-once, never lost.
+                warn!(error = %e, "could not record the delivery outcome; the entry will be retried");
+            }
+        }
+        .instrument(span)
+        .await;
+        drop(permits);
+    }
+
+    async fn attempt(&self, envelope: &Envelope, attempt: u32) -> Attempt {
+        let destination = &self.lane.source.config.destination;
+        let request = match self.build_request(envelope, attempt) {
+            Ok(r) => r,
+            Err(e) => {
+                return Attempt::Failed {
+                    status: None,
+                    error: format!("cannot build request: {e}"),
+                    retry_after: None,
+                };
+            }
+        };
+        let exchange = async {
+            let response = self.client.request(request).await?;
+            let status = response.status();
+            let retry_after = response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
+            // Read (a bounded part of) the body so the connection can be
+            // reused and a failure has its explanation.
+            let body = Limited::new(response.into_body(), ERROR_SNIPPET * 8)
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            Ok::<_, hyper_util::client::legacy::Error>((status, retry_after, body))
+        };
+        match tokio::time::timeout(destination.timeout, exchange).await {
+            Err(_) => Attempt::Failed {
+                status: None,
+                error: format!("timed out after {:?}", destination.timeout),
+                retry_after: None,
+            },
+            Ok(Err(e)) => Attempt::Failed {
+                status: None,
+                error: format!("request failed: {}", error_chain(&e)),
+                retry_after: None,
+            },
+            Ok(Ok((status, retry_after, body))) => {
+                let snippet = || {
+                    let end = body.len().min(ERROR_SNIPPET);
+                    String::from_utf8_lossy(&body[..end]).into_owned()
+                };
+                match classify(status) {
+                    AttemptClass::Delivered => Attempt::Delivered {
+                        status: status.as_u16(),
+                    },
+                    AttemptClass::Retry => Attempt::Failed {
+                        status: Some(status.as_u16()),
+                        error: snippet(),
+                        retry_after,
+                    },
+                    AttemptClass::Reject => Attempt::Rejected {
+                        status: status.as_u16(),
+                        error: snippet(),
+                    },
+                }
+            }
+        }
+    }
+
+    fn build_request(&self, envelope: &Envelope, attempt: u32) -> Result<Request<Full<Bytes>>, http::Error> {
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(self.lane.uri.clone())
+            .body(Full::new(envelope.body.clone()))?;
+        let headers = request.headers_mut();
+        for (name, value) in decode_headers(&envelope.headers) {
+            let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name),
+                HeaderValue::from_bytes(value),
+            ) else {
+                continue;
+            };
+            if NOT_FORWARDED.contains(&name.as_str()) {
+                continue;
+            }
+            headers.append(name, value);
+        }
+        if let Some(ct) = envelope.content_type.as_ref()
+            && let Ok(value) = HeaderValue::from_maybe_shared(ct.clone())
+        {
+            headers.insert(CONTENT_TYPE, value);
+        }
+        let text = |s: &str| HeaderValue::from_str(s);
+        headers.insert(WEBHOOK_ID.clone(), text(&envelope.event_id)?);
+        headers.insert(
+            X_HOOKD_SOURCE.clone(),
+            text(&self.lane.source.config.name)?,
+        );
+        headers.insert(X_HOOKD_EVENT_TYPE.clone(), text(&envelope.event_type)?);
+        headers.insert(X_HOOKD_ATTEMPT.clone(), HeaderValue::from(attempt));
+        if let Some(key) = &self.lane.signing_key {
+            let ts = crate::unix_secs().to_string();
+            let mut ctx = ring::hmac::Context::with_key(key);
+            ctx.update(envelope.event_id.as_bytes());
+            ctx.update(b".");
+            ctx.update(ts.as_bytes());
+            ctx.update(b".");
+            ctx.update(&envelope.body);
+            use base64::Engine;
+            let signature = format!(
+                "v1,{}",
+                base64::engine::general_purpose::STANDARD.encode(ctx.sign().as_ref())
+            );
+            headers.insert(WEBHOOK_TIMESTAMP.clone(), text(&ts)?);
+            headers.insert(WEBHOOK_SIGNATURE.clone(), text(&signature)?);
+        }
+        Ok(request)
+    }
+
+    /// Records the outcome in Redis with one atomic script.
+    async fn settle(&self, envelope: &Envelope, attempt: u32, result: Attempt) -> Result<(), QueueError> {
+        let queue = &self.app.queue;
+        let source = &self.lane.source;
+        let keys = &source.keys;
+        let retry = &source.config.destination.retry;
+        let now = unix_ms();
+        match result {
+            Attempt::Delivered { status } => {
+                queue.ack(keys, &[envelope.entry_id.as_str()]).await?;
+                source.metrics.delivery(DeliveryOutcome::Success);
+                source
+                    .metrics
+                    .end_to_end
+                    .record(now.saturating_sub(envelope.received_ms) as f64 / 1000.0);
+                debug!(status, "delivered");
+            }
+            Attempt::Failed {
+                status,
+                error,
+                retry_after,
+            } => {
+                let history = history_line(attempt, now, status, &error);
+                if attempt >= retry.max_attempts {
+                    warn!(?status, error = %error, "giving up after destination.retry.max_attempts");
+                    queue
+                        .dead_letter(keys, &envelope.entry_id, "max_attempts", status, &error, &history, true)
+                        .await?;
+                    source.metrics.delivery(DeliveryOutcome::Dead);
+                } else {
+                    let delay = backoff_delay(retry, attempt, retry_after, rand::random::<f64>());
+                    debug!(?status, error = %error, ?delay, "will retry");
+                    queue
+                        .schedule_retry(keys, &envelope.entry_id, delay, &history)
+                        .await?;
+                    source.metrics.delivery(DeliveryOutcome::Retry);
+                    self.promoted.notify_one();
+                }
+            }
+            Attempt::Rejected { status, error } => {
+                warn!(status, error = %error, "destination rejected the event: dead-lettering");
+                let history = history_line(attempt, now, Some(status), &error);
+                queue
+                    .dead_letter(keys, &envelope.entry_id, "rejected", Some(status), &error, &history, true)
+                    .await?;
+                source.metrics.delivery(DeliveryOutcome::Dead);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcome_classes_follow_the_design() {
+        for code in [200, 201, 204, 299] {
+            assert_eq!(classify(StatusCode::from_u16(code).unwrap()), AttemptClass::Delivered);
+        }
+        for code in [408, 425, 429, 500, 502, 503, 504, 599] {
+            assert_eq!(classify(StatusCode::from_u16(code).unwrap()), AttemptClass::Retry);
+        }
+        for code in [400, 401, 403, 404, 409, 410, 413, 422] {
+            assert_eq!(classify(StatusCode::from_u16(code).unwrap()), AttemptClass::Reject);
+        }
+    }
+
+    #[test]
+    fn destination_urls_are_checked() {
+        assert!(validate_destination_url("http://127.0.0.1:3000/x").is_ok());
+        assert!(validate_destination_url("https://example.com").is_ok());
+        assert!(validate_destination_url("ftp://example.com").is_err());
+        assert!(validate_destination_url("/relative").is_err());
+    }
+}

@@ -1,0 +1,309 @@
+//! Event id and event type extraction (`id_from`, `event_type_from`).
+
+use std::borrow::Cow;
+use std::fmt;
+use std::str::FromStr;
+
+use http::HeaderMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::config::VerifyConfig;
+
+/// Longest event id accepted; ids become Redis key suffixes and headers.
+pub const MAX_EVENT_ID_LEN: usize = 256;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum FieldSource {
+    /// The provider's documented location (see [`auto_id`], [`auto_type`]).
+    #[default]
+    Auto,
+    Header(http::HeaderName),
+    /// RFC 6901 JSON pointer into the body.
+    Json(String),
+    /// Hex SHA-256 of the raw body: identical bodies are duplicates.
+    BodySha256,
+}
+
+impl FromStr for FieldSource {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "auto" {
+            return Ok(Self::Auto);
+        }
+        if s == "body-sha256" {
+            return Ok(Self::BodySha256);
+        }
+        if let Some(name) = s.strip_prefix("header:") {
+            return http::HeaderName::from_bytes(name.as_bytes())
+                .map(Self::Header)
+                .map_err(|_| format!("{name:?} is not a valid header name"));
+        }
+        if let Some(pointer) = s.strip_prefix("json:") {
+            if !pointer.starts_with('/') {
+                return Err(format!("JSON pointer {pointer:?} must start with '/'"));
+            }
+            return Ok(Self::Json(pointer.to_owned()));
+        }
+        Err(format!(
+            "{s:?} is not one of auto, header:NAME, json:/pointer, body-sha256"
+        ))
+    }
+}
+
+impl fmt::Display for FieldSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Auto => f.write_str("auto"),
+            Self::Header(name) => write!(f, "header:{name}"),
+            Self::Json(pointer) => write!(f, "json:{pointer}"),
+            Self::BodySha256 => f.write_str("body-sha256"),
+        }
+    }
+}
+
+impl Serialize for FieldSource {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for FieldSource {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ExtractError {
+    #[error("event id not found ({0})")]
+    IdMissing(String),
+    #[error("event id is longer than {MAX_EVENT_ID_LEN} bytes or has control characters")]
+    IdInvalid,
+}
+
+/// A body parsed as JSON at most once, and only if some rule needs it.
+pub struct Body<'a> {
+    raw: &'a [u8],
+    json: Option<Option<serde_json::Value>>,
+}
+
+impl<'a> Body<'a> {
+    pub fn new(raw: &'a [u8]) -> Self {
+        Self { raw, json: None }
+    }
+
+    fn json(&mut self) -> Option<&serde_json::Value> {
+        self.json
+            .get_or_insert_with(|| serde_json::from_slice(self.raw).ok())
+            .as_ref()
+    }
+
+    fn pointer(&mut self, pointer: &str) -> Option<String> {
+        match self.json()?.pointer(pointer)? {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    }
+}
+
+fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+}
+
+fn body_sha256(raw: &[u8]) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, raw))
+}
+
+/// The provider's own idempotency key, per scheme, as documented by each
+/// provider; `None` when the request does not carry it.
+fn auto_id(scheme: &VerifyConfig, headers: &HeaderMap, body: &mut Body) -> Option<String> {
+    let from_header = |name| header(headers, name);
+    match scheme {
+        VerifyConfig::StandardWebhooks { .. } => {
+            from_header("webhook-id").or_else(|| from_header("svix-id"))
+        }
+        VerifyConfig::Stripe { .. } => body.pointer("/id"),
+        VerifyConfig::Github { .. } => from_header("x-github-delivery"),
+        VerifyConfig::Shopify { .. } => {
+            from_header("x-shopify-webhook-id").or_else(|| from_header("x-shopify-event-id"))
+        }
+        VerifyConfig::Slack { .. } => body.pointer("/event_id"),
+        VerifyConfig::Twilio { .. } => from_header("i-twilio-idempotency-token"),
+        VerifyConfig::Gitlab { .. } => {
+            from_header("idempotency-key").or_else(|| from_header("x-gitlab-event-uuid"))
+        }
+        VerifyConfig::Paddle { .. } => body.pointer("/event_id"),
+        VerifyConfig::Square { .. } => body.pointer("/event_id"),
+        VerifyConfig::Hmac { .. } | VerifyConfig::None => from_header("webhook-id")
+            .or_else(|| from_header("idempotency-key"))
+            .or_else(|| from_header("x-request-id")),
+    }
+}
+
+fn auto_type(scheme: &VerifyConfig, headers: &HeaderMap, body: &mut Body) -> Option<String> {
+    match scheme {
+        VerifyConfig::StandardWebhooks { .. }
+        | VerifyConfig::Stripe { .. }
+        | VerifyConfig::Square { .. } => body.pointer("/type"),
+        VerifyConfig::Github { .. } => header(headers, "x-github-event"),
+        VerifyConfig::Shopify { .. } => header(headers, "x-shopify-topic"),
+        VerifyConfig::Slack { .. } => body.pointer("/event/type").or_else(|| body.pointer("/type")),
+        VerifyConfig::Gitlab { .. } => header(headers, "x-gitlab-event"),
+        VerifyConfig::Paddle { .. } => body.pointer("/event_type"),
+        VerifyConfig::Twilio { .. } | VerifyConfig::Hmac { .. } | VerifyConfig::None => {
+            body.pointer("/type")
+        }
+    }
+}
+
+/// Event id per `id_from`. With `auto`, a request without the provider's id
+/// falls back to the body hash so retries of the same payload still dedupe;
+/// an explicit rule that finds nothing is an error (the operator asked for it).
+pub fn event_id(
+    rule: &FieldSource,
+    scheme: &VerifyConfig,
+    headers: &HeaderMap,
+    body: &mut Body,
+) -> Result<String, ExtractError> {
+    let id = match rule {
+        FieldSource::Auto => {
+            auto_id(scheme, headers, body).unwrap_or_else(|| body_sha256(body.raw))
+        }
+        FieldSource::BodySha256 => body_sha256(body.raw),
+        FieldSource::Header(name) => header(headers, name.as_str())
+            .ok_or_else(|| ExtractError::IdMissing(format!("header {name}")))?,
+        FieldSource::Json(pointer) => body
+            .pointer(pointer)
+            .ok_or_else(|| ExtractError::IdMissing(format!("json {pointer}")))?,
+    };
+    if id.is_empty() || id.len() > MAX_EVENT_ID_LEN || id.chars().any(char::is_control) {
+        return Err(ExtractError::IdInvalid);
+    }
+    Ok(id)
+}
+
+/// Event type per `event_type_from`; empty when unknown (types are labels,
+/// not a reason to refuse a webhook).
+pub fn event_type<'b>(
+    rule: &FieldSource,
+    scheme: &VerifyConfig,
+    headers: &HeaderMap,
+    body: &mut Body,
+) -> Cow<'b, str> {
+    let found = match rule {
+        FieldSource::Auto => auto_type(scheme, headers, body),
+        FieldSource::Header(name) => header(headers, name.as_str()),
+        FieldSource::Json(pointer) => body.pointer(pointer),
+        FieldSource::BodySha256 => None,
+    };
+    match found {
+        Some(t) if t.len() <= MAX_EVENT_ID_LEN && !t.chars().any(char::is_control) => {
+            Cow::Owned(t)
+        }
+        _ => Cow::Borrowed(""),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stripe() -> VerifyConfig {
+        VerifyConfig::Stripe {
+            secrets: vec![],
+            tolerance: std::time::Duration::from_secs(300),
+        }
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.insert(*k, http::HeaderValue::from_static(v));
+        }
+        map
+    }
+
+    #[test]
+    fn field_source_round_trips() {
+        for s in ["auto", "header:x-id", "json:/data/id", "body-sha256"] {
+            assert_eq!(s.parse::<FieldSource>().unwrap().to_string(), s);
+        }
+        assert!("json:data".parse::<FieldSource>().is_err());
+        assert!("header:bad header".parse::<FieldSource>().is_err());
+        assert!("whatever".parse::<FieldSource>().is_err());
+    }
+
+    #[test]
+    fn stripe_auto_uses_event_id_and_type() {
+        let raw = br#"{"id":"evt_1","type":"charge.succeeded"}"#;
+        let mut body = Body::new(raw);
+        let h = HeaderMap::new();
+        assert_eq!(
+            event_id(&FieldSource::Auto, &stripe(), &h, &mut body).unwrap(),
+            "evt_1"
+        );
+        assert_eq!(
+            event_type(&FieldSource::Auto, &stripe(), &h, &mut body),
+            "charge.succeeded"
+        );
+    }
+
+    #[test]
+    fn auto_falls_back_to_body_hash() {
+        let mut body = Body::new(b"not json");
+        let id = event_id(&FieldSource::Auto, &stripe(), &HeaderMap::new(), &mut body).unwrap();
+        assert_eq!(id, body_sha256(b"not json"));
+        assert_eq!(id.len(), 64);
+    }
+
+    #[test]
+    fn explicit_rules_must_find_the_id() {
+        let mut body = Body::new(br#"{"data":{"id":42}}"#);
+        let h = headers(&[("x-id", "abc")]);
+        let json = FieldSource::Json("/data/id".into());
+        assert_eq!(event_id(&json, &stripe(), &h, &mut body).unwrap(), "42");
+        let header_rule: FieldSource = "header:x-id".parse().unwrap();
+        assert_eq!(event_id(&header_rule, &stripe(), &h, &mut body).unwrap(), "abc");
+        let missing: FieldSource = "header:x-other".parse().unwrap();
+        assert!(matches!(
+            event_id(&missing, &stripe(), &h, &mut body),
+            Err(ExtractError::IdMissing(_))
+        ));
+    }
+
+    #[test]
+    fn ids_with_control_characters_or_too_long_are_rejected() {
+        let long = format!(r#"{{"id":"{}"}}"#, "a".repeat(MAX_EVENT_ID_LEN + 1));
+        let mut body = Body::new(long.as_bytes());
+        assert_eq!(
+            event_id(&FieldSource::Auto, &stripe(), &HeaderMap::new(), &mut body),
+            Err(ExtractError::IdInvalid)
+        );
+        let mut body = Body::new(br#"{"id":"a\u0001b"}"#);
+        assert_eq!(
+            event_id(&FieldSource::Auto, &stripe(), &HeaderMap::new(), &mut body),
+            Err(ExtractError::IdInvalid)
+        );
+    }
+
+    #[test]
+    fn github_auto_uses_headers() {
+        let scheme = VerifyConfig::Github {
+            secrets: vec![],
+            allow_sha1: false,
+        };
+        let h = headers(&[("x-github-delivery", "d-1"), ("x-github-event", "push")]);
+        let mut body = Body::new(b"{}");
+        assert_eq!(event_id(&FieldSource::Auto, &scheme, &h, &mut body).unwrap(), "d-1");
+        assert_eq!(event_type(&FieldSource::Auto, &scheme, &h, &mut body), "push");
+    }
+}

@@ -1,0 +1,266 @@
+//! hookd: verified, de-duplicated, durable webhook ingest into Redis
+//! Streams, and reliable delivery to the user's services.
+//!
+//! [`run`] is the whole daemon; `main.rs` only parses the command line,
+//! binds the listeners and turns signals into a cancellation.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod delivery;
+pub mod extract;
+pub mod http;
+pub mod queue;
+pub mod telemetry;
+pub mod verify;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::config::{Config, SourceConfig};
+use crate::queue::{Queue, QueueError, SourceKeys};
+use crate::telemetry::SourceMetrics;
+use crate::verify::Verifier;
+
+/// Sockets the daemon serves on; bound by the caller so tests can use port 0.
+pub struct Listeners {
+    pub public: TcpListener,
+    pub admin: TcpListener,
+}
+
+impl Listeners {
+    pub async fn bind(config: &Config) -> std::io::Result<Self> {
+        Ok(Self {
+            public: TcpListener::bind(config.server.listen).await?,
+            admin: TcpListener::bind(config.admin.listen).await?,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("invalid configuration for source {source_name}: {source}")]
+    Source {
+        source_name: String,
+        #[source]
+        source: verify::KeyError,
+    },
+    #[error("cannot set up redis: {0}")]
+    Redis(#[from] QueueError),
+    #[error("cannot set up the delivery client: {0}")]
+    Delivery(#[from] delivery::DeliveryError),
+    #[error("cannot read listener address: {0}")]
+    Listener(#[from] std::io::Error),
+}
+
+/// A configured source with everything derived from its config once.
+pub struct Source {
+    pub config: SourceConfig,
+    pub verifier: Verifier,
+    pub keys: SourceKeys,
+    pub metrics: SourceMetrics,
+}
+
+/// Process-wide flags read by health checks and the ingest path.
+#[derive(Default)]
+pub struct Status {
+    draining: AtomicBool,
+    redis_up: AtomicBool,
+}
+
+impl Status {
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    pub fn redis_up(&self) -> bool {
+        self.redis_up.load(Ordering::Relaxed)
+    }
+
+    pub fn ready(&self) -> bool {
+        self.redis_up() && !self.draining()
+    }
+}
+
+/// State shared by the HTTP handlers and the delivery pipeline.
+pub struct App {
+    pub config: Config,
+    pub queue: Queue,
+    pub sources: HashMap<String, Arc<Source>>,
+    pub status: Status,
+    pub metrics: PrometheusHandle,
+    /// Global delivery concurrency (`worker.concurrency`).
+    pub workers: Arc<Semaphore>,
+}
+
+impl App {
+    /// Builds the shared state; connects to Redis in the background.
+    pub fn new(config: Config) -> Result<Arc<Self>, RunError> {
+        let metrics = telemetry::install();
+        let queue = Queue::connect(config.redis.url.expose(), config.redis.pool_size)?;
+        let mut sources = HashMap::new();
+        for source in &config.sources {
+            let verifier =
+                Verifier::from_config(&source.verify).map_err(|source_err| RunError::Source {
+                    source_name: source.name.clone(),
+                    source: source_err,
+                })?;
+            sources.insert(
+                source.name.clone(),
+                Arc::new(Source {
+                    config: source.clone(),
+                    verifier,
+                    keys: SourceKeys::new(&config.redis.key_prefix, &source.name),
+                    metrics: SourceMetrics::new(&source.name),
+                }),
+            );
+        }
+        metrics::gauge!(telemetry::WORKERS_MAX).set(config.worker.concurrency as f64);
+        Ok(Arc::new(Self {
+            workers: Arc::new(Semaphore::new(config.worker.concurrency)),
+            config,
+            queue,
+            sources,
+            status: Status::default(),
+            metrics,
+        }))
+    }
+
+    pub fn workers_busy(&self) -> usize {
+        self.config
+            .worker
+            .concurrency
+            .saturating_sub(self.workers.available_permits())
+    }
+}
+
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+pub fn unix_secs() -> i64 {
+    (unix_ms() / 1000) as i64
+}
+
+/// Runs the daemon until `shutdown` is cancelled, then drains in the order
+/// fixed by the design: not ready → drain_delay → stop accepting → finish
+/// in-flight requests → stop reading streams → finish in-flight deliveries,
+/// all bounded by `shutdown.timeout`.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    let app = App::new(config)?;
+    let public_addr = listeners.public.local_addr()?;
+    let admin_addr = listeners.admin.local_addr()?;
+
+    let http_token = CancellationToken::new();
+    let pipeline_token = CancellationToken::new();
+    let background_token = CancellationToken::new();
+    let servers = TaskTracker::new();
+    servers.spawn(http::serve(
+        listeners.public,
+        app.clone(),
+        http::Listener::Public,
+        http_token.clone(),
+    ));
+    servers.spawn(http::serve(
+        listeners.admin,
+        app.clone(),
+        http::Listener::Admin,
+        http_token.clone(),
+    ));
+    servers.close();
+    info!(addr = %public_addr, "public listener bound");
+    info!(addr = %admin_addr, "admin listener bound");
+
+    let background = TaskTracker::new();
+    background.spawn(monitor(app.clone(), background_token.clone()));
+    background.close();
+
+    let deliveries = TaskTracker::new();
+    let pipeline = delivery::Pipeline::start(app.clone(), pipeline_token.clone(), deliveries.clone())?;
+
+    info!(
+        sources = app.sources.len(),
+        version = env!("CARGO_PKG_VERSION"),
+        "hookd started"
+    );
+    shutdown.cancelled().await;
+
+    info!("shutdown requested: readiness now fails");
+    app.status.draining.store(true, Ordering::Relaxed);
+    tokio::time::sleep(app.config.shutdown.drain_delay).await;
+    let deadline = tokio::time::Instant::now() + app.config.shutdown.timeout;
+
+    info!("closing listeners, finishing in-flight requests");
+    http_token.cancel();
+    if tokio::time::timeout_at(deadline, servers.wait()).await.is_err() {
+        warn!("in-flight requests did not finish within shutdown.timeout");
+    }
+
+    info!("stopping stream readers, finishing in-flight deliveries");
+    pipeline_token.cancel();
+    pipeline.stopped().await;
+    deliveries.close();
+    if tokio::time::timeout_at(deadline, deliveries.wait()).await.is_err() {
+        warn!(
+            in_flight = app.workers_busy(),
+            "deliveries still in flight at shutdown.timeout; they stay pending in redis and will be claimed"
+        );
+    }
+    pipeline.release_consumers().await;
+    background_token.cancel();
+    background.wait().await;
+    app.queue.quit().await;
+    info!("shutdown complete");
+    Ok(())
+}
+
+/// Watches Redis (readiness, `hookd_redis_up`) and refreshes the queue
+/// gauges.
+async fn monitor(app: Arc<App>, token: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let up = app.queue.ping().await;
+        let was = app.status.redis_up.swap(up, Ordering::Relaxed);
+        if up != was {
+            if up {
+                info!("redis is reachable");
+            } else {
+                warn!("redis is unreachable: ingest answers 503 until it returns");
+            }
+        }
+        metrics::gauge!(telemetry::REDIS_UP).set(if up { 1.0 } else { 0.0 });
+        metrics::gauge!(telemetry::WORKERS_BUSY).set(app.workers_busy() as f64);
+        if !up {
+            continue;
+        }
+        for source in app.sources.values() {
+            if let Ok(stats) = app.queue.stats(&source.keys).await {
+                source.metrics.backlog.set(stats.backlog as f64);
+                source.metrics.pending.set(stats.pending as f64);
+                source.metrics.retry_scheduled.set(stats.retrying as f64);
+                source.metrics.dlq_size.set(stats.dlq as f64);
+            }
+        }
+    }
+}

@@ -1,0 +1,886 @@
+//! Everything hookd keeps in Redis: key layout, the consumer group, the
+//! entry fields, and the Lua scripts that make each state move atomic.
+//!
+//! Layout per source (the `{source}` hash tag puts every key of a source in
+//! one Redis Cluster slot, so each script touches a single slot):
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `{prefix}:{<source>}:stream` | stream, group `hookd` | undelivered events (read, in flight) |
+//! | `{prefix}:{<source>}:delayed` | zset, score = due ms | events waiting for a retry |
+//! | `{prefix}:{<source>}:dlq` | stream | dead-lettered events |
+//! | `{prefix}:{<source>}:seen:<event id>` | string + TTL | dedup marker → first entry id |
+
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use fred::clients::Pool;
+use fred::interfaces::{ClientLike, LuaInterface, StreamsInterface};
+use fred::prelude::{Client, Config as FredConfig, Error as FredError, ReconnectPolicy};
+use fred::types::config::{Options, TcpConfig};
+use fred::types::scripts::Script;
+use fred::types::{Builder, Value};
+use http::HeaderMap;
+
+/// Consumer group every hookd process joins; entries are load-balanced
+/// across its consumers and XAUTOCLAIM moves them between consumers.
+pub const GROUP: &str = "hookd";
+
+/// Field names of a stream entry (short: they are stored with every event).
+pub mod field {
+    /// Event id (provider's idempotency key).
+    pub const ID: &str = "id";
+    /// Event type, may be empty.
+    pub const TYPE: &str = "type";
+    /// Content-Type of the original request, kept for delivery.
+    pub const CONTENT_TYPE: &str = "ct";
+    /// Request headers as `name: value\n` lines, byte-exact.
+    pub const HEADERS: &str = "hdr";
+    /// Raw body, byte-exact.
+    pub const BODY: &str = "body";
+    /// Unix ms when hookd accepted the event.
+    pub const RECEIVED: &str = "rcv";
+    /// Delivery attempts already made.
+    pub const ATTEMPTS: &str = "att";
+    /// One line per finished attempt: `attempt\tunix_ms\tstatus\terror\n`.
+    pub const LOG: &str = "log";
+    /// DLQ only: why the event was dead-lettered.
+    pub const REASON: &str = "reason";
+    /// DLQ only: last HTTP status (empty if none).
+    pub const STATUS: &str = "status";
+    /// DLQ only: last error text.
+    pub const ERROR: &str = "error";
+    /// DLQ only: unix ms when dead-lettered.
+    pub const DEAD_AT: &str = "dead_at";
+    /// DLQ only: the stream entry id it had.
+    pub const ENTRY: &str = "entry";
+}
+
+/// Upper bound on how long a blocking read waits; short so that shutdown
+/// and the claim timer are noticed promptly.
+pub const READ_BLOCK: Duration = Duration::from_secs(1);
+
+/// Applies to every command; must exceed READ_BLOCK (see fred's notes).
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("redis {op} failed: {source}")]
+    Redis {
+        op: &'static str,
+        #[source]
+        source: FredError,
+    },
+    #[error("unexpected redis reply to {op}: {detail}")]
+    Reply { op: &'static str, detail: String },
+}
+
+impl QueueError {
+    /// The consumer group (or its stream) vanished, e.g. Redis restarted
+    /// without persistence.
+    pub fn is_no_group(&self) -> bool {
+        matches!(self, QueueError::Redis { source, .. } if source.details().contains("NOGROUP"))
+    }
+}
+
+fn redis(op: &'static str) -> impl FnOnce(FredError) -> QueueError {
+    move |source| QueueError::Redis { op, source }
+}
+
+fn reply(op: &'static str, detail: impl Into<String>) -> QueueError {
+    QueueError::Reply {
+        op,
+        detail: detail.into(),
+    }
+}
+
+/// The Redis keys of one source, built once at startup.
+#[derive(Debug, Clone)]
+pub struct SourceKeys {
+    pub source: String,
+    pub stream: String,
+    pub delayed: String,
+    pub dlq: String,
+    seen_prefix: String,
+}
+
+impl SourceKeys {
+    pub fn new(prefix: &str, source: &str) -> Self {
+        let base = format!("{prefix}:{{{source}}}");
+        Self {
+            source: source.to_owned(),
+            stream: format!("{base}:stream"),
+            delayed: format!("{base}:delayed"),
+            dlq: format!("{base}:dlq"),
+            seen_prefix: format!("{base}:seen:"),
+        }
+    }
+
+    pub fn seen(&self, event_id: &str) -> String {
+        let mut key = String::with_capacity(self.seen_prefix.len() + event_id.len());
+        key.push_str(&self.seen_prefix);
+        key.push_str(event_id);
+        key
+    }
+}
+
+struct Scripts {
+    ingest: Script,
+    ack: Script,
+    retry: Script,
+    promote: Script,
+    dead: Script,
+    claim: Script,
+    stats: Script,
+    replay: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Self {
+            ingest: Script::from_lua(include_str!("queue/ingest.lua")),
+            ack: Script::from_lua(include_str!("queue/ack.lua")),
+            retry: Script::from_lua(include_str!("queue/retry.lua")),
+            promote: Script::from_lua(include_str!("queue/promote.lua")),
+            dead: Script::from_lua(include_str!("queue/dead.lua")),
+            claim: Script::from_lua(include_str!("queue/claim.lua")),
+            stats: Script::from_lua(include_str!("queue/stats.lua")),
+            replay: Script::from_lua(include_str!("queue/replay.lua")),
+        }
+    }
+}
+
+/// A new event as the ingest path hands it over.
+pub struct NewEvent<'a> {
+    pub event_id: &'a str,
+    pub event_type: &'a str,
+    pub content_type: Option<&'a [u8]>,
+    pub headers: Bytes,
+    pub body: Bytes,
+    pub received_ms: u64,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum IngestOutcome {
+    Queued { entry_id: String },
+    Duplicate { first_entry_id: String },
+    BacklogFull { backlog: u64 },
+}
+
+/// An entry read back from the stream, ready to deliver.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    pub entry_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub content_type: Option<Bytes>,
+    pub headers: Bytes,
+    pub body: Bytes,
+    pub received_ms: u64,
+    pub attempts: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SourceStats {
+    /// Not yet handed to any consumer.
+    pub backlog: u64,
+    /// Handed to a consumer, not yet acknowledged.
+    pub pending: u64,
+    /// Waiting in the delayed set for a retry.
+    pub retrying: u64,
+    /// Dead-lettered.
+    pub dlq: u64,
+}
+
+/// One dead-lettered event from the DLQ stream.
+#[derive(Debug, Clone)]
+pub struct DlqEntry {
+    pub dlq_id: String,
+    pub fields: Vec<(String, Bytes)>,
+}
+
+#[derive(Clone)]
+pub struct Queue {
+    pool: Pool,
+    scripts: std::sync::Arc<Scripts>,
+    /// Ingest must answer fast: fail at once while disconnected instead of
+    /// queueing behind a reconnect, and never resend (the provider retries).
+    ingest_options: Options,
+}
+
+/// Serialises request headers byte-exact as `name: value\n` lines.
+pub fn encode_headers(headers: &HeaderMap) -> Bytes {
+    let size: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 3)
+        .sum();
+    let mut buf = BytesMut::with_capacity(size);
+    for (name, value) in headers {
+        buf.put_slice(name.as_str().as_bytes());
+        buf.put_slice(b": ");
+        buf.put_slice(value.as_bytes());
+        buf.put_u8(b'\n');
+    }
+    buf.freeze()
+}
+
+/// Inverse of [`encode_headers`]; lines that do not parse are skipped.
+pub fn decode_headers(raw: &[u8]) -> Vec<(&[u8], &[u8])> {
+    raw.split(|b| *b == b'\n')
+        .filter_map(|line| {
+            let colon = line.iter().position(|b| *b == b':')?;
+            let value = &line[colon + 1..];
+            let value = value.strip_prefix(b" ").unwrap_or(value);
+            Some((&line[..colon], value))
+        })
+        .collect()
+}
+
+/// One line of an entry's attempt history; tabs and newlines are replaced
+/// so the format stays parseable.
+pub fn history_line(attempt: u32, at_ms: u64, status: Option<u16>, error: &str) -> String {
+    let status = status.map(|s| s.to_string()).unwrap_or_default();
+    let error: String = error
+        .chars()
+        .take(300)
+        .map(|c| if c == '\t' || c == '\n' || c == '\r' { ' ' } else { c })
+        .collect();
+    format!("{attempt}\t{at_ms}\t{status}\t{error}\n")
+}
+
+fn value_bytes(value: &Value) -> Option<Bytes> {
+    match value {
+        Value::Bytes(b) => Some(b.clone()),
+        Value::String(s) => Some(s.inner().clone()),
+        Value::Integer(i) => Some(Bytes::from(i.to_string())),
+        _ => None,
+    }
+}
+
+fn value_string(value: &Value) -> Option<String> {
+    value_bytes(value).map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
+fn value_u64(value: &Value) -> Option<u64> {
+    match value {
+        Value::Integer(i) => u64::try_from(*i).ok(),
+        other => value_string(other)?.parse().ok(),
+    }
+}
+
+/// Field/value pairs of one stream entry, from either a flat array or a map.
+fn entry_pairs(op: &'static str, fields: Value) -> Result<Vec<(String, Bytes)>, QueueError> {
+    match fields {
+        Value::Array(items) => items
+            .chunks(2)
+            .map(|pair| match pair {
+                [k, v] => Ok((
+                    value_string(k).ok_or_else(|| reply(op, "field name"))?,
+                    value_bytes(v).ok_or_else(|| reply(op, "field value"))?,
+                )),
+                _ => Err(reply(op, "odd field list")),
+            })
+            .collect(),
+        Value::Map(map) => map
+            .inner()
+            .into_iter()
+            .map(|(k, v)| {
+                Ok((
+                    String::from_utf8_lossy(k.as_bytes()).into_owned(),
+                    value_bytes(&v).ok_or_else(|| reply(op, "field value"))?,
+                ))
+            })
+            .collect(),
+        other => Err(reply(op, format!("entry fields are {:?}", other.kind()))),
+    }
+}
+
+impl Envelope {
+    fn from_pairs(entry_id: String, pairs: Vec<(String, Bytes)>) -> Self {
+        let mut env = Envelope {
+            entry_id,
+            event_id: String::new(),
+            event_type: String::new(),
+            content_type: None,
+            headers: Bytes::new(),
+            body: Bytes::new(),
+            received_ms: 0,
+            attempts: 0,
+        };
+        let text = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
+        for (name, value) in pairs {
+            match name.as_str() {
+                field::ID => env.event_id = text(&value),
+                field::TYPE => env.event_type = text(&value),
+                field::CONTENT_TYPE => env.content_type = Some(value),
+                field::HEADERS => env.headers = value,
+                field::BODY => env.body = value,
+                field::RECEIVED => env.received_ms = text(&value).parse().unwrap_or(0),
+                field::ATTEMPTS => env.attempts = text(&value).parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+        env
+    }
+
+    /// `[id, fields]` as found in XREADGROUP/XRANGE replies.
+    fn from_entry_value(op: &'static str, entry: Value) -> Result<Self, QueueError> {
+        let mut parts = match entry {
+            Value::Array(parts) if parts.len() >= 2 => parts,
+            other => return Err(reply(op, format!("entry is {:?}", other.kind()))),
+        };
+        let fields = parts.swap_remove(1);
+        let id = value_string(&parts[0]).ok_or_else(|| reply(op, "entry id"))?;
+        Ok(Self::from_pairs(id, entry_pairs(op, fields)?))
+    }
+}
+
+impl Queue {
+    /// Builds the pool and starts connecting in the background: a Redis that
+    /// is down at startup is not fatal, readiness reports it until it comes.
+    pub fn connect(url: &str, pool_size: usize) -> Result<Self, QueueError> {
+        let mut config = FredConfig::from_url(url).map_err(redis("parse redis.url"))?;
+        config.fail_fast = false;
+        let pool = Builder::from_config(config)
+            .with_connection_config(|c| {
+                c.connection_timeout = Duration::from_secs(2);
+                c.internal_command_timeout = Duration::from_secs(2);
+                c.max_command_attempts = 3;
+                c.tcp = TcpConfig {
+                    nodelay: Some(true),
+                    ..Default::default()
+                };
+            })
+            .with_performance_config(|p| p.default_command_timeout = COMMAND_TIMEOUT)
+            // Retry forever, 100 ms doubling to 2 s: Redis outages end.
+            .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
+            .build_pool(pool_size)
+            .map_err(redis("build pool"))?;
+        pool.connect();
+        Ok(Self {
+            pool,
+            scripts: std::sync::Arc::new(Scripts::new()),
+            ingest_options: Options {
+                fail_fast: true,
+                max_attempts: Some(1),
+                timeout: Some(Duration::from_secs(2)),
+                ..Default::default()
+            },
+        })
+    }
+
+    /// A client with its own connection, for blocking reads, so a BLOCK
+    /// never stalls commands queued behind it.
+    pub async fn dedicated_client(&self) -> Client {
+        let client = self.pool.next().clone_new();
+        client.connect();
+        client
+    }
+
+    pub async fn quit(&self) {
+        let _ = self.pool.quit().await;
+    }
+
+    async fn eval(
+        &self,
+        op: &'static str,
+        script: &Script,
+        keys: Vec<&str>,
+        args: impl Fn() -> Vec<Value>,
+        options: Option<&Options>,
+    ) -> Result<Value, QueueError> {
+        let keys: Vec<fred::types::Key> = keys.into_iter().map(Into::into).collect();
+        let client = self.pool.next();
+        let run = |args: Vec<Value>| {
+            let keys = keys.clone();
+            async move {
+                match options {
+                    Some(o) => {
+                        client
+                            .with_options(o)
+                            .evalsha::<Value, _, _, _>(script.sha1().clone(), keys, args)
+                            .await
+                    }
+                    None => {
+                        client
+                            .evalsha::<Value, _, _, _>(script.sha1().clone(), keys, args)
+                            .await
+                    }
+                }
+            }
+        };
+        match run(args()).await {
+            Err(e) if e.details().starts_with("NOSCRIPT") => {
+                script.load(client).await.map_err(redis(op))?;
+                run(args()).await.map_err(redis(op))
+            }
+            other => other.map_err(redis(op)),
+        }
+    }
+
+    pub async fn ping(&self) -> bool {
+        let options = Options {
+            fail_fast: true,
+            max_attempts: Some(1),
+            timeout: Some(Duration::from_secs(1)),
+            ..Default::default()
+        };
+        self.pool
+            .next()
+            .with_options(&options)
+            .ping::<String>(None)
+            .await
+            .is_ok()
+    }
+
+    /// Dedup + append, atomically (`ingest.lua`).
+    pub async fn ingest(
+        &self,
+        keys: &SourceKeys,
+        event: &NewEvent<'_>,
+        dedup_ttl_secs: u64,
+        max_backlog: u64,
+    ) -> Result<IngestOutcome, QueueError> {
+        const OP: &str = "ingest";
+        let seen = keys.seen(event.event_id);
+        let args = || {
+            let mut args = Vec::with_capacity(16);
+            args.push(Value::Integer(dedup_ttl_secs as i64));
+            args.push(Value::Integer(max_backlog.min(i64::MAX as u64) as i64));
+            args.push(field::ID.into());
+            args.push(event.event_id.into());
+            args.push(field::TYPE.into());
+            args.push(event.event_type.into());
+            if let Some(ct) = event.content_type {
+                args.push(field::CONTENT_TYPE.into());
+                args.push(Value::Bytes(Bytes::copy_from_slice(ct)));
+            }
+            args.push(field::HEADERS.into());
+            args.push(Value::Bytes(event.headers.clone()));
+            args.push(field::BODY.into());
+            args.push(Value::Bytes(event.body.clone()));
+            args.push(field::RECEIVED.into());
+            args.push(Value::Integer(event.received_ms as i64));
+            args.push(field::ATTEMPTS.into());
+            args.push(Value::Integer(0));
+            args
+        };
+        let result = self
+            .eval(
+                OP,
+                &self.scripts.ingest,
+                vec![&keys.stream, &seen, &keys.delayed],
+                args,
+                Some(&self.ingest_options),
+            )
+            .await?;
+        let mut parts = match result {
+            Value::Array(parts) if parts.len() == 2 => parts,
+            other => return Err(reply(OP, format!("{other:?}"))),
+        };
+        let detail = value_string(&parts.pop().unwrap_or(Value::Null)).unwrap_or_default();
+        match value_string(&parts[0]).as_deref() {
+            Some("ok") => Ok(IngestOutcome::Queued { entry_id: detail }),
+            Some("dup") => Ok(IngestOutcome::Duplicate {
+                first_entry_id: detail,
+            }),
+            Some("full") => Ok(IngestOutcome::BacklogFull {
+                backlog: detail.parse().unwrap_or(0),
+            }),
+            other => Err(reply(OP, format!("status {other:?}"))),
+        }
+    }
+
+    /// Creates the consumer group (and the stream) if missing. Starts at
+    /// id 0 so events accepted before the group existed are delivered too.
+    pub async fn ensure_group(&self, keys: &SourceKeys) -> Result<(), QueueError> {
+        match self
+            .pool
+            .next()
+            .xgroup_create::<Value, _, _, _>(keys.stream.as_str(), GROUP, "0", true)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.details().contains("BUSYGROUP") => Ok(()),
+            Err(e) => Err(redis("xgroup create")(e)),
+        }
+    }
+
+    /// New entries for this consumer, at most `count`, blocking up to
+    /// [`READ_BLOCK`]. `client` must be a [`Self::dedicated_client`].
+    pub async fn read(
+        &self,
+        client: &Client,
+        keys: &SourceKeys,
+        consumer: &str,
+        count: usize,
+    ) -> Result<Vec<Envelope>, QueueError> {
+        const OP: &str = "xreadgroup";
+        let value: Value = client
+            .xreadgroup(
+                GROUP,
+                consumer,
+                Some(count as u64),
+                Some(READ_BLOCK.as_millis() as u64),
+                false,
+                keys.stream.as_str(),
+                ">",
+            )
+            .await
+            .map_err(redis(OP))?;
+        if value.is_null() {
+            return Ok(Vec::new());
+        }
+        let entries = match value {
+            // RESP2: [[stream, [entry...]]]
+            Value::Array(streams) => streams
+                .into_iter()
+                .filter_map(|s| match s {
+                    Value::Array(mut pair) if pair.len() == 2 => Some(pair.swap_remove(1)),
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
+            // RESP3: {stream: [entry...]}
+            Value::Map(map) => map.inner().into_values().collect(),
+            other => return Err(reply(OP, format!("{:?}", other.kind()))),
+        };
+        let mut out = Vec::with_capacity(count);
+        for list in entries {
+            if let Value::Array(list) = list {
+                for entry in list {
+                    out.push(Envelope::from_entry_value(OP, entry)?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// XAUTOCLAIM with delivery counts (`claim.lua`). Returns the next
+    /// cursor ("0-0" when the scan wrapped), the claimed entries with how
+    /// often each has been handed out, and how many pending ids pointed to
+    /// deleted entries (Redis drops those from the pending list itself).
+    pub async fn claim(
+        &self,
+        keys: &SourceKeys,
+        consumer: &str,
+        min_idle: Duration,
+        cursor: &str,
+        count: usize,
+    ) -> Result<(String, Vec<(Envelope, u64)>, u64), QueueError> {
+        const OP: &str = "claim";
+        let result = self
+            .eval(
+                OP,
+                &self.scripts.claim,
+                vec![&keys.stream],
+                || {
+                    vec![
+                        GROUP.into(),
+                        consumer.into(),
+                        Value::Integer(min_idle.as_millis() as i64),
+                        cursor.into(),
+                        Value::Integer(count as i64),
+                    ]
+                },
+                None,
+            )
+            .await?;
+        let parts = match result {
+            Value::Array(parts) if parts.len() == 3 => parts,
+            other => return Err(reply(OP, format!("{other:?}"))),
+        };
+        let mut parts = parts.into_iter();
+        let next = parts
+            .next()
+            .as_ref()
+            .and_then(value_string)
+            .ok_or_else(|| reply(OP, "cursor"))?;
+        let entries = match parts.next() {
+            Some(Value::Array(entries)) => entries,
+            Some(Value::Null) | None => Vec::new(),
+            Some(other) => return Err(reply(OP, format!("entries {:?}", other.kind()))),
+        };
+        let deleted = parts.next().as_ref().and_then(value_u64).unwrap_or(0);
+        let mut claimed = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let Value::Array(mut triple) = entry else {
+                return Err(reply(OP, "entry shape"));
+            };
+            if triple.len() != 3 {
+                return Err(reply(OP, "entry arity"));
+            }
+            let deliveries = value_u64(&triple[2]).unwrap_or(1);
+            triple.truncate(2);
+            claimed.push((
+                Envelope::from_entry_value(OP, Value::Array(triple))?,
+                deliveries,
+            ));
+        }
+        Ok((next, claimed, deleted))
+    }
+
+    /// Acknowledges delivered entries and removes them from the stream.
+    pub async fn ack(&self, keys: &SourceKeys, entry_ids: &[&str]) -> Result<u64, QueueError> {
+        let result = self
+            .eval(
+                "ack",
+                &self.scripts.ack,
+                vec![&keys.stream],
+                || {
+                    let mut args = Vec::with_capacity(entry_ids.len() + 1);
+                    args.push(GROUP.into());
+                    args.extend(entry_ids.iter().map(|id| Value::from(*id)));
+                    args
+                },
+                None,
+            )
+            .await?;
+        Ok(value_u64(&result).unwrap_or(0))
+    }
+
+    /// Moves an entry to the delayed set, due after `delay`. Returns false if
+    /// the entry was already gone (another consumer finished it).
+    pub async fn schedule_retry(
+        &self,
+        keys: &SourceKeys,
+        entry_id: &str,
+        delay: Duration,
+        history: &str,
+    ) -> Result<bool, QueueError> {
+        let result = self
+            .eval(
+                "retry",
+                &self.scripts.retry,
+                vec![&keys.stream, &keys.delayed],
+                || {
+                    vec![
+                        GROUP.into(),
+                        entry_id.into(),
+                        Value::Integer(delay.as_millis().min(i64::MAX as u128) as i64),
+                        history.into(),
+                    ]
+                },
+                None,
+            )
+            .await?;
+        Ok(value_u64(&result).unwrap_or(0) > 0)
+    }
+
+    /// Moves an entry to the DLQ. `attempted` says whether this call ends a
+    /// delivery attempt (counted) or not (crash-loop guard).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn dead_letter(
+        &self,
+        keys: &SourceKeys,
+        entry_id: &str,
+        reason: &str,
+        status: Option<u16>,
+        error: &str,
+        history: &str,
+        attempted: bool,
+    ) -> Result<bool, QueueError> {
+        let status = status.map(|s| s.to_string()).unwrap_or_default();
+        let result = self
+            .eval(
+                "dead-letter",
+                &self.scripts.dead,
+                vec![&keys.stream, &keys.dlq],
+                || {
+                    vec![
+                        GROUP.into(),
+                        entry_id.into(),
+                        reason.into(),
+                        status.as_str().into(),
+                        error.into(),
+                        history.into(),
+                        if attempted { "1" } else { "0" }.into(),
+                    ]
+                },
+                None,
+            )
+            .await?;
+        Ok(value_u64(&result).unwrap_or(0) > 0)
+    }
+
+    /// Moves due retries back to the stream. Returns how many moved and how
+    /// long until the next one is due.
+    pub async fn promote(
+        &self,
+        keys: &SourceKeys,
+        limit: usize,
+    ) -> Result<(u64, Option<Duration>), QueueError> {
+        const OP: &str = "promote";
+        let result = self
+            .eval(
+                OP,
+                &self.scripts.promote,
+                vec![&keys.stream, &keys.delayed],
+                || vec![Value::Integer(limit as i64)],
+                None,
+            )
+            .await?;
+        match result {
+            Value::Array(parts) if parts.len() == 2 => {
+                let moved = value_u64(&parts[0]).unwrap_or(0);
+                let wait = match &parts[1] {
+                    Value::Integer(ms) if *ms >= 0 => Some(Duration::from_millis(*ms as u64)),
+                    _ => None,
+                };
+                Ok((moved, wait))
+            }
+            other => Err(reply(OP, format!("{other:?}"))),
+        }
+    }
+
+    pub async fn stats(&self, keys: &SourceKeys) -> Result<SourceStats, QueueError> {
+        const OP: &str = "stats";
+        let result = self
+            .eval(
+                OP,
+                &self.scripts.stats,
+                vec![&keys.stream, &keys.delayed, &keys.dlq],
+                || vec![GROUP.into()],
+                None,
+            )
+            .await?;
+        match result {
+            Value::Array(parts) if parts.len() == 4 => {
+                let n = |i: usize| value_u64(&parts[i]).unwrap_or(0);
+                let (length, pending) = (n(0), n(1));
+                Ok(SourceStats {
+                    backlog: length.saturating_sub(pending),
+                    pending,
+                    retrying: n(2),
+                    dlq: n(3),
+                })
+            }
+            other => Err(reply(OP, format!("{other:?}"))),
+        }
+    }
+
+    /// Replays a DLQ entry into the stream with attempts reset. Returns the
+    /// new entry id, or None if the DLQ entry no longer exists.
+    pub async fn replay(&self, keys: &SourceKeys, dlq_id: &str) -> Result<Option<String>, QueueError> {
+        let result = self
+            .eval(
+                "replay",
+                &self.scripts.replay,
+                vec![&keys.stream, &keys.dlq],
+                || vec![dlq_id.into()],
+                None,
+            )
+            .await?;
+        Ok(match result {
+            Value::Null | Value::Boolean(false) => None,
+            other => value_string(&other),
+        })
+    }
+
+    /// DLQ entries, newest first, starting before `before` (exclusive).
+    pub async fn dlq_page(
+        &self,
+        keys: &SourceKeys,
+        before: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<DlqEntry>, QueueError> {
+        const OP: &str = "xrevrange";
+        let end = before.map(|b| format!("({b}")).unwrap_or_else(|| "+".into());
+        let value: Value = self
+            .pool
+            .next()
+            .xrevrange(keys.dlq.as_str(), end.as_str(), "-", Some(count as u64))
+            .await
+            .map_err(redis(OP))?;
+        let Value::Array(entries) = value else {
+            return Ok(Vec::new());
+        };
+        entries
+            .into_iter()
+            .map(|entry| {
+                let Value::Array(mut parts) = entry else {
+                    return Err(reply(OP, "entry shape"));
+                };
+                if parts.len() != 2 {
+                    return Err(reply(OP, "entry arity"));
+                }
+                let fields = entry_pairs(OP, parts.swap_remove(1))?;
+                let dlq_id = value_string(&parts[0]).ok_or_else(|| reply(OP, "id"))?;
+                Ok(DlqEntry { dlq_id, fields })
+            })
+            .collect()
+    }
+
+    /// Removes this process' consumer from the group if it holds nothing, so
+    /// restarts do not accumulate dead consumers.
+    pub async fn remove_idle_consumer(&self, keys: &SourceKeys, consumer: &str) {
+        let client = self.pool.next();
+        let pending: Result<Value, _> = client
+            .xpending(keys.stream.as_str(), GROUP, ("-", "+", 1, consumer))
+            .await;
+        if let Ok(Value::Array(items)) = pending
+            && items.is_empty()
+        {
+            let _: Result<Value, _> = client
+                .xgroup_delconsumer(keys.stream.as_str(), GROUP, consumer)
+                .await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_share_one_hash_tag() {
+        let keys = SourceKeys::new("hookd", "stripe");
+        assert_eq!(keys.stream, "hookd:{stripe}:stream");
+        assert_eq!(keys.delayed, "hookd:{stripe}:delayed");
+        assert_eq!(keys.dlq, "hookd:{stripe}:dlq");
+        assert_eq!(keys.seen("evt_1"), "hookd:{stripe}:seen:evt_1");
+    }
+
+    #[test]
+    fn headers_round_trip_byte_exact() {
+        let mut headers = HeaderMap::new();
+        headers.append("x-a", http::HeaderValue::from_static("1: two"));
+        headers.append("x-a", http::HeaderValue::from_static("3"));
+        headers.append(
+            "x-bin",
+            http::HeaderValue::from_bytes(b"caf\xc3\xa9 \xff").unwrap(),
+        );
+        let raw = encode_headers(&headers);
+        let decoded = decode_headers(&raw);
+        assert_eq!(
+            decoded,
+            vec![
+                (&b"x-a"[..], &b"1: two"[..]),
+                (&b"x-a"[..], &b"3"[..]),
+                (&b"x-bin"[..], &b"caf\xc3\xa9 \xff"[..]),
+            ]
+        );
+    }
+
+    #[test]
+    fn history_lines_stay_one_line() {
+        let line = history_line(2, 1000, Some(503), "bad\tthing\nhappened");
+        assert_eq!(line, "2\t1000\t503\tbad thing happened\n");
+        assert_eq!(history_line(1, 5, None, "x"), "1\t5\t\tx\n");
+    }
+
+    #[test]
+    fn envelope_from_fields() {
+        let pairs = vec![
+            ("id".to_string(), Bytes::from("evt")),
+            ("type".to_string(), Bytes::from("t")),
+            ("body".to_string(), Bytes::from_static(b"\x00\xff")),
+            ("att".to_string(), Bytes::from("3")),
+            ("rcv".to_string(), Bytes::from("17")),
+        ];
+        let env = Envelope::from_pairs("1-0".into(), pairs);
+        assert_eq!(env.event_id, "evt");
+        assert_eq!(env.attempts, 3);
+        assert_eq!(env.received_ms, 17);
+        assert_eq!(&env.body[..], b"\x00\xff");
+    }
+}

@@ -1,0 +1,213 @@
+//! Metric names (part of the contract), their descriptions, the Prometheus
+//! recorder, and log setup.
+
+use std::sync::OnceLock;
+
+use metrics::{Counter, Gauge, Histogram, describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+pub const INGEST_REQUESTS: &str = "hookd_ingest_requests_total";
+pub const INGEST_DURATION: &str = "hookd_ingest_duration_seconds";
+pub const DELIVERIES: &str = "hookd_deliveries_total";
+pub const DELIVERY_DURATION: &str = "hookd_delivery_duration_seconds";
+pub const END_TO_END: &str = "hookd_end_to_end_seconds";
+pub const QUEUE_BACKLOG: &str = "hookd_queue_backlog";
+pub const QUEUE_PENDING: &str = "hookd_queue_pending";
+pub const RETRY_SCHEDULED: &str = "hookd_retry_scheduled";
+pub const DLQ_SIZE: &str = "hookd_dlq_size";
+pub const CLAIMED: &str = "hookd_claimed_total";
+pub const WORKERS_BUSY: &str = "hookd_workers_busy";
+pub const WORKERS_MAX: &str = "hookd_workers_max";
+pub const REDIS_UP: &str = "hookd_redis_up";
+pub const BUILD_INFO: &str = "hookd_build_info";
+
+fn describe() {
+    describe_counter!(
+        INGEST_REQUESTS,
+        "Webhook requests by source and outcome (queued, duplicate, unauthorized, ...)."
+    );
+    describe_histogram!(
+        INGEST_DURATION,
+        metrics::Unit::Seconds,
+        "Time from request head to answer for webhook requests."
+    );
+    describe_counter!(
+        DELIVERIES,
+        "Delivery attempts by source and outcome (success, retry, dead)."
+    );
+    describe_histogram!(
+        DELIVERY_DURATION,
+        metrics::Unit::Seconds,
+        "Duration of one delivery attempt."
+    );
+    describe_histogram!(
+        END_TO_END,
+        metrics::Unit::Seconds,
+        "Time from acceptance to successful delivery."
+    );
+    describe_gauge!(QUEUE_BACKLOG, "Events accepted but not yet read by a worker.");
+    describe_gauge!(QUEUE_PENDING, "Events read by a worker and not yet finished.");
+    describe_gauge!(RETRY_SCHEDULED, "Events waiting for a retry.");
+    describe_gauge!(DLQ_SIZE, "Events in the dead-letter queue.");
+    describe_counter!(
+        CLAIMED,
+        "Entries taken over from another consumer after claim_idle."
+    );
+    describe_gauge!(WORKERS_BUSY, "Deliveries in flight.");
+    describe_gauge!(WORKERS_MAX, "worker.concurrency.");
+    describe_gauge!(REDIS_UP, "1 while Redis answers PING, else 0.");
+    describe_gauge!(BUILD_INFO, "Always 1; the version label says which build runs.");
+}
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the global recorder once per process (tests may start several
+/// daemons in one process) and returns the handle that renders /metrics.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                    5.0, 10.0, 30.0, 60.0, 300.0, 3600.0,
+                ])
+                .unwrap_or_else(|_| PrometheusBuilder::new())
+                .build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
+            }
+            describe();
+            metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+            handle
+        })
+        .clone()
+}
+
+/// Ingest outcomes, the `outcome` label of [`INGEST_REQUESTS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IngestOutcome {
+    Queued,
+    Duplicate,
+    Unauthorized,
+    TooLarge,
+    BadRequest,
+    MethodNotAllowed,
+    Unavailable,
+    BacklogFull,
+    Draining,
+    Timeout,
+}
+
+impl IngestOutcome {
+    const ALL: [IngestOutcome; 10] = [
+        Self::Queued,
+        Self::Duplicate,
+        Self::Unauthorized,
+        Self::TooLarge,
+        Self::BadRequest,
+        Self::MethodNotAllowed,
+        Self::Unavailable,
+        Self::BacklogFull,
+        Self::Draining,
+        Self::Timeout,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Duplicate => "duplicate",
+            Self::Unauthorized => "unauthorized",
+            Self::TooLarge => "too_large",
+            Self::BadRequest => "bad_request",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::Unavailable => "unavailable",
+            Self::BacklogFull => "backlog_full",
+            Self::Draining => "draining",
+            Self::Timeout => "timeout",
+        }
+    }
+}
+
+/// Delivery outcomes, the `outcome` label of [`DELIVERIES`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    Success,
+    Retry,
+    Dead,
+}
+
+/// Per-source metric handles, registered once so the hot paths do not
+/// build label sets per event.
+pub struct SourceMetrics {
+    ingest: [Counter; IngestOutcome::ALL.len()],
+    pub ingest_duration: Histogram,
+    deliveries: [Counter; 3],
+    pub delivery_duration: Histogram,
+    pub end_to_end: Histogram,
+    pub backlog: Gauge,
+    pub pending: Gauge,
+    pub retry_scheduled: Gauge,
+    pub dlq_size: Gauge,
+    pub claimed: Counter,
+}
+
+impl SourceMetrics {
+    pub fn new(source: &str) -> Self {
+        let s = source.to_owned();
+        let ingest = IngestOutcome::ALL.map(|o| {
+            metrics::counter!(INGEST_REQUESTS, "source" => s.clone(), "outcome" => o.label())
+        });
+        let deliveries = ["success", "retry", "dead"]
+            .map(|o| metrics::counter!(DELIVERIES, "source" => s.clone(), "outcome" => o));
+        Self {
+            ingest,
+            ingest_duration: metrics::histogram!(INGEST_DURATION, "source" => s.clone()),
+            deliveries,
+            delivery_duration: metrics::histogram!(DELIVERY_DURATION, "source" => s.clone()),
+            end_to_end: metrics::histogram!(END_TO_END, "source" => s.clone()),
+            backlog: metrics::gauge!(QUEUE_BACKLOG, "source" => s.clone()),
+            pending: metrics::gauge!(QUEUE_PENDING, "source" => s.clone()),
+            retry_scheduled: metrics::gauge!(RETRY_SCHEDULED, "source" => s.clone()),
+            dlq_size: metrics::gauge!(DLQ_SIZE, "source" => s.clone()),
+            claimed: metrics::counter!(CLAIMED, "source" => s),
+        }
+    }
+
+    pub fn ingest(&self, outcome: IngestOutcome) {
+        let index = IngestOutcome::ALL
+            .iter()
+            .position(|o| *o == outcome)
+            .unwrap_or(0);
+        self.ingest[index].increment(1);
+    }
+
+    pub fn delivery(&self, outcome: DeliveryOutcome) {
+        self.deliveries[outcome as usize].increment(1);
+    }
+}
+
+/// Requests for sources that do not exist share one label value, so an
+/// attacker cannot grow the label set.
+pub fn unknown_source_request() {
+    metrics::counter!(INGEST_REQUESTS, "source" => "_unknown", "outcome" => "not_found")
+        .increment(1);
+}
+
+/// Logs go to stderr; `RUST_LOG` sets the filter (default info) and
+/// `HOOKD_LOG_FORMAT=json` switches to one JSON object per line.
+pub fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("HOOKD_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = if json {
+        builder.json().try_init()
+    } else {
+        builder.with_ansi(false).try_init()
+    };
+    // A second init (tests) keeps the first subscriber.
+    let _ = result;
+}

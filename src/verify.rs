@@ -1,0 +1,542 @@
+//! Webhook signature verification, byte-exact over the raw body.
+//!
+//! Keys are derived once at startup; every comparison of a computed MAC with
+//! one the client sent is constant-time. Each scheme accepts a list of
+//! secrets so secrets can be rotated without downtime.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use http::{HeaderMap, HeaderName};
+use ring::hmac;
+
+use crate::config::{HmacAlgorithm, SignatureEncoding, VerifyConfig};
+
+#[cfg(test)]
+mod tests;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum VerifyError {
+    #[error("missing {0} header")]
+    MissingHeader(&'static str),
+    #[error("malformed {0}")]
+    Malformed(&'static str),
+    #[error("timestamp outside the allowed tolerance")]
+    StaleTimestamp,
+    #[error("signature does not match")]
+    Mismatch,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("at least one secret is required for scheme {0}")]
+    NoSecrets(&'static str),
+    #[error("secret #{index} is empty")]
+    EmptySecret { index: usize },
+    #[error("secret #{index} is not valid base64 after the whsec_ prefix")]
+    BadBase64 {
+        index: usize,
+        #[source]
+        source: base64::DecodeError,
+    },
+    #[error("url {0:?} must be an absolute http(s) URL")]
+    BadUrl(String),
+    #[error("header {0:?} is not a valid header name")]
+    BadHeader(String),
+}
+
+/// What a verifier looks at. The query string matters for schemes that sign
+/// the URL (Twilio).
+pub struct SignedRequest<'a> {
+    pub headers: &'a HeaderMap,
+    pub query: Option<&'a str>,
+    pub body: &'a [u8],
+}
+
+#[derive(Debug)]
+pub struct Verifier {
+    scheme: Scheme,
+}
+
+#[derive(Debug)]
+enum Scheme {
+    StandardWebhooks { keys: Vec<hmac::Key>, tolerance: i64 },
+    Stripe { keys: Vec<hmac::Key>, tolerance: i64 },
+    Github { keys: Vec<hmac::Key>, sha1_keys: Option<Vec<hmac::Key>> },
+    Shopify { keys: Vec<hmac::Key> },
+    Slack { keys: Vec<hmac::Key>, tolerance: i64 },
+    Twilio { keys: Vec<hmac::Key>, url: String },
+    Gitlab { token_digests: Vec<ring::digest::Digest>, first_token: String },
+    Paddle { keys: Vec<hmac::Key>, tolerance: i64 },
+    Square { keys: Vec<hmac::Key>, url: String },
+    Hmac {
+        keys: Vec<hmac::Key>,
+        header: HeaderName,
+        encoding: SignatureEncoding,
+        prefix: String,
+    },
+    None,
+}
+
+fn keys(
+    scheme: &'static str,
+    secrets: &[crate::config::Secret],
+    algorithm: hmac::Algorithm,
+) -> Result<Vec<hmac::Key>, KeyError> {
+    if secrets.is_empty() {
+        return Err(KeyError::NoSecrets(scheme));
+    }
+    secrets
+        .iter()
+        .enumerate()
+        .map(|(index, secret)| {
+            if secret.is_empty() {
+                return Err(KeyError::EmptySecret { index });
+            }
+            Ok(hmac::Key::new(algorithm, secret.expose().as_bytes()))
+        })
+        .collect()
+}
+
+/// Standard Webhooks keys are `whsec_` + base64 of the key bytes.
+pub fn standard_webhooks_key(index: usize, secret: &str) -> Result<hmac::Key, KeyError> {
+    let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
+    let raw = BASE64
+        .decode(encoded)
+        .map_err(|source| KeyError::BadBase64 { index, source })?;
+    Ok(hmac::Key::new(hmac::HMAC_SHA256, &raw))
+}
+
+fn check_url(url: &str) -> Result<String, KeyError> {
+    if url.starts_with("https://") || url.starts_with("http://") {
+        Ok(url.to_owned())
+    } else {
+        Err(KeyError::BadUrl(url.to_owned()))
+    }
+}
+
+fn secs(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+impl Verifier {
+    pub fn from_config(config: &VerifyConfig) -> Result<Self, KeyError> {
+        use hmac::{HMAC_SHA1_FOR_LEGACY_USE_ONLY as SHA1, HMAC_SHA256 as SHA256};
+        let scheme = match config {
+            VerifyConfig::StandardWebhooks { secrets, tolerance } => {
+                if secrets.is_empty() {
+                    return Err(KeyError::NoSecrets("standard-webhooks"));
+                }
+                let keys = secrets
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| standard_webhooks_key(i, s.expose()))
+                    .collect::<Result<_, _>>()?;
+                Scheme::StandardWebhooks {
+                    keys,
+                    tolerance: secs(*tolerance),
+                }
+            }
+            VerifyConfig::Stripe { secrets, tolerance } => Scheme::Stripe {
+                keys: keys("stripe", secrets, SHA256)?,
+                tolerance: secs(*tolerance),
+            },
+            VerifyConfig::Github {
+                secrets,
+                allow_sha1,
+            } => Scheme::Github {
+                keys: keys("github", secrets, SHA256)?,
+                sha1_keys: if *allow_sha1 {
+                    Some(keys("github", secrets, SHA1)?)
+                } else {
+                    None
+                },
+            },
+            VerifyConfig::Shopify { secrets } => Scheme::Shopify {
+                keys: keys("shopify", secrets, SHA256)?,
+            },
+            VerifyConfig::Slack { secrets, tolerance } => Scheme::Slack {
+                keys: keys("slack", secrets, SHA256)?,
+                tolerance: secs(*tolerance),
+            },
+            VerifyConfig::Twilio { secrets, url } => Scheme::Twilio {
+                keys: keys("twilio", secrets, SHA1)?,
+                url: check_url(url)?,
+            },
+            VerifyConfig::Gitlab { secrets } => {
+                // Validates non-empty the same way as the HMAC schemes.
+                keys("gitlab", secrets, SHA256)?;
+                Scheme::Gitlab {
+                    token_digests: secrets
+                        .iter()
+                        .map(|s| ring::digest::digest(&ring::digest::SHA256, s.expose().as_bytes()))
+                        .collect(),
+                    first_token: secrets[0].expose().to_owned(),
+                }
+            }
+            VerifyConfig::Paddle { secrets, tolerance } => Scheme::Paddle {
+                keys: keys("paddle", secrets, SHA256)?,
+                tolerance: secs(*tolerance),
+            },
+            VerifyConfig::Square { secrets, url } => Scheme::Square {
+                keys: keys("square", secrets, SHA256)?,
+                url: check_url(url)?,
+            },
+            VerifyConfig::Hmac {
+                secrets,
+                header,
+                algorithm,
+                encoding,
+                prefix,
+            } => {
+                let algorithm = match algorithm {
+                    HmacAlgorithm::Sha1 => SHA1,
+                    HmacAlgorithm::Sha256 => SHA256,
+                    HmacAlgorithm::Sha512 => hmac::HMAC_SHA512,
+                };
+                Scheme::Hmac {
+                    keys: keys("hmac", secrets, algorithm)?,
+                    header: HeaderName::from_bytes(header.as_bytes())
+                        .map_err(|_| KeyError::BadHeader(header.clone()))?,
+                    encoding: *encoding,
+                    prefix: prefix.clone(),
+                }
+            }
+            VerifyConfig::None => Scheme::None,
+        };
+        Ok(Self { scheme })
+    }
+
+    /// `now` is Unix seconds, passed in so tests can pin the clock.
+    pub fn verify(&self, req: &SignedRequest, now: i64) -> Result<(), VerifyError> {
+        match &self.scheme {
+            Scheme::StandardWebhooks { keys, tolerance } => {
+                let id = header_either(req.headers, "webhook-id", "svix-id")?;
+                let ts = header_either(req.headers, "webhook-timestamp", "svix-timestamp")?;
+                let sigs = header_either(req.headers, "webhook-signature", "svix-signature")?;
+                check_timestamp(ts, now, *tolerance)?;
+                let candidates = sigs
+                    .split(' ')
+                    .filter_map(|s| s.strip_prefix("v1,"))
+                    .filter_map(|s| BASE64.decode(s).ok());
+                any_match(keys, candidates, &[id.as_bytes(), b".", ts.as_bytes(), b".", req.body])
+            }
+            Scheme::Stripe { keys, tolerance } => {
+                let header = required(req.headers, "stripe-signature")?;
+                let mut timestamp = None;
+                for part in header.split(',') {
+                    if let Some(t) = part.trim().strip_prefix("t=") {
+                        timestamp = Some(t);
+                    }
+                }
+                let ts = timestamp.ok_or(VerifyError::Malformed("stripe-signature timestamp"))?;
+                check_timestamp(ts, now, *tolerance)?;
+                let candidates = header
+                    .split(',')
+                    .filter_map(|p| p.trim().strip_prefix("v1="))
+                    .filter_map(|s| hex::decode(s).ok());
+                any_match(keys, candidates, &[ts.as_bytes(), b".", req.body])
+            }
+            Scheme::Github { keys, sha1_keys } => {
+                if let Some(sig) = optional(req.headers, "x-hub-signature-256")? {
+                    let sig = sig.strip_prefix("sha256=").ok_or(VerifyError::Malformed(
+                        "x-hub-signature-256",
+                    ))?;
+                    return any_match(keys, hex::decode(sig).ok(), &[req.body]);
+                }
+                match (sha1_keys, optional(req.headers, "x-hub-signature")?) {
+                    (Some(keys), Some(sig)) => {
+                        let sig = sig
+                            .strip_prefix("sha1=")
+                            .ok_or(VerifyError::Malformed("x-hub-signature"))?;
+                        any_match(keys, hex::decode(sig).ok(), &[req.body])
+                    }
+                    _ => Err(VerifyError::MissingHeader("x-hub-signature-256")),
+                }
+            }
+            Scheme::Shopify { keys } => {
+                let sig = required(req.headers, "x-shopify-hmac-sha256")?;
+                any_match(keys, BASE64.decode(sig).ok(), &[req.body])
+            }
+            Scheme::Slack { keys, tolerance } => {
+                let ts = required(req.headers, "x-slack-request-timestamp")?;
+                let sig = required(req.headers, "x-slack-signature")?;
+                check_timestamp(ts, now, *tolerance)?;
+                let sig = sig
+                    .strip_prefix("v0=")
+                    .ok_or(VerifyError::Malformed("x-slack-signature"))?;
+                any_match(keys, hex::decode(sig).ok(), &[b"v0:", ts.as_bytes(), b":", req.body])
+            }
+            Scheme::Twilio { keys, url } => {
+                let sig = required(req.headers, "x-twilio-signature")?;
+                let provided = BASE64.decode(sig).ok();
+                let content_type = optional(req.headers, "content-type")?.unwrap_or("");
+                let message = twilio_message(url, req.query, content_type, req.body)?;
+                any_match(keys, provided, &[message.as_bytes()])
+            }
+            Scheme::Gitlab { token_digests, .. } => {
+                let token = required(req.headers, "x-gitlab-token")?;
+                // Comparing digests keeps the comparison constant-time and
+                // independent of the token's length.
+                let provided = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+                if token_digests
+                    .iter()
+                    .any(|d| constant_time_eq(d.as_ref(), provided.as_ref()))
+                {
+                    Ok(())
+                } else {
+                    Err(VerifyError::Mismatch)
+                }
+            }
+            Scheme::Paddle { keys, tolerance } => {
+                let header = required(req.headers, "paddle-signature")?;
+                let ts = header
+                    .split(';')
+                    .find_map(|p| p.trim().strip_prefix("ts="))
+                    .ok_or(VerifyError::Malformed("paddle-signature timestamp"))?;
+                check_timestamp(ts, now, *tolerance)?;
+                let candidates = header
+                    .split(';')
+                    .filter_map(|p| p.trim().strip_prefix("h1="))
+                    .filter_map(|s| hex::decode(s).ok());
+                any_match(keys, candidates, &[ts.as_bytes(), b":", req.body])
+            }
+            Scheme::Square { keys, url } => {
+                let sig = required(req.headers, "x-square-hmacsha256-signature")?;
+                any_match(keys, BASE64.decode(sig).ok(), &[url.as_bytes(), req.body])
+            }
+            Scheme::Hmac {
+                keys,
+                header,
+                encoding,
+                prefix,
+            } => {
+                let value = req
+                    .headers
+                    .get(header)
+                    .ok_or(VerifyError::MissingHeader("signature"))?
+                    .to_str()
+                    .map_err(|_| VerifyError::Malformed("signature header"))?
+                    .trim();
+                let value = value
+                    .strip_prefix(prefix.as_str())
+                    .ok_or(VerifyError::Malformed("signature prefix"))?;
+                let decoded = match encoding {
+                    SignatureEncoding::Hex => hex::decode(value).ok(),
+                    SignatureEncoding::Base64 => BASE64.decode(value).ok(),
+                };
+                any_match(keys, decoded, &[req.body])
+            }
+            Scheme::None => Ok(()),
+        }
+    }
+
+    /// The headers this scheme's provider would send for `body`, signed with
+    /// the first secret (`hookd sign`, tests). `id` is used where the
+    /// provider sends an id header.
+    pub fn sign(
+        &self,
+        body: &[u8],
+        now: i64,
+        id: &str,
+        content_type: &str,
+        query: Option<&str>,
+    ) -> Result<Vec<(String, String)>, VerifyError> {
+        let ts = now.to_string();
+        let mac = |keys: &[hmac::Key], parts: &[&[u8]]| -> Vec<u8> {
+            let mut ctx = hmac::Context::with_key(&keys[0]);
+            for part in parts {
+                ctx.update(part);
+            }
+            ctx.sign().as_ref().to_vec()
+        };
+        let h = |k: &str, v: String| (k.to_owned(), v);
+        Ok(match &self.scheme {
+            Scheme::StandardWebhooks { keys, .. } => vec![
+                h("webhook-id", id.to_owned()),
+                h("webhook-timestamp", ts.clone()),
+                h(
+                    "webhook-signature",
+                    format!(
+                        "v1,{}",
+                        BASE64.encode(mac(keys, &[id.as_bytes(), b".", ts.as_bytes(), b".", body]))
+                    ),
+                ),
+            ],
+            Scheme::Stripe { keys, .. } => vec![h(
+                "Stripe-Signature",
+                format!("t={ts},v1={}", hex::encode(mac(keys, &[ts.as_bytes(), b".", body]))),
+            )],
+            Scheme::Github { keys, .. } => vec![
+                h("X-GitHub-Delivery", id.to_owned()),
+                h(
+                    "X-Hub-Signature-256",
+                    format!("sha256={}", hex::encode(mac(keys, &[body]))),
+                ),
+            ],
+            Scheme::Shopify { keys } => vec![
+                h("X-Shopify-Webhook-Id", id.to_owned()),
+                h("X-Shopify-Hmac-Sha256", BASE64.encode(mac(keys, &[body]))),
+            ],
+            Scheme::Slack { keys, .. } => vec![
+                h("X-Slack-Request-Timestamp", ts.clone()),
+                h(
+                    "X-Slack-Signature",
+                    format!(
+                        "v0={}",
+                        hex::encode(mac(keys, &[b"v0:", ts.as_bytes(), b":", body]))
+                    ),
+                ),
+            ],
+            Scheme::Twilio { keys, url } => {
+                let message = twilio_message(url, query, content_type, body)?;
+                vec![
+                    h("I-Twilio-Idempotency-Token", id.to_owned()),
+                    h(
+                        "X-Twilio-Signature",
+                        BASE64.encode(mac(keys, &[message.as_bytes()])),
+                    ),
+                ]
+            }
+            Scheme::Gitlab { first_token, .. } => vec![
+                h("X-Gitlab-Event-UUID", id.to_owned()),
+                h("X-Gitlab-Token", first_token.clone()),
+            ],
+            Scheme::Paddle { keys, .. } => vec![h(
+                "Paddle-Signature",
+                format!(
+                    "ts={ts};h1={}",
+                    hex::encode(mac(keys, &[ts.as_bytes(), b":", body]))
+                ),
+            )],
+            Scheme::Square { keys, url } => vec![h(
+                "x-square-hmacsha256-signature",
+                BASE64.encode(mac(keys, &[url.as_bytes(), body])),
+            )],
+            Scheme::Hmac {
+                keys,
+                header,
+                encoding,
+                prefix,
+            } => {
+                let raw = mac(keys, &[body]);
+                let encoded = match encoding {
+                    SignatureEncoding::Hex => hex::encode(raw),
+                    SignatureEncoding::Base64 => BASE64.encode(raw),
+                };
+                vec![
+                    h("webhook-id", id.to_owned()),
+                    h(header.as_str(), format!("{prefix}{encoded}")),
+                ]
+            }
+            Scheme::None => vec![h("webhook-id", id.to_owned())],
+        })
+    }
+}
+
+/// Twilio signs the full URL it called, then (for form posts) every POST
+/// parameter as name+value sorted by name. JSON posts instead carry the
+/// body's SHA-256 in the `bodySHA256` query parameter, which is part of the
+/// signed URL.
+fn twilio_message(
+    url: &str,
+    query: Option<&str>,
+    content_type: &str,
+    body: &[u8],
+) -> Result<String, VerifyError> {
+    let mut message = String::with_capacity(url.len() + body.len() + 16);
+    message.push_str(url);
+    if let Some(q) = query.filter(|q| !q.is_empty()) {
+        message.push(if url.contains('?') { '&' } else { '?' });
+        message.push_str(q);
+    }
+    if content_type
+        .trim_start()
+        .starts_with("application/x-www-form-urlencoded")
+    {
+        let mut params: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
+        params.sort();
+        for (k, v) in params {
+            message.push_str(&k);
+            message.push_str(&v);
+        }
+    } else if let Some(expected) = query
+        .into_iter()
+        .flat_map(|q| form_urlencoded::parse(q.as_bytes()))
+        .find(|(k, _)| k == "bodySHA256")
+        .map(|(_, v)| v.into_owned())
+    {
+        let actual = hex::encode(ring::digest::digest(&ring::digest::SHA256, body));
+        if !constant_time_eq(actual.as_bytes(), expected.to_ascii_lowercase().as_bytes()) {
+            return Err(VerifyError::Mismatch);
+        }
+    }
+    Ok(message)
+}
+
+fn optional<'h>(headers: &'h HeaderMap, name: &'static str) -> Result<Option<&'h str>, VerifyError> {
+    match headers.get(name) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .map(|s| Some(s.trim()))
+            .map_err(|_| VerifyError::Malformed(name)),
+    }
+}
+
+fn required<'h>(headers: &'h HeaderMap, name: &'static str) -> Result<&'h str, VerifyError> {
+    optional(headers, name)?.ok_or(VerifyError::MissingHeader(name))
+}
+
+fn header_either<'h>(
+    headers: &'h HeaderMap,
+    name: &'static str,
+    alias: &'static str,
+) -> Result<&'h str, VerifyError> {
+    match optional(headers, name)? {
+        Some(v) => Ok(v),
+        None => optional(headers, alias)?.ok_or(VerifyError::MissingHeader(name)),
+    }
+}
+
+fn check_timestamp(ts: &str, now: i64, tolerance: i64) -> Result<(), VerifyError> {
+    let ts: i64 = ts.parse().map_err(|_| VerifyError::Malformed("timestamp"))?;
+    if now.abs_diff(ts) > tolerance.unsigned_abs() {
+        return Err(VerifyError::StaleTimestamp);
+    }
+    Ok(())
+}
+
+/// True if any provided signature equals the MAC of `parts` under any key.
+fn any_match<I>(keys: &[hmac::Key], provided: I, parts: &[&[u8]]) -> Result<(), VerifyError>
+where
+    I: IntoIterator<Item = Vec<u8>>,
+{
+    let provided: Vec<Vec<u8>> = provided.into_iter().collect();
+    if provided.is_empty() {
+        return Err(VerifyError::Mismatch);
+    }
+    for key in keys {
+        let mut ctx = hmac::Context::with_key(key);
+        for part in parts {
+            ctx.update(part);
+        }
+        let tag = ctx.sign();
+        if provided
+            .iter()
+            .any(|sig| constant_time_eq(tag.as_ref(), sig))
+        {
+            return Ok(());
+        }
+    }
+    Err(VerifyError::Mismatch)
+}
+
+/// Runs in time independent of where the inputs differ (the length of a
+/// MAC is public).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
