@@ -11,7 +11,11 @@ use tracing::{error, info, warn};
 use crate::config::{Config, ConfigOrigin};
 
 #[derive(Debug, Parser)]
-#[command(name = "hookd", version, about = "Webhooks in, reliably delivered out.")]
+#[command(
+    name = "hookd",
+    version,
+    about = "Webhooks in, reliably delivered out."
+)]
 pub struct Cli {
     /// Config file (default: $HOOKD_CONFIG, else config/hookd.toml if present, else built-in defaults).
     #[arg(long, global = true, value_name = "PATH")]
@@ -57,7 +61,14 @@ pub fn main() -> ExitCode {
             query,
             id,
             content_type,
-        } => sign(cli.config, &source, &body, query.as_deref(), id, &content_type),
+        } => sign(
+            cli.config,
+            &source,
+            &body,
+            query.as_deref(),
+            id,
+            &content_type,
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -114,7 +125,9 @@ fn run_daemon(path: Option<PathBuf>) -> anyhow::Result<()> {
     let (config, origin) = load(path)?;
     match &origin {
         ConfigOrigin::File(p) => info!(path = %p.display(), "configuration loaded"),
-        ConfigOrigin::Defaults => warn!("no config file found: running on built-in defaults with no sources"),
+        ConfigOrigin::Defaults => {
+            warn!("no config file found: running on built-in defaults with no sources")
+        }
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -138,8 +151,10 @@ fn run_daemon(path: Option<PathBuf>) -> anyhow::Result<()> {
 /// once (status 130), for operators who cannot wait.
 async fn watch_signals(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         error!("cannot install signal handlers; only SIGKILL will stop hookd");
         return;
     };

@@ -394,8 +394,10 @@ impl Config {
 
     fn from_figment(figment: Figment) -> anyhow::Result<Config> {
         let figment = figment.merge(
+            // Only section-qualified names are config keys, so unrelated
+            // HOOKD_* variables (HOOKD_CONFIG, HOOKD_LOG_FORMAT, ...) are not.
             Env::prefixed("HOOKD_")
-                .ignore(&["CONFIG", "LOG_FORMAT"])
+                .filter(|key| key.as_str().contains("__"))
                 .split("__"),
         );
         let config: Config = figment.extract().map_err(describe_figment_error)?;
@@ -462,8 +464,7 @@ impl Config {
             if destination.retry.max_attempts == 0 {
                 bail!("{key}.destination.retry.max_attempts must be at least 1");
             }
-            if destination.retry.base.is_zero() || destination.retry.max < destination.retry.base
-            {
+            if destination.retry.base.is_zero() || destination.retry.max < destination.retry.base {
                 bail!(
                     "{key}.destination.retry: base must be > 0 and max must be >= base (base {:?}, max {:?})",
                     destination.retry.base,

@@ -86,7 +86,9 @@ static X_HOOKD_ATTEMPT: HeaderName = HeaderName::from_static("x-hookd-attempt");
 /// What one attempt came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attempt {
-    Delivered { status: u16 },
+    Delivered {
+        status: u16,
+    },
     /// Worth trying again: 408, 425, 429, 5xx, 1xx/3xx, timeouts, connection errors.
     Failed {
         status: Option<u16>,
@@ -94,7 +96,10 @@ pub enum Attempt {
         retry_after: Option<Duration>,
     },
     /// The destination refused the event itself (other 4xx).
-    Rejected { status: u16, error: String },
+    Rejected {
+        status: u16,
+        error: String,
+    },
 }
 
 pub fn classify(status: StatusCode) -> AttemptClass {
@@ -232,6 +237,10 @@ impl Reader {
         let blocking = self.app.queue.dedicated_client().await;
         let mut rate = RateLimiter::new(self.lane.source.config.destination.rate_per_sec);
         let mut group_ready = false;
+        // While the stream is idle the reader blocks holding a single slot,
+        // so idle sources do not sit on worker slots others could use; once
+        // entries flow it reads in batches without blocking.
+        let mut idle = true;
         let mut claim_cursor = String::from("0-0");
         // Claim right away: a previous process may have died holding entries.
         let mut next_claim = Instant::now();
@@ -255,18 +264,21 @@ impl Reader {
             permits.truncate(allowed);
 
             let claiming = Instant::now() >= next_claim;
+            if idle && !claiming {
+                permits.truncate(1);
+            }
             let batch = if claiming {
-                self.claim(&mut claim_cursor, permits.len()).await.map(|b| {
-                    if claim_cursor == "0-0" {
-                        next_claim = Instant::now() + config.claim_interval;
-                    }
-                    b
-                })
+                let claimed = self.claim(&mut claim_cursor, permits.len()).await;
+                if claimed.is_ok() && claim_cursor == "0-0" {
+                    next_claim = Instant::now() + config.claim_interval;
+                }
+                claimed
             } else {
                 self.app
                     .queue
-                    .read(&blocking, keys, &self.consumer, permits.len())
+                    .read(&blocking, keys, &self.consumer, permits.len(), idle)
                     .await
+                    .inspect(|entries| idle = entries.is_empty())
             };
             let entries = match batch {
                 Ok(entries) => entries,
@@ -426,6 +438,7 @@ struct Job {
 
 impl Job {
     async fn run(self, envelope: Envelope, permits: Permits) {
+        let _busy = self.app.delivery_started();
         let attempt = envelope.attempts + 1;
         let span = info_span!(
             "delivery",
@@ -515,17 +528,20 @@ impl Job {
         }
     }
 
-    fn build_request(&self, envelope: &Envelope, attempt: u32) -> Result<Request<Full<Bytes>>, http::Error> {
+    fn build_request(
+        &self,
+        envelope: &Envelope,
+        attempt: u32,
+    ) -> Result<Request<Full<Bytes>>, http::Error> {
         let mut request = Request::builder()
             .method(Method::POST)
             .uri(self.lane.uri.clone())
             .body(Full::new(envelope.body.clone()))?;
         let headers = request.headers_mut();
         for (name, value) in decode_headers(&envelope.headers) {
-            let (Ok(name), Ok(value)) = (
-                HeaderName::from_bytes(name),
-                HeaderValue::from_bytes(value),
-            ) else {
+            let (Ok(name), Ok(value)) =
+                (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
+            else {
                 continue;
             };
             if NOT_FORWARDED.contains(&name.as_str()) {
@@ -540,10 +556,7 @@ impl Job {
         }
         let text = |s: &str| HeaderValue::from_str(s);
         headers.insert(WEBHOOK_ID.clone(), text(&envelope.event_id)?);
-        headers.insert(
-            X_HOOKD_SOURCE.clone(),
-            text(&self.lane.source.config.name)?,
-        );
+        headers.insert(X_HOOKD_SOURCE.clone(), text(&self.lane.source.config.name)?);
         headers.insert(X_HOOKD_EVENT_TYPE.clone(), text(&envelope.event_type)?);
         headers.insert(X_HOOKD_ATTEMPT.clone(), HeaderValue::from(attempt));
         if let Some(key) = &self.lane.signing_key {
@@ -566,7 +579,12 @@ impl Job {
     }
 
     /// Records the outcome in Redis with one atomic script.
-    async fn settle(&self, envelope: &Envelope, attempt: u32, result: Attempt) -> Result<(), QueueError> {
+    async fn settle(
+        &self,
+        envelope: &Envelope,
+        attempt: u32,
+        result: Attempt,
+    ) -> Result<(), QueueError> {
         let queue = &self.app.queue;
         let source = &self.lane.source;
         let keys = &source.keys;
@@ -591,7 +609,15 @@ impl Job {
                 if attempt >= retry.max_attempts {
                     warn!(?status, error = %error, "giving up after destination.retry.max_attempts");
                     queue
-                        .dead_letter(keys, &envelope.entry_id, "max_attempts", status, &error, &history, true)
+                        .dead_letter(
+                            keys,
+                            &envelope.entry_id,
+                            "max_attempts",
+                            status,
+                            &error,
+                            &history,
+                            true,
+                        )
                         .await?;
                     source.metrics.delivery(DeliveryOutcome::Dead);
                 } else {
@@ -608,7 +634,15 @@ impl Job {
                 warn!(status, error = %error, "destination rejected the event: dead-lettering");
                 let history = history_line(attempt, now, Some(status), &error);
                 queue
-                    .dead_letter(keys, &envelope.entry_id, "rejected", Some(status), &error, &history, true)
+                    .dead_letter(
+                        keys,
+                        &envelope.entry_id,
+                        "rejected",
+                        Some(status),
+                        &error,
+                        &history,
+                        true,
+                    )
                     .await?;
                 source.metrics.delivery(DeliveryOutcome::Dead);
             }
@@ -635,13 +669,22 @@ mod tests {
     #[test]
     fn outcome_classes_follow_the_design() {
         for code in [200, 201, 204, 299] {
-            assert_eq!(classify(StatusCode::from_u16(code).unwrap()), AttemptClass::Delivered);
+            assert_eq!(
+                classify(StatusCode::from_u16(code).unwrap()),
+                AttemptClass::Delivered
+            );
         }
         for code in [408, 425, 429, 500, 502, 503, 504, 599] {
-            assert_eq!(classify(StatusCode::from_u16(code).unwrap()), AttemptClass::Retry);
+            assert_eq!(
+                classify(StatusCode::from_u16(code).unwrap()),
+                AttemptClass::Retry
+            );
         }
         for code in [400, 401, 403, 404, 409, 410, 413, 422] {
-            assert_eq!(classify(StatusCode::from_u16(code).unwrap()), AttemptClass::Reject);
+            assert_eq!(
+                classify(StatusCode::from_u16(code).unwrap()),
+                AttemptClass::Reject
+            );
         }
     }
 

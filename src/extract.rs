@@ -156,7 +156,9 @@ fn auto_type(scheme: &VerifyConfig, headers: &HeaderMap, body: &mut Body) -> Opt
         | VerifyConfig::Square { .. } => body.pointer("/type"),
         VerifyConfig::Github { .. } => header(headers, "x-github-event"),
         VerifyConfig::Shopify { .. } => header(headers, "x-shopify-topic"),
-        VerifyConfig::Slack { .. } => body.pointer("/event/type").or_else(|| body.pointer("/type")),
+        VerifyConfig::Slack { .. } => body
+            .pointer("/event/type")
+            .or_else(|| body.pointer("/type")),
         VerifyConfig::Gitlab { .. } => header(headers, "x-gitlab-event"),
         VerifyConfig::Paddle { .. } => body.pointer("/event_type"),
         VerifyConfig::Twilio { .. } | VerifyConfig::Hmac { .. } | VerifyConfig::None => {
@@ -206,9 +208,7 @@ pub fn event_type<'b>(
         FieldSource::BodySha256 => None,
     };
     match found {
-        Some(t) if t.len() <= MAX_EVENT_ID_LEN && !t.chars().any(char::is_control) => {
-            Cow::Owned(t)
-        }
+        Some(t) if t.len() <= MAX_EVENT_ID_LEN && !t.chars().any(char::is_control) => Cow::Owned(t),
         _ => Cow::Borrowed(""),
     }
 }
@@ -272,7 +272,10 @@ mod tests {
         let json = FieldSource::Json("/data/id".into());
         assert_eq!(event_id(&json, &stripe(), &h, &mut body).unwrap(), "42");
         let header_rule: FieldSource = "header:x-id".parse().unwrap();
-        assert_eq!(event_id(&header_rule, &stripe(), &h, &mut body).unwrap(), "abc");
+        assert_eq!(
+            event_id(&header_rule, &stripe(), &h, &mut body).unwrap(),
+            "abc"
+        );
         let missing: FieldSource = "header:x-other".parse().unwrap();
         assert!(matches!(
             event_id(&missing, &stripe(), &h, &mut body),
@@ -303,7 +306,13 @@ mod tests {
         };
         let h = headers(&[("x-github-delivery", "d-1"), ("x-github-event", "push")]);
         let mut body = Body::new(b"{}");
-        assert_eq!(event_id(&FieldSource::Auto, &scheme, &h, &mut body).unwrap(), "d-1");
-        assert_eq!(event_type(&FieldSource::Auto, &scheme, &h, &mut body), "push");
+        assert_eq!(
+            event_id(&FieldSource::Auto, &scheme, &h, &mut body).unwrap(),
+            "d-1"
+        );
+        assert_eq!(
+            event_type(&FieldSource::Auto, &scheme, &h, &mut body),
+            "push"
+        );
     }
 }

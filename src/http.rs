@@ -31,7 +31,7 @@ pub type HttpResponse = Response<Full<Bytes>>;
 pub enum Listener {
     /// Providers: `/webhooks/*`, health, metrics.
     Public,
-    /// Operators: health, metrics.
+    /// Operators: health, metrics, the demo sink.
     Admin,
 }
 
@@ -116,12 +116,52 @@ async fn route(app: &Arc<App>, kind: Listener, req: Request<Incoming>) -> HttpRe
             }
         }
         "/health" => health(app).await,
+        DEMO_SINK_PATH if kind == Listener::Admin => demo_sink(req).await,
         "/metrics" => Response::builder()
             .header(CONTENT_TYPE, "text/plain; version=0.0.4")
             .body(Full::new(Bytes::from(app.metrics.render())))
             .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "render failed")),
         _ => error(StatusCode::NOT_FOUND, "not found"),
     }
+}
+
+/// A destination built into the admin listener so the shipped config works
+/// without a service of your own: it logs each delivery and answers 204.
+pub const DEMO_SINK_PATH: &str = "/demo/sink";
+
+async fn demo_sink(req: Request<Incoming>) -> HttpResponse {
+    if req.method() != Method::POST {
+        return error(StatusCode::METHOD_NOT_ALLOWED, "only POST is allowed");
+    }
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let (id, source, event_type, attempt) = (
+        header("webhook-id"),
+        header("x-hookd-source"),
+        header("x-hookd-event-type"),
+        header("x-hookd-attempt"),
+    );
+    let body = Limited::new(req.into_body(), 1 << 20)
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    tracing::info!(
+        webhook_id = %id,
+        source = %source,
+        event_type = %event_type,
+        attempt = %attempt,
+        body = %String::from_utf8_lossy(&body[..body.len().min(200)]),
+        "demo sink received a delivery"
+    );
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response
 }
 
 #[derive(Serialize)]
@@ -148,7 +188,11 @@ async fn ingest(app: &App, source: &Source, req: Request<Incoming>) -> HttpRespo
     response
 }
 
-async fn ingest_inner(app: &App, source: &Source, req: Request<Incoming>) -> (Outcome, HttpResponse) {
+async fn ingest_inner(
+    app: &App,
+    source: &Source,
+    req: Request<Incoming>,
+) -> (Outcome, HttpResponse) {
     if req.method() != Method::POST {
         let mut response = error(StatusCode::METHOD_NOT_ALLOWED, "only POST is allowed");
         response
@@ -182,7 +226,10 @@ async fn ingest_inner(app: &App, source: &Source, req: Request<Incoming>) -> (Ou
         Err(_) => {
             return (
                 Outcome::Timeout,
-                error(StatusCode::REQUEST_TIMEOUT, "request body not received in time"),
+                error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request body not received in time",
+                ),
             );
         }
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
@@ -206,17 +253,25 @@ async fn ingest_inner(app: &App, source: &Source, req: Request<Incoming>) -> (Ou
         debug!(error = %e, "signature check failed");
         return (
             Outcome::Unauthorized,
-            error(StatusCode::UNAUTHORIZED, &format!("signature verification failed: {e}")),
+            error(
+                StatusCode::UNAUTHORIZED,
+                &format!("signature verification failed: {e}"),
+            ),
         );
     }
 
     let scheme = &source.config.verify;
     let mut parsed = Body::new(&body);
-    let event_id = match extract::event_id(&source.config.id_from, scheme, &parts.headers, &mut parsed)
-    {
-        Ok(id) => id,
-        Err(e) => return (Outcome::BadRequest, error(StatusCode::BAD_REQUEST, &e.to_string())),
-    };
+    let event_id =
+        match extract::event_id(&source.config.id_from, scheme, &parts.headers, &mut parsed) {
+            Ok(id) => id,
+            Err(e) => {
+                return (
+                    Outcome::BadRequest,
+                    error(StatusCode::BAD_REQUEST, &e.to_string()),
+                );
+            }
+        };
     let event_type = extract::event_type(
         &source.config.event_type_from,
         scheme,
@@ -265,7 +320,10 @@ async fn ingest_inner(app: &App, source: &Source, req: Request<Incoming>) -> (Ou
             ),
         ),
         Ok(IngestOutcome::BacklogFull { backlog }) => {
-            warn!(backlog, "backlog over ingest.max_backlog: refusing new events");
+            warn!(
+                backlog,
+                "backlog over ingest.max_backlog: refusing new events"
+            );
             (
                 Outcome::BacklogFull,
                 unavailable("backlog is full", RETRY_AFTER_BACKLOG),

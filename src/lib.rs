@@ -16,7 +16,7 @@ pub mod verify;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -100,6 +100,17 @@ pub struct App {
     pub metrics: PrometheusHandle,
     /// Global delivery concurrency (`worker.concurrency`).
     pub workers: Arc<Semaphore>,
+    /// Deliveries actually running (readers also hold slots while reading).
+    busy: Arc<AtomicUsize>,
+}
+
+/// Counts a running delivery for as long as it lives.
+pub struct BusyGuard(Arc<AtomicUsize>);
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl App {
@@ -127,6 +138,7 @@ impl App {
         metrics::gauge!(telemetry::WORKERS_MAX).set(config.worker.concurrency as f64);
         Ok(Arc::new(Self {
             workers: Arc::new(Semaphore::new(config.worker.concurrency)),
+            busy: Arc::new(AtomicUsize::new(0)),
             config,
             queue,
             sources,
@@ -136,10 +148,12 @@ impl App {
     }
 
     pub fn workers_busy(&self) -> usize {
-        self.config
-            .worker
-            .concurrency
-            .saturating_sub(self.workers.available_permits())
+        self.busy.load(Ordering::Relaxed)
+    }
+
+    pub fn delivery_started(&self) -> BusyGuard {
+        self.busy.fetch_add(1, Ordering::Relaxed);
+        BusyGuard(self.busy.clone())
     }
 }
 
@@ -192,7 +206,8 @@ pub async fn run(
     background.close();
 
     let deliveries = TaskTracker::new();
-    let pipeline = delivery::Pipeline::start(app.clone(), pipeline_token.clone(), deliveries.clone())?;
+    let pipeline =
+        delivery::Pipeline::start(app.clone(), pipeline_token.clone(), deliveries.clone())?;
 
     info!(
         sources = app.sources.len(),
@@ -208,7 +223,10 @@ pub async fn run(
 
     info!("closing listeners, finishing in-flight requests");
     http_token.cancel();
-    if tokio::time::timeout_at(deadline, servers.wait()).await.is_err() {
+    if tokio::time::timeout_at(deadline, servers.wait())
+        .await
+        .is_err()
+    {
         warn!("in-flight requests did not finish within shutdown.timeout");
     }
 
@@ -216,7 +234,10 @@ pub async fn run(
     pipeline_token.cancel();
     pipeline.stopped().await;
     deliveries.close();
-    if tokio::time::timeout_at(deadline, deliveries.wait()).await.is_err() {
+    if tokio::time::timeout_at(deadline, deliveries.wait())
+        .await
+        .is_err()
+    {
         warn!(
             in_flight = app.workers_busy(),
             "deliveries still in flight at shutdown.timeout; they stay pending in redis and will be claimed"

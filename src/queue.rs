@@ -243,7 +243,13 @@ pub fn history_line(attempt: u32, at_ms: u64, status: Option<u16>, error: &str) 
     let error: String = error
         .chars()
         .take(300)
-        .map(|c| if c == '\t' || c == '\n' || c == '\r' { ' ' } else { c })
+        .map(|c| {
+            if c == '\t' || c == '\n' || c == '\r' {
+                ' '
+            } else {
+                c
+            }
+        })
         .collect();
     format!("{attempt}\t{at_ms}\t{status}\t{error}\n")
 }
@@ -506,14 +512,16 @@ impl Queue {
         }
     }
 
-    /// New entries for this consumer, at most `count`, blocking up to
-    /// [`READ_BLOCK`]. `client` must be a [`Self::dedicated_client`].
+    /// New entries for this consumer, at most `count`; with `block`, waits
+    /// up to [`READ_BLOCK`] for one. `client` must be a
+    /// [`Self::dedicated_client`].
     pub async fn read(
         &self,
         client: &Client,
         keys: &SourceKeys,
         consumer: &str,
         count: usize,
+        block: bool,
     ) -> Result<Vec<Envelope>, QueueError> {
         const OP: &str = "xreadgroup";
         let value: Value = client
@@ -521,7 +529,7 @@ impl Queue {
                 GROUP,
                 consumer,
                 Some(count as u64),
-                Some(READ_BLOCK.as_millis() as u64),
+                block.then_some(READ_BLOCK.as_millis() as u64),
                 false,
                 keys.stream.as_str(),
                 ">",
@@ -760,7 +768,11 @@ impl Queue {
 
     /// Replays a DLQ entry into the stream with attempts reset. Returns the
     /// new entry id, or None if the DLQ entry no longer exists.
-    pub async fn replay(&self, keys: &SourceKeys, dlq_id: &str) -> Result<Option<String>, QueueError> {
+    pub async fn replay(
+        &self,
+        keys: &SourceKeys,
+        dlq_id: &str,
+    ) -> Result<Option<String>, QueueError> {
         let result = self
             .eval(
                 "replay",
@@ -784,7 +796,9 @@ impl Queue {
         count: usize,
     ) -> Result<Vec<DlqEntry>, QueueError> {
         const OP: &str = "xrevrange";
-        let end = before.map(|b| format!("({b}")).unwrap_or_else(|| "+".into());
+        let end = before
+            .map(|b| format!("({b}"))
+            .unwrap_or_else(|| "+".into());
         let value: Value = self
             .pool
             .next()

@@ -45,8 +45,14 @@ fn describe() {
         metrics::Unit::Seconds,
         "Time from acceptance to successful delivery."
     );
-    describe_gauge!(QUEUE_BACKLOG, "Events accepted but not yet read by a worker.");
-    describe_gauge!(QUEUE_PENDING, "Events read by a worker and not yet finished.");
+    describe_gauge!(
+        QUEUE_BACKLOG,
+        "Events accepted but not yet read by a worker."
+    );
+    describe_gauge!(
+        QUEUE_PENDING,
+        "Events read by a worker and not yet finished."
+    );
     describe_gauge!(RETRY_SCHEDULED, "Events waiting for a retry.");
     describe_gauge!(DLQ_SIZE, "Events in the dead-letter queue.");
     describe_counter!(
@@ -56,7 +62,10 @@ fn describe() {
     describe_gauge!(WORKERS_BUSY, "Deliveries in flight.");
     describe_gauge!(WORKERS_MAX, "worker.concurrency.");
     describe_gauge!(REDIS_UP, "1 while Redis answers PING, else 0.");
-    describe_gauge!(BUILD_INFO, "Always 1; the version label says which build runs.");
+    describe_gauge!(
+        BUILD_INFO,
+        "Always 1; the version label says which build runs."
+    );
 }
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -68,8 +77,8 @@ pub fn install() -> PrometheusHandle {
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
                 .set_buckets(&[
-                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-                    5.0, 10.0, 30.0, 60.0, 300.0, 3600.0,
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    10.0, 30.0, 60.0, 300.0, 3600.0,
                 ])
                 .unwrap_or_else(|_| PrometheusBuilder::new())
                 .build_recorder();
@@ -155,9 +164,9 @@ pub struct SourceMetrics {
 impl SourceMetrics {
     pub fn new(source: &str) -> Self {
         let s = source.to_owned();
-        let ingest = IngestOutcome::ALL.map(|o| {
-            metrics::counter!(INGEST_REQUESTS, "source" => s.clone(), "outcome" => o.label())
-        });
+        let ingest = IngestOutcome::ALL.map(
+            |o| metrics::counter!(INGEST_REQUESTS, "source" => s.clone(), "outcome" => o.label()),
+        );
         let deliveries = ["success", "retry", "dead"]
             .map(|o| metrics::counter!(DELIVERIES, "source" => s.clone(), "outcome" => o));
         Self {

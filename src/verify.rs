@@ -59,15 +59,41 @@ pub struct Verifier {
 
 #[derive(Debug)]
 enum Scheme {
-    StandardWebhooks { keys: Vec<hmac::Key>, tolerance: i64 },
-    Stripe { keys: Vec<hmac::Key>, tolerance: i64 },
-    Github { keys: Vec<hmac::Key>, sha1_keys: Option<Vec<hmac::Key>> },
-    Shopify { keys: Vec<hmac::Key> },
-    Slack { keys: Vec<hmac::Key>, tolerance: i64 },
-    Twilio { keys: Vec<hmac::Key>, url: String },
-    Gitlab { token_digests: Vec<ring::digest::Digest>, first_token: String },
-    Paddle { keys: Vec<hmac::Key>, tolerance: i64 },
-    Square { keys: Vec<hmac::Key>, url: String },
+    StandardWebhooks {
+        keys: Vec<hmac::Key>,
+        tolerance: i64,
+    },
+    Stripe {
+        keys: Vec<hmac::Key>,
+        tolerance: i64,
+    },
+    Github {
+        keys: Vec<hmac::Key>,
+        sha1_keys: Option<Vec<hmac::Key>>,
+    },
+    Shopify {
+        keys: Vec<hmac::Key>,
+    },
+    Slack {
+        keys: Vec<hmac::Key>,
+        tolerance: i64,
+    },
+    Twilio {
+        keys: Vec<hmac::Key>,
+        url: String,
+    },
+    Gitlab {
+        token_digests: Vec<ring::digest::Digest>,
+        first_token: String,
+    },
+    Paddle {
+        keys: Vec<hmac::Key>,
+        tolerance: i64,
+    },
+    Square {
+        keys: Vec<hmac::Key>,
+        url: String,
+    },
     Hmac {
         keys: Vec<hmac::Key>,
         header: HeaderName,
@@ -218,7 +244,11 @@ impl Verifier {
                     .split(' ')
                     .filter_map(|s| s.strip_prefix("v1,"))
                     .filter_map(|s| BASE64.decode(s).ok());
-                any_match(keys, candidates, &[id.as_bytes(), b".", ts.as_bytes(), b".", req.body])
+                any_match(
+                    keys,
+                    candidates,
+                    &[id.as_bytes(), b".", ts.as_bytes(), b".", req.body],
+                )
             }
             Scheme::Stripe { keys, tolerance } => {
                 let header = required(req.headers, "stripe-signature")?;
@@ -238,9 +268,9 @@ impl Verifier {
             }
             Scheme::Github { keys, sha1_keys } => {
                 if let Some(sig) = optional(req.headers, "x-hub-signature-256")? {
-                    let sig = sig.strip_prefix("sha256=").ok_or(VerifyError::Malformed(
-                        "x-hub-signature-256",
-                    ))?;
+                    let sig = sig
+                        .strip_prefix("sha256=")
+                        .ok_or(VerifyError::Malformed("x-hub-signature-256"))?;
                     return any_match(keys, hex::decode(sig).ok(), &[req.body]);
                 }
                 match (sha1_keys, optional(req.headers, "x-hub-signature")?) {
@@ -264,7 +294,11 @@ impl Verifier {
                 let sig = sig
                     .strip_prefix("v0=")
                     .ok_or(VerifyError::Malformed("x-slack-signature"))?;
-                any_match(keys, hex::decode(sig).ok(), &[b"v0:", ts.as_bytes(), b":", req.body])
+                any_match(
+                    keys,
+                    hex::decode(sig).ok(),
+                    &[b"v0:", ts.as_bytes(), b":", req.body],
+                )
             }
             Scheme::Twilio { keys, url } => {
                 let sig = required(req.headers, "x-twilio-signature")?;
@@ -364,7 +398,10 @@ impl Verifier {
             ],
             Scheme::Stripe { keys, .. } => vec![h(
                 "Stripe-Signature",
-                format!("t={ts},v1={}", hex::encode(mac(keys, &[ts.as_bytes(), b".", body]))),
+                format!(
+                    "t={ts},v1={}",
+                    hex::encode(mac(keys, &[ts.as_bytes(), b".", body]))
+                ),
             )],
             Scheme::Github { keys, .. } => vec![
                 h("X-GitHub-Delivery", id.to_owned()),
@@ -473,7 +510,10 @@ fn twilio_message(
     Ok(message)
 }
 
-fn optional<'h>(headers: &'h HeaderMap, name: &'static str) -> Result<Option<&'h str>, VerifyError> {
+fn optional<'h>(
+    headers: &'h HeaderMap,
+    name: &'static str,
+) -> Result<Option<&'h str>, VerifyError> {
     match headers.get(name) {
         None => Ok(None),
         Some(v) => v
@@ -499,7 +539,9 @@ fn header_either<'h>(
 }
 
 fn check_timestamp(ts: &str, now: i64, tolerance: i64) -> Result<(), VerifyError> {
-    let ts: i64 = ts.parse().map_err(|_| VerifyError::Malformed("timestamp"))?;
+    let ts: i64 = ts
+        .parse()
+        .map_err(|_| VerifyError::Malformed("timestamp"))?;
     if now.abs_diff(ts) > tolerance.unsigned_abs() {
         return Err(VerifyError::StaleTimestamp);
     }

@@ -22,9 +22,9 @@ impl Secret {
     /// dropped because editors and `echo` add one.
     pub fn resolve(spec: &str) -> Result<Self, String> {
         if let Some(var) = spec.strip_prefix("env:") {
-            return std::env::var(var)
-                .map(Self)
-                .map_err(|_| format!("environment variable {var} (named by env:{var}) is not set"));
+            return std::env::var(var).map(Self).map_err(|_| {
+                format!("environment variable {var} (named by env:{var}) is not set")
+            });
         }
         if let Some(path) = spec.strip_prefix("file:") {
             return std::fs::read_to_string(path)

@@ -58,7 +58,9 @@ mod tests {
     #[test]
     fn doubles_and_caps() {
         let p = policy(false);
-        let secs: Vec<u64> = (1..=8).map(|a| backoff_delay(&p, a, None, 0.5).as_secs()).collect();
+        let secs: Vec<u64> = (1..=8)
+            .map(|a| backoff_delay(&p, a, None, 0.5).as_secs())
+            .collect();
         assert_eq!(secs, vec![1, 2, 4, 8, 16, 32, 60, 60]);
         assert_eq!(backoff_delay(&p, 1000, None, 0.5), Duration::from_secs(60));
     }
@@ -91,9 +93,15 @@ mod tests {
     #[test]
     fn parses_both_retry_after_forms() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
-        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
         let later = httpdate::fmt_http_date(now + Duration::from_secs(90));
-        assert_eq!(parse_retry_after(&later, now), Some(Duration::from_secs(90)));
+        assert_eq!(
+            parse_retry_after(&later, now),
+            Some(Duration::from_secs(90))
+        );
         let past = httpdate::fmt_http_date(now - Duration::from_secs(90));
         assert_eq!(parse_retry_after(&past, now), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("soon", now), None);

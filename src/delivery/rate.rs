@@ -82,6 +82,9 @@ mod tests {
     #[tokio::test]
     async fn unlimited_grants_everything() {
         let mut limiter = RateLimiter::new(0);
-        assert_eq!(limiter.acquire(64, &CancellationToken::new()).await, Some(64));
+        assert_eq!(
+            limiter.acquire(64, &CancellationToken::new()).await,
+            Some(64)
+        );
     }
 }

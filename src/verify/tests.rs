@@ -68,7 +68,10 @@ fn standard_webhooks_published_vector() {
         ("webhook-timestamp", "1614265330"),
         ("webhook-signature", SW_SIG),
     ];
-    assert_eq!(check(standard(&[SW_SECRET]), &h, None, SW_BODY, SW_TS), Ok(()));
+    assert_eq!(
+        check(standard(&[SW_SECRET]), &h, None, SW_BODY, SW_TS),
+        Ok(())
+    );
 }
 
 #[test]
@@ -143,9 +146,14 @@ const STRIPE_SIG: &str = "88a022085c6bdb887b02cb26ff76dd681234d9675c0f22844059f5
 
 #[test]
 fn stripe_vector_with_several_v1_and_a_v0() {
-    let header = format!("t=1492774577,v1=deadbeef,v1={STRIPE_SIG},v0=6ffbb59b2300aae63f272406069a9788598b792a944a07aba816edb039989a39");
+    let header = format!(
+        "t=1492774577,v1=deadbeef,v1={STRIPE_SIG},v0=6ffbb59b2300aae63f272406069a9788598b792a944a07aba816edb039989a39"
+    );
     let h = [("stripe-signature", header.as_str())];
-    assert_eq!(check(stripe(), &h, None, STRIPE_BODY, 1_492_774_600), Ok(()));
+    assert_eq!(
+        check(stripe(), &h, None, STRIPE_BODY, 1_492_774_600),
+        Ok(())
+    );
 }
 
 #[test]
@@ -244,7 +252,10 @@ fn slack_published_vector() {
             "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503",
         ),
     ];
-    assert_eq!(check(config.clone(), &h, None, SLACK_BODY, 1_531_420_618), Ok(()));
+    assert_eq!(
+        check(config.clone(), &h, None, SLACK_BODY, 1_531_420_618),
+        Ok(())
+    );
     assert_eq!(
         check(config.clone(), &h, None, &SLACK_BODY[1..], 1_531_420_618),
         Err(VerifyError::Mismatch)
@@ -296,7 +307,10 @@ fn twilio_json_body_hash() {
         ("x-twilio-signature", "/VhdPI4pOfjxaV2QNeSiUm03okU="),
         ("content-type", "application/json"),
     ];
-    assert_eq!(check(config.clone(), &h, Some(query), br#"{"a":1}"#, 0), Ok(()));
+    assert_eq!(
+        check(config.clone(), &h, Some(query), br#"{"a":1}"#, 0),
+        Ok(())
+    );
     assert_eq!(
         check(config, &h, Some(query), br#"{"a":2}"#, 0),
         Err(VerifyError::Mismatch)
@@ -309,11 +323,23 @@ fn gitlab_token() {
         secrets: secrets(&["old-token", "new-token"]),
     };
     assert_eq!(
-        check(config.clone(), &[("x-gitlab-token", "new-token")], None, b"{}", 0),
+        check(
+            config.clone(),
+            &[("x-gitlab-token", "new-token")],
+            None,
+            b"{}",
+            0
+        ),
         Ok(())
     );
     assert_eq!(
-        check(config.clone(), &[("x-gitlab-token", "new-tokeN")], None, b"{}", 0),
+        check(
+            config.clone(),
+            &[("x-gitlab-token", "new-tokeN")],
+            None,
+            b"{}",
+            0
+        ),
         Err(VerifyError::Mismatch)
     );
     assert_eq!(
@@ -360,7 +386,10 @@ fn square_vector() {
         "x-square-hmacsha256-signature",
         "HjtYigMUq4WQMs6NyyoKRjSiC58oVjb+VvaK1I0mY7M=",
     )];
-    assert_eq!(check(config.clone(), &h, None, br#"{"event_id":"e1"}"#, 0), Ok(()));
+    assert_eq!(
+        check(config.clone(), &h, None, br#"{"event_id":"e1"}"#, 0),
+        Ok(())
+    );
     assert_eq!(
         check(config, &h, None, br#"{"event_id":"e2"}"#, 0),
         Err(VerifyError::Mismatch)
@@ -377,7 +406,10 @@ fn generic_hmac_sha512_base64_with_prefix() {
         prefix: "sha512=".into(),
     };
     let sig = "sha512=n5F5f4zlOh4DeiHaSlG6FAtL0iF334I+3fLrZRwzk8Q4QWinztjqU8xtc/ruZKDuuMTrQg5n+TOlg991ClSpSw==";
-    assert_eq!(check(config.clone(), &[("x-sig", sig)], None, b"payload", 0), Ok(()));
+    assert_eq!(
+        check(config.clone(), &[("x-sig", sig)], None, b"payload", 0),
+        Ok(())
+    );
     assert_eq!(
         check(config.clone(), &[("x-sig", sig)], None, b"payloaD", 0),
         Err(VerifyError::Mismatch)
@@ -449,7 +481,13 @@ fn sign_round_trips_for_every_scheme() {
     for config in configs {
         let verifier = Verifier::from_config(&config).unwrap();
         let signed = verifier
-            .sign(body, 1_700_000_000, "evt_1", "application/x-www-form-urlencoded", None)
+            .sign(
+                body,
+                1_700_000_000,
+                "evt_1",
+                "application/x-www-form-urlencoded",
+                None,
+            )
             .unwrap();
         let mut pairs: Vec<(&str, &str)> = signed
             .iter()

@@ -1,0 +1,186 @@
+//! `hookd check-config` and `hookd sign`.
+
+use std::process::Command;
+
+use bytes::Bytes;
+use http::Method;
+
+use crate::support::*;
+
+fn hookd(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(hookd_bin())
+        .args(args)
+        .envs(env.iter().copied())
+        .env_remove("HOOKD_CONFIG")
+        .output()
+        .expect("run hookd");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn check_config_prints_the_effective_config_with_secrets_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = write(&dir, "secret", "from-a-file\n");
+    let toml = format!(
+        r#"
+[redis]
+url = "redis://:hunter2@127.0.0.1:6379"
+[[sources]]
+name = "gh"
+verify = {{ scheme = "github", secrets = ["literal-secret", "env:HOOKD_TEST_SECRET", "file:{secret_file}"] }}
+[sources.destination]
+url = "http://127.0.0.1:3000/"
+signing_secret = "whsec_c2lnbg=="
+"#
+    );
+    let path = write(&dir, "hookd.toml", &toml);
+    let (code, stdout, stderr) = hookd(
+        &["check-config", "--config", &path],
+        &[
+            ("HOOKD_TEST_SECRET", "from-env"),
+            ("HOOKD_WORKER__CONCURRENCY", "7"),
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    for secret in [
+        "hunter2",
+        "literal-secret",
+        "from-env",
+        "from-a-file",
+        "c2lnbg",
+    ] {
+        assert!(!stdout.contains(secret), "{secret} leaked:\n{stdout}");
+    }
+    assert!(stdout.contains("[redacted]"));
+    assert!(
+        stdout.contains("concurrency = 7"),
+        "env override ignored:\n{stdout}"
+    );
+    assert!(stdout.contains("name = \"gh\""));
+}
+
+#[test]
+fn check_config_names_the_bad_key_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("[worker]\nconcurency = 3\n", "concurency"),
+        (
+            "[server]\nmax_body_bytes = \"big\"\n",
+            "server.max_body_bytes",
+        ),
+        ("[admin]\nlisten = \"0.0.0.0:8081\"\n", "admin.token"),
+        (
+            "[worker]\nclaim_idle = \"5s\"\n[[sources]]\nname = \"a\"\nverify = { scheme = \"none\" }\n[sources.destination]\nurl = \"http://x/\"\n",
+            "worker.claim_idle",
+        ),
+        (
+            "[[sources]]\nname = \"a\"\nverify = { scheme = \"github\", secrets = [\"env:HOOKD_UNSET_VAR_X\"] }\n[sources.destination]\nurl = \"http://x/\"\n",
+            "HOOKD_UNSET_VAR_X",
+        ),
+    ];
+    for (toml, key) in cases {
+        let path = write(&dir, "bad.toml", toml);
+        let (code, _, stderr) = hookd(&["check-config", "--config", &path], &[]);
+        assert_eq!(code, 1, "{toml}");
+        assert!(stderr.contains(key), "{key} not named in: {stderr}");
+    }
+    let (code, _, stderr) = hookd(&["check-config", "--config", "/no/such/file.toml"], &[]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("/no/such/file.toml"));
+    let (code, _, stderr) = hookd(&["check-config"], &[("HOOKD_REDIS__POOL_SIZE", "0")]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("redis.pool_size"), "{stderr}");
+}
+
+#[test]
+fn the_shipped_config_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/hookd.toml");
+    let (code, stdout, stderr) = hookd(&["check-config", "--config", path], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("name = \"demo\""));
+}
+
+/// What `hookd sign` prints is accepted by the daemon (the README's curl
+/// example), and the delivery reaches the destination.
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_output_passes_verification() {
+    let redis = TestRedis::start();
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let toml = config(
+        &redis.url(),
+        "",
+        &[
+            SourceSpec::standard("demo", &sink.url()),
+            SourceSpec {
+                name: "stripe".into(),
+                verify: r#"{ scheme = "stripe", secrets = ["whsec_abc"] }"#.into(),
+                destination: sink.url(),
+                destination_extra: String::new(),
+            },
+        ],
+    );
+    let config_path = write(&dir, "hookd.toml", &toml);
+    let body_path = write(
+        &dir,
+        "body.json",
+        r#"{"id":"evt_stripe_1","type":"charge.succeeded"}"#,
+    );
+    let daemon = Daemon::start_ready(&toml).await;
+    for source in ["demo", "stripe"] {
+        let (code, stdout, stderr) = hookd(
+            &[
+                "sign",
+                "--config",
+                &config_path,
+                "--source",
+                source,
+                "--body",
+                &body_path,
+                "--id",
+                "evt_signed",
+            ],
+            &[],
+        );
+        assert_eq!(code, 0, "{stderr}");
+        let headers: Vec<(String, String)> = stdout
+            .lines()
+            .filter_map(|l| l.split_once(": "))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let body = Bytes::from(std::fs::read(&body_path).unwrap());
+        let reply = request(
+            Method::POST,
+            &daemon.url(&format!("/webhooks/{source}")),
+            &headers,
+            body,
+        )
+        .await;
+        assert_eq!(reply.status, 202, "{source}: {:?}", reply.json());
+    }
+    assert!(sink.wait_for(2, std::time::Duration::from_secs(10)).await);
+    let (code, _, stderr) = hookd(
+        &[
+            "sign",
+            "--config",
+            &config_path,
+            "--source",
+            "nope",
+            "--body",
+            &body_path,
+        ],
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert!(stderr.contains("nope"));
+}

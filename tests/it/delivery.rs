@@ -1,0 +1,479 @@
+//! The delivery contract against a real HTTP sink.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Method;
+
+use crate::support::*;
+
+const FAST_RETRY: &str =
+    r#"retry = { max_attempts = 3, base = "100ms", max = "1s", jitter = false }"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delivers_the_raw_body_with_the_documented_headers() {
+    let redis = TestRedis::start();
+    let sink = Sink::start().await;
+    let mut source = SourceSpec::standard("gh", &sink.url());
+    source.verify = r#"{ scheme = "github", secrets = ["s3cret"] }"#.into();
+    let daemon = Daemon::start_ready(&config(&redis.url(), "", &[source])).await;
+
+    // Bytes that are not valid UTF-8 must survive unchanged.
+    let body: &[u8] = b"{\"zen\":\"caf\xc3\xa9\"}\xff\x00tail";
+    let verifier = hookd::verify::Verifier::from_config(&hookd::config::VerifyConfig::Github {
+        secrets: vec![hookd::config::Secret::literal("s3cret")],
+        allow_sha1: false,
+    })
+    .unwrap();
+    let mut headers = verifier.sign(body, 0, "delivery-1", "", None).unwrap();
+    headers.push(("content-type".into(), "application/vnd.custom+json".into()));
+    headers.push(("x-github-event".into(), "push".into()));
+    let reply = request(
+        Method::POST,
+        &daemon.url("/webhooks/gh"),
+        &headers,
+        Bytes::copy_from_slice(body),
+    )
+    .await;
+    assert_eq!(reply.status, 202);
+
+    assert!(
+        sink.wait_for(1, Duration::from_secs(10)).await,
+        "{}",
+        daemon.logs()
+    );
+    let got = &sink.received()[0];
+    assert_eq!(&got.body[..], body);
+    assert_eq!(got.header("content-type"), "application/vnd.custom+json");
+    assert_eq!(got.header("webhook-id"), "delivery-1");
+    assert_eq!(got.header("x-hookd-source"), "gh");
+    assert_eq!(got.header("x-hookd-event-type"), "push");
+    assert_eq!(got.header("x-hookd-attempt"), "1");
+    // Acked and removed: nothing left behind.
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            redis.stream_len("gh") == 0 && redis.pending("gh") == 0
+        })
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sink.count(), 1);
+    let metrics = String::from_utf8_lossy(&get(&daemon.url("/metrics")).await.body).into_owned();
+    assert!(
+        metrics.contains(r#"hookd_deliveries_total{source="gh",outcome="success"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains("hookd_end_to_end_seconds"));
+    assert!(metrics.contains("hookd_delivery_duration_seconds"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retries_with_backoff_until_success() {
+    let redis = TestRedis::start();
+    let sink = Sink::start().await;
+    sink.script([
+        Answer::status(503),
+        Answer::status(503),
+        Answer::status(200),
+    ]);
+    let source = SourceSpec::standard("s", &sink.url())
+        .with(r#"retry = { max_attempts = 5, base = "500ms", max = "10s", jitter = false }"#);
+    let daemon = Daemon::start_ready(&config(&redis.url(), "", &[source])).await;
+    assert_eq!(send_event(&daemon, "s", "evt_r", "{}").await.status, 202);
+
+    assert!(
+        sink.wait_for(3, Duration::from_secs(15)).await,
+        "{}",
+        daemon.logs()
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let got = sink.received();
+    assert_eq!(got.len(), 3, "delivered more than once after success");
+    let attempts: Vec<&str> = got.iter().map(|r| r.header("x-hookd-attempt")).collect();
+    assert_eq!(attempts, vec!["1", "2", "3"]);
+    assert!(got.iter().all(|r| r.header("webhook-id") == "evt_r"));
+    let gap1 = got[1].at - got[0].at;
+    let gap2 = got[2].at - got[1].at;
+    assert!(gap1 >= Duration::from_millis(500), "first backoff {gap1:?}");
+    assert!(
+        gap2 >= Duration::from_millis(1000),
+        "second backoff {gap2:?}"
+    );
+    assert_eq!(redis.dlq_len("s"), 0);
+    assert_eq!(redis.delayed_len("s"), 0);
+    let metrics = String::from_utf8_lossy(&get(&daemon.url("/metrics")).await.body).into_owned();
+    assert!(
+        metrics.contains(r#"hookd_deliveries_total{source="s",outcome="retry"} 2"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn honours_retry_after() {
+    let redis = TestRedis::start();
+    let sink = Sink::start().await;
+    sink.script([
+        Answer::status(429).header("retry-after", "2"),
+        Answer::status(200),
+    ]);
+    let source = SourceSpec::standard("s", &sink.url())
+        .with(r#"retry = { max_attempts = 5, base = "50ms", max = "10s", jitter = false }"#);
+    let daemon = Daemon::start_ready(&config(&redis.url(), "", &[source])).await;
+    assert_eq!(send_event(&daemon, "s", "evt_ra", "{}").await.status, 202);
+    assert!(sink.wait_for(2, Duration::from_secs(10)).await);
+    let got = sink.received();
+    let gap = got[1].at - got[0].at;
+    assert!(
+        gap >= Duration::from_millis(1900),
+        "Retry-After ignored: {gap:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn other_4xx_dead_letters_at_once() {
+    let redis = TestRedis::start();
+    let sink = Sink::start().await;
+    sink.set_default(Answer::status(400));
+    let source = SourceSpec::standard("s", &sink.url()).with(FAST_RETRY);
+    let daemon = Daemon::start_ready(&config(&redis.url(), "", &[source])).await;
+    let body = r#"{"type":"order.created","n":1}"#;
+    assert_eq!(send_event(&daemon, "s", "evt_400", body).await.status, 202);
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            redis.dlq_len("s") == 1
+        })
+        .await,
+        "{}",
+        daemon.logs()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sink.count(), 1, "a rejected event was retried");
+    assert_eq!(redis.stream_len("s"), 0);
+    assert_eq!(redis.delayed_len("s"), 0);
+    let entry = redis.cli(&["XRANGE", "hookd:{s}:dlq", "-", "+"]);
+    for expected in [
+        "reason",
+        "rejected",
+        "status",
+        "400",
+        "evt_400",
+        body,
+        "order.created",
+    ] {
+        assert!(
+            entry.contains(expected),
+            "{expected} missing from DLQ entry:\n{entry}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn always_failing_dead_letters_after_max_attempts() {
+    let redis = TestRedis::start();
+    let sink = Sink::start().await;
+    sink.set_default(Answer::status(500));
+    let source = SourceSpec::standard("s", &sink.url()).with(FAST_RETRY);
+    let daemon = Daemon::start_ready(&config(&redis.url(), "", &[source])).await;
+    assert_eq!(send_event(&daemon, "s", "evt_500", "{}").await.status, 202);
+    assert!(
+        eventually(Duration::from_secs(15), || async {
+            redis.dlq_len("s") == 1
+        })
+        .await,
+        "{}",
+        daemon.logs()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sink.count(), 3);
+    let entry = redis.cli(&["XRANGE", "hookd:{s}:dlq", "-", "+"]);
+    assert!(entry.contains("max_attempts"), "{entry}");
+    // Each attempt is in the history.
+    assert_eq!(entry.matches("\t500\t").count(), 3, "{entry}");
+    let metrics = String::from_utf8_lossy(&get(&daemon.url("/metrics")).await.body).into_owned();
+    assert!(
+        metrics.contains(r#"hookd_deliveries_total{source="s",outcome="dead"} 1"#),
+        "{metrics}"
+    );
+    let health = get(&daemon.url("/health")).await.json();
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            get(&daemon.url("/health")).await.json()["sources"]["s"]["dlq"] == 1
+        })
+        .await,
+        "{health}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn timeouts_and_connection_errors_are_retried() {
+    let redis = TestRedis::start();
+    let sink = Sink::start().await;
+    sink.script([
+        Answer::status(200).delayed(Duration::from_secs(3)),
+        Answer::status(200),
+    ]);
+    let source = SourceSpec::standard("s", &sink.url())
+        .with("timeout = \"500ms\"")
+        .with(FAST_RETRY);
+    let daemon = Daemon::start_ready(&config(&redis.url(), "", &[source])).await;
+    assert_eq!(send_event(&daemon, "s", "evt_t", "{}").await.status, 202);
+    // The timed-out request is abandoned by hookd, so the sink only
+    // records the second attempt.
+    assert!(sink.wait_for(1, Duration::from_secs(10)).await);
+    let attempts: HashSet<String> = sink
+        .received()
+        .iter()
+        .map(|r| r.header("x-hookd-attempt").to_owned())
+        .collect();
+    assert!(
+        attempts.contains("2"),
+        "timeout was not retried: {attempts:?}"
+    );
+
+    // Nothing listening: retried, then dead-lettered with the error text.
+    let redis2 = TestRedis::start();
+    let source = SourceSpec::standard("d", &dead_url()).with(FAST_RETRY);
+    let _daemon2 = Daemon::start_ready(&config(&redis2.url(), "", &[source])).await;
+    let reply = request(
+        Method::POST,
+        &_daemon2.url("/webhooks/d"),
+        &signed("evt_c", b"{}"),
+        Bytes::from_static(b"{}"),
+    )
+    .await;
+    assert_eq!(reply.status, 202);
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            redis2.dlq_len("d") == 1
+        })
+        .await
+    );
+    let entry = redis2.cli(&["XRANGE", "hookd:{d}:dlq", "-", "+"]);
+    assert!(entry.contains("request failed"), "{entry}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn per_destination_cap_is_never_exceeded() {
+    let redis = TestRedis::start();
+    let sink = Sink::start().await;
+    sink.set_default(Answer::status(200).delayed(Duration::from_millis(150)));
+    let source = SourceSpec::standard("s", &sink.url()).with("max_in_flight = 3");
+    let daemon = Daemon::start_ready(&config(&redis.url(), "", &[source])).await;
+    for i in 0..30 {
+        assert_eq!(
+            send_event(&daemon, "s", &format!("evt_{i}"), "{}")
+                .await
+                .status,
+            202
+        );
+    }
+    assert!(sink.wait_for(30, Duration::from_secs(20)).await);
+    assert_eq!(sink.max_concurrency(), 3, "cap not used or exceeded");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_destination_does_not_block_another_source() {
+    let redis = TestRedis::start();
+    let slow = Sink::start().await;
+    slow.set_default(Answer::status(200).delayed(Duration::from_secs(4)));
+    let fast = Sink::start().await;
+    let toml = config(
+        &redis.url(),
+        "[worker]\nconcurrency = 4\nclaim_idle = \"30s\"",
+        &[
+            SourceSpec::standard("slow", &slow.url()).with("max_in_flight = 2\ntimeout = \"10s\""),
+            SourceSpec::standard("fast", &fast.url()),
+        ],
+    );
+    let daemon = Daemon::start_ready(&toml).await;
+    for i in 0..10 {
+        assert_eq!(
+            send_event(&daemon, "slow", &format!("s{i}"), "{}")
+                .await
+                .status,
+            202
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    for i in 0..5 {
+        assert_eq!(
+            send_event(&daemon, "fast", &format!("f{i}"), "{}")
+                .await
+                .status,
+            202
+        );
+    }
+    assert!(
+        fast.wait_for(5, Duration::from_secs(3)).await,
+        "fast source starved"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(slow.max_concurrency() <= 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_limit_paces_deliveries() {
+    let redis = TestRedis::start();
+    let sink = Sink::start().await;
+    let source = SourceSpec::standard("s", &sink.url()).with("rate_per_sec = 5");
+    let daemon = Daemon::start_ready(&config(&redis.url(), "", &[source])).await;
+    // Let the initial burst allowance drain first.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    for i in 0..15 {
+        assert_eq!(
+            send_event(&daemon, "s", &format!("evt_{i}"), "{}")
+                .await
+                .status,
+            202
+        );
+    }
+    assert!(sink.wait_for(15, Duration::from_secs(10)).await);
+    let got = sink.received();
+    let span = got.last().unwrap().at - got.first().unwrap().at;
+    // 5 may go at once, the other 10 need about 2 s at 5/s.
+    assert!(
+        span >= Duration::from_millis(1500),
+        "not rate limited: {span:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signs_deliveries_when_a_signing_secret_is_set() {
+    let redis = TestRedis::start();
+    let sink = Sink::start().await;
+    let signing = "whsec_c2lnbmluZy1zZWNyZXQtb2YtaG9va2Q=";
+    let source =
+        SourceSpec::standard("s", &sink.url()).with(&format!("signing_secret = \"{signing}\""));
+    let daemon = Daemon::start_ready(&config(&redis.url(), "", &[source])).await;
+    assert_eq!(
+        send_event(&daemon, "s", "evt_sig", "{\"a\":1}")
+            .await
+            .status,
+        202
+    );
+    assert!(sink.wait_for(1, Duration::from_secs(10)).await);
+    let got = &sink.received()[0];
+    // The destination verifies it like any Standard-Webhooks receiver.
+    let verifier =
+        hookd::verify::Verifier::from_config(&hookd::config::VerifyConfig::StandardWebhooks {
+            secrets: vec![hookd::config::Secret::literal(signing)],
+            tolerance: Duration::from_secs(300),
+        })
+        .unwrap();
+    let checked = verifier.verify(
+        &hookd::verify::SignedRequest {
+            headers: &got.headers,
+            query: None,
+            body: &got.body,
+        },
+        hookd::unix_secs(),
+    );
+    assert_eq!(checked, Ok(()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_restarted_empty_recreates_the_group() {
+    let mut redis = TestRedis::start();
+    let sink = Sink::start().await;
+    let daemon = Daemon::start_ready(&config(
+        &redis.url(),
+        "",
+        &[SourceSpec::standard("s", &sink.url())],
+    ))
+    .await;
+    assert_eq!(send_event(&daemon, "s", "before", "{}").await.status, 202);
+    assert!(sink.wait_for(1, Duration::from_secs(10)).await);
+    redis.restart(); // no persistence: comes back empty, no group
+    assert!(
+        eventually(Duration::from_secs(15), || async {
+            send_event(&daemon, "s", "after", "{}").await.status == 202
+        })
+        .await
+    );
+    assert!(
+        sink.wait_for(2, Duration::from_secs(15)).await,
+        "not delivered after redis came back empty:\n{}",
+        daemon.logs()
+    );
+}
+
+/// kill -9 while deliveries are in flight: a fresh hookd claims what the
+/// dead one held and every accepted event is delivered.
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_mid_delivery_loses_nothing() {
+    let redis = TestRedis::start();
+    let sink = Sink::start().await;
+    sink.set_default(Answer::status(200).delayed(Duration::from_millis(300)));
+    let toml = config(
+        &redis.url(),
+        "[worker]\nclaim_idle = \"2s\"\nclaim_interval = \"500ms\"",
+        &[SourceSpec::standard("s", &sink.url()).with("timeout = \"1s\"\nmax_in_flight = 4")],
+    );
+    let mut daemon = Daemon::start_ready(&toml).await;
+    let mut accepted = HashSet::new();
+    for i in 0..40 {
+        let id = format!("evt_{i}");
+        if send_event(&daemon, "s", &id, "{}").await.status == 202 {
+            accepted.insert(id);
+        }
+    }
+    assert!(sink.wait_for(4, Duration::from_secs(10)).await);
+    daemon.kill9();
+    let delivered_before = sink.count();
+    assert!(
+        delivered_before < 40,
+        "everything was delivered before the kill"
+    );
+
+    let _fresh = Daemon::start_ready(&toml).await;
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            let ids: HashSet<String> = sink.ids().into_iter().collect();
+            accepted.is_subset(&ids)
+        })
+        .await,
+        "lost events after kill -9"
+    );
+    let ids = sink.ids();
+    let unique: HashSet<&String> = ids.iter().collect();
+    println!(
+        "kill -9: accepted {}, delivered {}, duplicates {}",
+        accepted.len(),
+        unique.len(),
+        ids.len() - unique.len()
+    );
+}
+
+/// An entry that keeps crashing its consumer is dead-lettered once it has
+/// been handed out more than worker.max_deliveries times.
+#[tokio::test(flavor = "multi_thread")]
+async fn crash_loops_are_dead_lettered() {
+    let redis = TestRedis::start();
+    let sink = Sink::start().await;
+    sink.set_default(Answer::status(200).delayed(Duration::from_secs(5)));
+    let toml = config(
+        &redis.url(),
+        "[worker]\nclaim_idle = \"1500ms\"\nclaim_interval = \"200ms\"\nmax_deliveries = 1",
+        &[SourceSpec::standard("s", &sink.url()).with("timeout = \"1s\"")],
+    );
+    let mut daemon = Daemon::start_ready(&toml).await;
+    assert_eq!(
+        send_event(&daemon, "s", "evt_crash", "{}").await.status,
+        202
+    );
+    // Wait until it is in flight, then crash.
+    assert!(eventually(Duration::from_secs(5), || async { redis.pending("s") == 1 }).await);
+    daemon.kill9();
+    let _fresh = Daemon::start_ready(&toml).await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            redis.dlq_len("s") == 1
+        })
+        .await,
+        "crash-looping entry not dead-lettered"
+    );
+    let entry = redis.cli(&["XRANGE", "hookd:{s}:dlq", "-", "+"]);
+    assert!(entry.contains("max_deliveries"), "{entry}");
+}

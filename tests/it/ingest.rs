@@ -1,0 +1,409 @@
+//! Every answer of `POST /webhooks/{source}` and what it leaves in Redis.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Method;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::*;
+
+/// A daemon whose destination never answers quickly, so accepted events
+/// stay visible in Redis for the assertions.
+async fn setup(extra: &str) -> (TestRedis, Daemon) {
+    setup_env(extra, &[]).await
+}
+
+async fn setup_env(extra: &str, env: &[(&str, &str)]) -> (TestRedis, Daemon) {
+    let redis = TestRedis::start();
+    let toml = config(
+        &redis.url(),
+        extra,
+        &[SourceSpec::standard("demo", &dead_url())
+            .with("retry = { max_attempts = 5, base = \"1h\", max = \"1h\", jitter = false }")],
+    );
+    let daemon = Daemon::start_env(&toml, env).await;
+    daemon.wait_ready().await;
+    (redis, daemon)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn accepts_a_signed_event_and_stores_it_once() {
+    let (redis, daemon) = setup("").await;
+    let reply = send_event(&daemon, "demo", "evt_1", r#"{"type":"a.b"}"#).await;
+    assert_eq!(reply.status, 202);
+    assert_eq!(
+        reply.json(),
+        serde_json::json!({"id": "evt_1", "source": "demo", "status": "queued"})
+    );
+    assert_eq!(
+        redis.keys("hookd:{demo}:seen:*"),
+        vec!["hookd:{demo}:seen:evt_1"]
+    );
+    let ttl = redis.int(&["TTL", "hookd:{demo}:seen:evt_1"]);
+    assert!(ttl > 71 * 3600 && ttl <= 72 * 3600, "dedup ttl {ttl}");
+    // The stream or (after the failed attempt) the delayed set holds it.
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            redis.stream_len("demo") + redis.delayed_len("demo") == 1
+        })
+        .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn duplicates_answer_200_with_the_first_id_and_store_nothing_new() {
+    let (redis, daemon) = setup("").await;
+    let first = send_event(&daemon, "demo", "evt_dup", "{}").await;
+    assert_eq!(first.status, 202);
+    for _ in 0..3 {
+        let again = send_event(&daemon, "demo", "evt_dup", "{}").await;
+        assert_eq!(again.status, 200);
+        assert_eq!(
+            again.json(),
+            serde_json::json!({"id": "evt_dup", "status": "duplicate"})
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(redis.stream_len("demo") + redis.delayed_len("demo"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_signatures_and_timestamps_get_401_and_store_nothing() {
+    let (redis, daemon) = setup("").await;
+    let url = daemon.url("/webhooks/demo");
+    let body = Bytes::from_static(b"{\"x\":1}");
+
+    // Signature over another body.
+    let other = signed("evt_x", b"{\"x\":2}");
+    let reply = request(Method::POST, &url, &other, body.clone()).await;
+    assert_eq!(reply.status, 401);
+    assert!(
+        reply.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("signature")
+    );
+
+    // Missing signature headers.
+    let none = vec![("content-type".to_string(), "application/json".to_string())];
+    assert_eq!(
+        request(Method::POST, &url, &none, body.clone())
+            .await
+            .status,
+        401
+    );
+
+    // Correct signature, timestamp ten minutes old (tolerance 5m).
+    let stale = signed_at("evt_x", &body, hookd::unix_secs() - 600);
+    assert_eq!(
+        request(Method::POST, &url, &stale, body.clone())
+            .await
+            .status,
+        401
+    );
+
+    // Correct signature from the future.
+    let future = signed_at("evt_x", &body, hookd::unix_secs() + 600);
+    assert_eq!(
+        request(Method::POST, &url, &future, body.clone())
+            .await
+            .status,
+        401
+    );
+
+    // Garbage in the signature header.
+    let mut garbage = signed("evt_x", &body);
+    for (k, v) in garbage.iter_mut() {
+        if k == "webhook-signature" {
+            *v = "v1,@@@not-base64@@@".into();
+        }
+    }
+    assert_eq!(
+        request(Method::POST, &url, &garbage, body).await.status,
+        401
+    );
+
+    redis.assert_nothing_stored("demo");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_bodies_get_413_and_store_nothing() {
+    let (redis, daemon) = setup_env("", &[("HOOKD_SERVER__MAX_BODY_BYTES", "1024")]).await;
+    let url = daemon.url("/webhooks/demo");
+    let big = vec![b'a'; 4096];
+    let reply = request(
+        Method::POST,
+        &url,
+        &signed("evt_big", &big),
+        Bytes::from(big.clone()),
+    )
+    .await;
+    assert_eq!(reply.status, 413);
+    assert!(reply.json()["error"].is_string());
+
+    // Chunked, so no Content-Length to check up front.
+    let mut stream = tokio::net::TcpStream::connect(daemon.public).await.unwrap();
+    let mut head =
+        String::from("POST /webhooks/demo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n");
+    for (k, v) in signed("evt_big", &big) {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    for chunk in big.chunks(512) {
+        let _ = stream
+            .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .await;
+        let _ = stream.write_all(chunk).await;
+        let _ = stream.write_all(b"\r\n").await;
+    }
+    let _ = stream.write_all(b"0\r\n\r\n").await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    redis.assert_nothing_stored("demo");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_method_unknown_source_and_unknown_path() {
+    let (redis, daemon) = setup("").await;
+    for method in [Method::GET, Method::PUT, Method::DELETE, Method::PATCH] {
+        let reply = request(
+            method.clone(),
+            &daemon.url("/webhooks/demo"),
+            &[],
+            Bytes::new(),
+        )
+        .await;
+        assert_eq!(reply.status, 405, "{method}");
+        assert_eq!(reply.headers.get("allow").unwrap(), "POST");
+        assert!(reply.json()["error"].is_string());
+    }
+    let reply = send_event(&daemon, "nope", "evt_1", "{}").await;
+    assert_eq!(reply.status, 404);
+    assert_eq!(reply.json()["error"], "unknown source");
+    assert_eq!(get(&daemon.url("/elsewhere")).await.status, 404);
+    redis.assert_nothing_stored("demo");
+    assert_eq!(redis.keys("hookd:{nope}*"), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn garbage_requests_get_400_and_store_nothing() {
+    let (redis, daemon) = setup("").await;
+    for garbage in [
+        &b"POST /webhooks/demo HTTP/1.1\r\nHost: x\r\nBad Header Line\r\n\r\n"[..],
+        &b"POST /webhooks/demo HTTP/1.1\r\nHost: x\r\nX-A: \x01\x02\r\nContent-Length: 2\r\n\r\n{}"
+            [..],
+        &b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03 not http at all\r\n\r\n"[..],
+        &b"POST /webhooks/demo HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n{}"[..],
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(daemon.public).await.unwrap();
+        stream.write_all(garbage).await.unwrap();
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
+    }
+    // An id that cannot be an id (explicit json pointer missing) is 400 too.
+    redis.assert_nothing_stored("demo");
+    assert_eq!(get(&daemon.url("/health/live")).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_explicit_event_id_is_400() {
+    let redis = TestRedis::start();
+    let mut source = SourceSpec::standard("demo", &dead_url());
+    source.verify = r#"{ scheme = "none" }
+id_from = "json:/data/id""#
+        .into();
+    let daemon = Daemon::start_ready(&config(&redis.url(), "", &[source])).await;
+    let url = daemon.url("/webhooks/demo");
+    let reply = request(
+        Method::POST,
+        &url,
+        &[],
+        Bytes::from_static(b"{\"data\":{}}"),
+    )
+    .await;
+    assert_eq!(reply.status, 400);
+    assert!(reply.json()["error"].as_str().unwrap().contains("event id"));
+    redis.assert_nothing_stored("demo");
+    let reply = request(
+        Method::POST,
+        &url,
+        &[],
+        Bytes::from_static(b"{\"data\":{\"id\":\"x1\"}}"),
+    )
+    .await;
+    assert_eq!(reply.status, 202);
+    assert_eq!(reply.json()["id"], "x1");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_headers_and_slow_bodies_are_cut_off() {
+    let (redis, daemon) = setup_env(
+        "",
+        &[
+            ("HOOKD_SERVER__HEADER_READ_TIMEOUT", "1s"),
+            ("HOOKD_SERVER__REQUEST_TIMEOUT", "1s"),
+        ],
+    )
+    .await;
+    // Slowloris: headers never finish; the connection is closed.
+    let mut stream = tokio::net::TcpStream::connect(daemon.public).await.unwrap();
+    stream
+        .write_all(b"POST /webhooks/demo HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let closed =
+        tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    assert!(
+        closed.is_ok(),
+        "connection still open after header_read_timeout"
+    );
+
+    // Body announced but never sent: 408.
+    let body = b"{\"slow\":true}";
+    let mut stream = tokio::net::TcpStream::connect(daemon.public).await.unwrap();
+    let mut head = format!(
+        "POST /webhooks/demo HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in signed("evt_slow", body) {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body[..3]).await.unwrap();
+    let mut answer = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer))
+        .await
+        .expect("no answer to a stalled body")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    redis.assert_nothing_stored("demo");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_outage_gives_503_then_recovers_without_restart() {
+    let (mut redis, daemon) = setup("").await;
+    assert_eq!(
+        send_event(&daemon, "demo", "evt_before", "{}").await.status,
+        202
+    );
+
+    redis.kill();
+    let reply = send_event(&daemon, "demo", "evt_during", "{}").await;
+    assert_eq!(reply.status, 503);
+    assert!(reply.headers.contains_key("retry-after"));
+    assert!(reply.json()["error"].is_string());
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            get(&daemon.url("/health/ready")).await.status == 503
+        })
+        .await,
+        "ready stayed 200 with redis down"
+    );
+    assert_eq!(get(&daemon.url("/health/live")).await.status, 200);
+    let health = get(&daemon.url("/health")).await;
+    assert_eq!(health.json()["redis"], "down");
+
+    redis.restart();
+    assert!(
+        eventually(Duration::from_secs(15), || async {
+            send_event(&daemon, "demo", "evt_after", "{}").await.status == 202
+        })
+        .await,
+        "ingest did not recover:\n{}",
+        daemon.logs()
+    );
+    daemon.wait_ready().await;
+    // Nothing from the outage was stored.
+    assert_eq!(
+        redis.keys("hookd:{demo}:seen:evt_during"),
+        Vec::<String>::new()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_down_at_startup_is_not_fatal() {
+    let mut redis = TestRedis::start();
+    let url = redis.url();
+    redis.kill();
+    let toml = config(&url, "", &[SourceSpec::standard("demo", &dead_url())]);
+    let daemon = Daemon::start(&toml).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(get(&daemon.url("/health/live")).await.status, 200);
+    assert_eq!(get(&daemon.url("/health/ready")).await.status, 503);
+    assert_eq!(send_event(&daemon, "demo", "evt_1", "{}").await.status, 503);
+    redis.restart();
+    daemon.wait_ready().await;
+    assert_eq!(send_event(&daemon, "demo", "evt_1", "{}").await.status, 202);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backlog_over_max_answers_503() {
+    let (redis, daemon) = setup("[ingest]\nmax_backlog = 3\n").await;
+    for i in 0..3 {
+        assert_eq!(
+            send_event(&daemon, "demo", &format!("evt_{i}"), "{}")
+                .await
+                .status,
+            202
+        );
+    }
+    let reply = send_event(&daemon, "demo", "evt_over", "{}").await;
+    assert_eq!(reply.status, 503);
+    assert!(reply.headers.contains_key("retry-after"));
+    assert_eq!(
+        redis.keys("hookd:{demo}:seen:evt_over"),
+        Vec::<String>::new()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_endpoints_and_metrics() {
+    let (_redis, daemon) = setup("").await;
+    assert_eq!(send_event(&daemon, "demo", "evt_m", "{}").await.status, 202);
+    assert_eq!(send_event(&daemon, "demo", "evt_m", "{}").await.status, 200);
+    assert_eq!(get(&daemon.url("/health/live")).await.status, 200);
+    assert_eq!(get(&daemon.url("/health/ready")).await.status, 200);
+    let health = get(&daemon.url("/health")).await;
+    assert_eq!(health.status, 200);
+    let json = health.json();
+    assert_eq!(json["status"], "ok");
+    assert_eq!(json["redis"], "up");
+    assert_eq!(json["draining"], false);
+    assert_eq!(json["workers"]["max"], 64);
+    for key in ["backlog", "pending", "retrying", "dlq"] {
+        assert!(
+            json["sources"]["demo"][key].is_u64(),
+            "{key} missing: {json}"
+        );
+    }
+    for url in [daemon.url("/metrics"), daemon.admin_url("/metrics")] {
+        let text = String::from_utf8_lossy(&get(&url).await.body).into_owned();
+        assert!(
+            text.contains(r#"hookd_ingest_requests_total{source="demo",outcome="queued"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"hookd_ingest_requests_total{source="demo",outcome="duplicate"} 1"#)
+        );
+        assert!(text.contains("hookd_ingest_duration_seconds"));
+        assert!(text.contains(r#"hookd_build_info{version=""#));
+        assert!(text.contains("hookd_workers_max 64"));
+    }
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            String::from_utf8_lossy(&get(&daemon.url("/metrics")).await.body)
+                .contains("hookd_redis_up 1")
+        })
+        .await
+    );
+    assert_eq!(get(&daemon.admin_url("/health/ready")).await.status, 200);
+}

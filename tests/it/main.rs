@@ -1,0 +1,8 @@
+//! Integration tests: the real `hookd` binary against private
+//! `redis-server` processes and a real HTTP sink.
+
+mod cli;
+mod delivery;
+mod ingest;
+mod shutdown;
+mod support;

@@ -1,0 +1,716 @@
+//! Builders for integration tests: private `redis-server` processes, the
+//! real `hookd` binary, and a programmable HTTP sink.
+
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tempfile::TempDir;
+
+pub const SECRET: &str = "whsec_dGVzdC1zZWNyZXQtZm9yLWhvb2tk";
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
+}
+
+// ---------------------------------------------------------------- Redis --
+
+pub struct TestRedis {
+    pub port: u16,
+    dir: TempDir,
+    child: Option<Child>,
+    args: Vec<String>,
+}
+
+impl TestRedis {
+    /// A private redis-server without persistence.
+    pub fn start() -> Self {
+        Self::start_with(&["--save", "", "--appendonly", "no"])
+    }
+
+    /// With the append-only file fsynced on every write, so a restart keeps
+    /// everything that was acknowledged.
+    pub fn start_persistent() -> Self {
+        Self::start_with(&[
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+        ])
+    }
+
+    pub fn start_with(extra: &[&str]) -> Self {
+        let mut redis = Self {
+            port: free_port(),
+            dir: tempfile::tempdir().expect("tempdir"),
+            child: None,
+            args: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        redis.spawn();
+        redis
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .arg("--port")
+            .arg(self.port.to_string())
+            .arg("--bind")
+            .arg("127.0.0.1")
+            .arg("--dir")
+            .arg(self.dir.path())
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start redis-server ({e}). The integration tests need Redis 7: \
+                     install it with `sudo apt-get install -y redis-server` (Debian/Ubuntu) \
+                     or `brew install redis` (macOS)."
+                )
+            });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.try_cli(&["PING"]).is_some_and(|r| r.trim() == "PONG") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server on port {} did not come up", self.port);
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILL: the server vanishes mid-whatever, like a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Same port, same data directory (AOF is replayed if enabled).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    fn try_cli(&self, args: &[&str]) -> Option<String> {
+        let out = Command::new("redis-cli")
+            .arg("-p")
+            .arg(self.port.to_string())
+            .args(args)
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        Some(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    pub fn cli(&self, args: &[&str]) -> String {
+        self.try_cli(args)
+            .unwrap_or_else(|| panic!("redis-cli {args:?} failed"))
+    }
+
+    pub fn int(&self, args: &[&str]) -> i64 {
+        let out = self.cli(args);
+        out.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("redis-cli {args:?} answered {out:?}"))
+    }
+
+    /// Entries handed out and not yet acknowledged.
+    pub fn pending(&self, source: &str) -> i64 {
+        let out = self.cli(&["XPENDING", &format!("hookd:{{{source}}}:stream"), "hookd"]);
+        out.lines()
+            .next()
+            .unwrap_or("0")
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    }
+
+    pub fn keys(&self, pattern: &str) -> Vec<String> {
+        self.cli(&["--scan", "--pattern", pattern])
+            .lines()
+            .map(str::to_owned)
+            .filter(|l| !l.is_empty())
+            .collect()
+    }
+
+    pub fn stream_len(&self, source: &str) -> i64 {
+        self.int(&["XLEN", &format!("hookd:{{{source}}}:stream")])
+    }
+
+    pub fn dlq_len(&self, source: &str) -> i64 {
+        self.int(&["XLEN", &format!("hookd:{{{source}}}:dlq")])
+    }
+
+    pub fn delayed_len(&self, source: &str) -> i64 {
+        self.int(&["ZCARD", &format!("hookd:{{{source}}}:delayed")])
+    }
+
+    /// Asserts that Redis holds no event and no dedup key for `source`.
+    pub fn assert_nothing_stored(&self, source: &str) {
+        assert_eq!(
+            self.keys(&format!("hookd:{{{source}}}:seen:*")),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            self.stream_len(source),
+            0,
+            "stream of {source} is not empty"
+        );
+        assert_eq!(self.delayed_len(source), 0);
+        assert_eq!(self.dlq_len(source), 0);
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+// --------------------------------------------------------------- Config --
+
+/// A `[[sources]]` block.
+pub struct SourceSpec {
+    pub name: String,
+    pub verify: String,
+    pub destination: String,
+    /// Extra keys for `[sources.destination]`.
+    pub destination_extra: String,
+}
+
+impl SourceSpec {
+    /// A Standard-Webhooks source signed with [`SECRET`].
+    pub fn standard(name: &str, destination: &str) -> Self {
+        Self {
+            name: name.into(),
+            verify: format!(r#"{{ scheme = "standard-webhooks", secrets = ["{SECRET}"] }}"#),
+            destination: destination.into(),
+            destination_extra: String::new(),
+        }
+    }
+
+    pub fn with(mut self, destination_extra: &str) -> Self {
+        self.destination_extra.push_str(destination_extra);
+        self.destination_extra.push('\n');
+        self
+    }
+
+    fn toml(&self) -> String {
+        format!(
+            "[[sources]]\nname = \"{}\"\nverify = {}\n[sources.destination]\nurl = \"{}\"\n{}\n",
+            self.name, self.verify, self.destination, self.destination_extra
+        )
+    }
+}
+
+/// A full config: listeners on port 0, the given Redis, fast timings,
+/// `extra` TOML (sections) and the sources.
+pub fn config(redis_url: &str, extra: &str, sources: &[SourceSpec]) -> String {
+    let mut toml = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
+[redis]
+url = "{redis_url}"
+{extra}
+"#
+    );
+    for source in sources {
+        toml.push_str(&source.toml());
+    }
+    toml
+}
+
+// --------------------------------------------------------------- Daemon --
+
+pub fn hookd_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_hookd"))
+}
+
+pub struct Daemon {
+    child: Child,
+    pub public: SocketAddr,
+    pub admin: SocketAddr,
+    logs: Arc<Mutex<String>>,
+    _dir: TempDir,
+}
+
+impl Daemon {
+    pub async fn start(toml: &str) -> Self {
+        Self::start_env(toml, &[]).await
+    }
+
+    pub async fn start_env(toml: &str, env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("hookd.toml");
+        std::fs::write(&path, toml).expect("write config");
+        let mut child = Command::new(hookd_bin())
+            .arg("run")
+            .arg("--config")
+            .arg(&path)
+            .env("RUST_LOG", "info,hookd=debug")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn hookd");
+        let stderr = child.stderr.take().expect("stderr");
+        let logs = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let logs = logs.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if let Some(addr) = line.split("addr=").nth(1) {
+                        let kind = if line.contains("public listener") {
+                            "public"
+                        } else {
+                            "admin"
+                        };
+                        if let Ok(addr) = addr.trim().parse::<SocketAddr>() {
+                            let _ = tx.send((kind, addr));
+                        }
+                    }
+                    let mut logs = logs.lock().unwrap();
+                    logs.push_str(&line);
+                    logs.push('\n');
+                }
+            });
+        }
+        let (mut public, mut admin) = (None, None);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while public.is_none() || admin.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left.min(Duration::from_millis(100))) {
+                Ok(("public", addr)) => public = Some(addr),
+                Ok((_, addr)) => admin = Some(addr),
+                Err(_) => {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        std::thread::sleep(Duration::from_millis(50));
+                        panic!("hookd exited early ({status}):\n{}", logs.lock().unwrap());
+                    }
+                    if left.is_zero() {
+                        panic!("hookd did not bind:\n{}", logs.lock().unwrap());
+                    }
+                }
+            }
+        }
+        Self {
+            child,
+            public: public.unwrap(),
+            admin: admin.unwrap(),
+            logs,
+            _dir: dir,
+        }
+    }
+
+    /// Starts and waits until `/health/ready` answers 200.
+    pub async fn start_ready(toml: &str) -> Self {
+        let daemon = Self::start(toml).await;
+        daemon.wait_ready().await;
+        daemon
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.public, path)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin, path)
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub async fn wait_ready(&self) {
+        let ok = eventually(Duration::from_secs(15), || async {
+            get(&self.url("/health/ready")).await.status == 200
+        })
+        .await;
+        assert!(ok, "hookd never became ready:\n{}", self.logs());
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    pub async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                panic!("hookd did not exit within {timeout:?}:\n{}", self.logs());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `check` until it is true or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+// ------------------------------------------------------------ HTTP client --
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|_| panic!("not JSON: {:?}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+pub async fn request(
+    method: Method,
+    url: &str,
+    headers: &[(String, String)],
+    body: Bytes,
+) -> Reply {
+    let mut builder = Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        builder = builder.header(k, v);
+    }
+    let req = builder.body(Full::new(body)).expect("request");
+    let resp = tokio::time::timeout(Duration::from_secs(20), client().request(req))
+        .await
+        .expect("request timed out")
+        .expect("request failed");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Like [`request`] but reports connection errors instead of panicking.
+pub async fn try_post(url: &str, headers: &[(String, String)], body: Bytes) -> Option<Reply> {
+    let mut builder = Request::builder().method(Method::POST).uri(url);
+    for (k, v) in headers {
+        builder = builder.header(k, v);
+    }
+    let req = builder.body(Full::new(body)).ok()?;
+    let resp = tokio::time::timeout(Duration::from_secs(20), client().request(req))
+        .await
+        .ok()?
+        .ok()?;
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.ok()?.to_bytes();
+    Some(Reply {
+        status,
+        headers,
+        body,
+    })
+}
+
+pub async fn get(url: &str) -> Reply {
+    match try_get(url).await {
+        Some(r) => r,
+        None => Reply {
+            status: 0,
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+        },
+    }
+}
+
+async fn try_get(url: &str) -> Option<Reply> {
+    let req = Request::get(url).body(Full::new(Bytes::new())).ok()?;
+    let resp = tokio::time::timeout(Duration::from_secs(10), client().request(req))
+        .await
+        .ok()?
+        .ok()?;
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.ok()?.to_bytes();
+    Some(Reply {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// Standard-Webhooks headers for `body`, signed with [`SECRET`] now.
+pub fn signed(id: &str, body: &[u8]) -> Vec<(String, String)> {
+    signed_at(id, body, hookd::unix_secs())
+}
+
+pub fn signed_at(id: &str, body: &[u8], at: i64) -> Vec<(String, String)> {
+    let config = hookd::config::VerifyConfig::StandardWebhooks {
+        secrets: vec![hookd::config::Secret::literal(SECRET)],
+        tolerance: Duration::from_secs(300),
+    };
+    let verifier = hookd::verify::Verifier::from_config(&config).expect("verifier");
+    let mut headers = verifier
+        .sign(body, at, id, "application/json", None)
+        .expect("sign");
+    headers.push(("content-type".into(), "application/json".into()));
+    headers
+}
+
+/// POSTs a signed event to `source` and returns the answer.
+pub async fn send_event(daemon: &Daemon, source: &str, id: &str, body: &str) -> Reply {
+    request(
+        Method::POST,
+        &daemon.url(&format!("/webhooks/{source}")),
+        &signed(id, body.as_bytes()),
+        Bytes::copy_from_slice(body.as_bytes()),
+    )
+    .await
+}
+
+// ----------------------------------------------------------------- Sink --
+
+/// What the sink answers to one request.
+#[derive(Clone, Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub delay: Duration,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Answer {
+    pub fn status(status: u16) -> Self {
+        Self {
+            status,
+            delay: Duration::ZERO,
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn delayed(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub at: Instant,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
+#[derive(Default)]
+struct SinkState {
+    script: Mutex<VecDeque<Answer>>,
+    default: Mutex<Option<Answer>>,
+    received: Mutex<Vec<Received>>,
+    current: AtomicUsize,
+    max: AtomicUsize,
+}
+
+/// A real HTTP server standing in for the user's service.
+#[derive(Clone)]
+pub struct Sink {
+    pub addr: SocketAddr,
+    state: Arc<SinkState>,
+}
+
+impl Sink {
+    /// Answers 200 to everything unless programmed otherwise.
+    pub async fn start() -> Self {
+        Self::start_on("127.0.0.1:0").await
+    }
+
+    pub async fn start_on(addr: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .expect("bind sink");
+        let addr = listener.local_addr().expect("addr");
+        let state = Arc::new(SinkState::default());
+        let st = state.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let st = st.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: Request<Incoming>| {
+                        let st = st.clone();
+                        async move { Ok::<_, std::convert::Infallible>(handle(st, req).await) }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { addr, state }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    /// Answers for the next requests, in order; then the default.
+    pub fn script(&self, answers: impl IntoIterator<Item = Answer>) {
+        self.state.script.lock().unwrap().extend(answers);
+    }
+
+    pub fn set_default(&self, answer: Answer) {
+        *self.state.default.lock().unwrap() = Some(answer);
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.received.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.state.received.lock().unwrap().len()
+    }
+
+    /// Webhook-Id of every request received (with repeats).
+    pub fn ids(&self) -> Vec<String> {
+        self.received()
+            .iter()
+            .map(|r| r.header("webhook-id").to_owned())
+            .collect()
+    }
+
+    pub fn max_concurrency(&self) -> usize {
+        self.state.max.load(Ordering::SeqCst)
+    }
+
+    pub async fn wait_for(&self, n: usize, timeout: Duration) -> bool {
+        eventually(timeout, || async { self.count() >= n }).await
+    }
+}
+
+async fn handle(state: Arc<SinkState>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let now = state.current.fetch_add(1, Ordering::SeqCst) + 1;
+    state.max.fetch_max(now, Ordering::SeqCst);
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let answer = state
+        .script
+        .lock()
+        .unwrap()
+        .pop_front()
+        .or_else(|| state.default.lock().unwrap().clone())
+        .unwrap_or_else(|| Answer::status(200));
+    if !answer.delay.is_zero() {
+        tokio::time::sleep(answer.delay).await;
+    }
+    // Recorded when answered, so "received" means "the sink finished it".
+    state.received.lock().unwrap().push(Received {
+        headers: parts.headers,
+        body,
+        at: Instant::now(),
+    });
+    state.current.fetch_sub(1, Ordering::SeqCst);
+    let mut response = Response::new(Full::new(Bytes::from_static(b"sink says hi")));
+    *response.status_mut() = StatusCode::from_u16(answer.status).unwrap();
+    for (k, v) in answer.headers {
+        response.headers_mut().insert(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            http::HeaderValue::from_str(&v).unwrap(),
+        );
+    }
+    response
+}
+
+/// A URL where nothing listens.
+pub fn dead_url() -> String {
+    format!("http://127.0.0.1:{}/hook", free_port())
+}
