@@ -1,0 +1,150 @@
+//! Hot-path micro benchmarks: signature verification per scheme, and the
+//! work ingest does around the single Redis round trip (header encoding,
+//! id/type extraction). Compare schemes against the `none` baseline
+//! measured in the same run.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use hookd::config::{HmacAlgorithm, Secret, SignatureEncoding, VerifyConfig};
+use hookd::extract::{self, Body, FieldSource};
+use hookd::verify::{SignedRequest, Verifier};
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+fn body_1k() -> Vec<u8> {
+    let mut body = br#"{"id":"evt_1234567890","type":"invoice.paid","data":{"blob":""#.to_vec();
+    body.resize(1000, b'x');
+    body.extend_from_slice(br#""}}"#);
+    body
+}
+
+fn schemes() -> Vec<(&'static str, VerifyConfig)> {
+    let s = |v: &str| vec![Secret::literal(v)];
+    let tol = Duration::from_secs(300);
+    vec![
+        ("none", VerifyConfig::None),
+        (
+            "standard-webhooks",
+            VerifyConfig::StandardWebhooks {
+                secrets: s("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+                tolerance: tol,
+            },
+        ),
+        (
+            "stripe",
+            VerifyConfig::Stripe {
+                secrets: s("whsec_x"),
+                tolerance: tol,
+            },
+        ),
+        (
+            "github",
+            VerifyConfig::Github {
+                secrets: s("x"),
+                allow_sha1: false,
+            },
+        ),
+        ("shopify", VerifyConfig::Shopify { secrets: s("x") }),
+        (
+            "slack",
+            VerifyConfig::Slack {
+                secrets: s("x"),
+                tolerance: tol,
+            },
+        ),
+        ("gitlab", VerifyConfig::Gitlab { secrets: s("x") }),
+        (
+            "paddle",
+            VerifyConfig::Paddle {
+                secrets: s("x"),
+                tolerance: tol,
+            },
+        ),
+        (
+            "square",
+            VerifyConfig::Square {
+                secrets: s("x"),
+                url: "https://example.com/sq".into(),
+            },
+        ),
+        (
+            "hmac-sha512",
+            VerifyConfig::Hmac {
+                secrets: s("x"),
+                header: "x-sig".into(),
+                algorithm: HmacAlgorithm::Sha512,
+                encoding: SignatureEncoding::Hex,
+                prefix: String::new(),
+            },
+        ),
+    ]
+}
+
+fn headers_for(verifier: &Verifier, body: &[u8], now: i64) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (k, v) in verifier
+        .sign(body, now, "evt_1234567890", "application/json", None)
+        .unwrap()
+    {
+        map.insert(
+            HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(&v).unwrap(),
+        );
+    }
+    map.insert("content-type", HeaderValue::from_static("application/json"));
+    map
+}
+
+fn verify(c: &mut Criterion) {
+    let body = body_1k();
+    let now = 1_700_000_000;
+    let mut group = c.benchmark_group("verify_1KiB");
+    group.throughput(Throughput::Elements(1));
+    for (name, config) in schemes() {
+        let verifier = Verifier::from_config(&config).unwrap();
+        let headers = headers_for(&verifier, &body, now);
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let req = SignedRequest {
+                    headers: black_box(&headers),
+                    query: None,
+                    body: black_box(&body),
+                };
+                verifier.verify(&req, now).unwrap()
+            })
+        });
+    }
+    group.finish();
+}
+
+fn envelope(c: &mut Criterion) {
+    let body = body_1k();
+    let stripe = schemes().remove(2).1;
+    let verifier = Verifier::from_config(&stripe).unwrap();
+    let headers = headers_for(&verifier, &body, 1_700_000_000);
+    c.bench_function("encode_headers", |b| {
+        b.iter(|| hookd::queue::encode_headers(black_box(&headers)))
+    });
+    let encoded = hookd::queue::encode_headers(&headers);
+    c.bench_function("decode_headers", |b| {
+        b.iter(|| hookd::queue::decode_headers(black_box(&encoded)).len())
+    });
+    c.bench_function("extract_id_and_type_json", |b| {
+        b.iter(|| {
+            let mut parsed = Body::new(black_box(&body));
+            let id = extract::event_id(&FieldSource::Auto, &stripe, &headers, &mut parsed).unwrap();
+            let ty = extract::event_type(&FieldSource::Auto, &stripe, &headers, &mut parsed);
+            (id, ty.len())
+        })
+    });
+    c.bench_function("extract_id_body_sha256", |b| {
+        b.iter(|| {
+            let mut parsed = Body::new(black_box(&body));
+            extract::event_id(&FieldSource::BodySha256, &stripe, &headers, &mut parsed).unwrap()
+        })
+    });
+}
+
+criterion_group!(benches, verify, envelope);
+criterion_main!(benches);
