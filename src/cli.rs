@@ -10,6 +10,8 @@ use tracing::{error, info, warn};
 
 use crate::config::{Config, ConfigOrigin};
 
+mod dlq_cmd;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "hookd",
@@ -30,6 +32,11 @@ pub enum Command {
     Run,
     /// Validate the configuration and print it with secrets redacted.
     CheckConfig,
+    /// Inspect and fix the dead-letter queue (directly on Redis).
+    Dlq {
+        #[command(subcommand)]
+        action: DlqCommand,
+    },
     /// Print the headers the source's provider would send for a body, to test a setup with curl.
     Sign {
         /// Source name from the config.
@@ -38,7 +45,10 @@ pub enum Command {
         /// File holding the exact body to send.
         #[arg(long, value_name = "FILE")]
         body: PathBuf,
-        /// Query string of the URL you will POST to (Twilio signs it).
+        /// The URL you will POST to; its query string is signed by schemes that sign the URL (Twilio).
+        #[arg(long, conflicts_with = "query")]
+        url: Option<String>,
+        /// Just the query string of that URL.
         #[arg(long)]
         query: Option<String>,
         /// Event id to put in the provider's id header.
@@ -50,25 +60,104 @@ pub enum Command {
     },
 }
 
+#[derive(Debug, clap::Args)]
+pub struct DlqFilter {
+    /// Only this source.
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Only this event type.
+    #[arg(long = "event")]
+    pub event_type: Option<String>,
+    /// Only this reason: rejected, max_attempts, max_deliveries.
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// Dead-lettered events, newest first.
+    List {
+        #[command(flatten)]
+        filter: DlqFilter,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// `next_cursor` of the previous page.
+        #[arg(long)]
+        cursor: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One event with its body, headers and attempts.
+    Show {
+        /// DLQ entry id (first column of `list`).
+        id: String,
+        #[arg(long)]
+        source: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put events back on their stream with attempts reset.
+    Replay {
+        /// DLQ entry id; or use --all with filters.
+        id: Option<String>,
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+        #[command(flatten)]
+        filter: DlqFilter,
+        /// Count what --all would replay, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove one event from the dead-letter queue.
+    Delete {
+        id: String,
+        #[arg(long)]
+        source: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove every matching event.
+    Purge {
+        #[command(flatten)]
+        filter: DlqFilter,
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Run => run_daemon(cli.config),
         Command::CheckConfig => check_config(cli.config),
+        Command::Dlq { action } => crate::cli::dlq_cmd::run(cli.config, action),
         Command::Sign {
             source,
             body,
+            url,
             query,
             id,
             content_type,
-        } => sign(
-            cli.config,
-            &source,
-            &body,
-            query.as_deref(),
-            id,
-            &content_type,
-        ),
+        } => {
+            let query = query.or_else(|| {
+                url.as_deref()
+                    .and_then(|u| u.split_once('?'))
+                    .map(|(_, q)| q.to_owned())
+            });
+            sign(
+                cli.config,
+                &source,
+                &body,
+                query.as_deref(),
+                id,
+                &content_type,
+            )
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -79,7 +168,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn load(path: Option<PathBuf>) -> anyhow::Result<(Config, ConfigOrigin)> {
+pub(crate) fn load(path: Option<PathBuf>) -> anyhow::Result<(Config, ConfigOrigin)> {
     Config::load(path.as_deref())
 }
 

@@ -450,7 +450,15 @@ impl Job {
         async {
             let metrics = &self.lane.source.metrics;
             let started = Instant::now();
+            let destination = &self.lane.source.destination;
+            destination.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let result = self.attempt(&envelope, attempt).await;
+            destination.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            match &result {
+                Attempt::Delivered { .. } => destination.record(true, None),
+                Attempt::Failed { status, .. } => destination.record(false, *status),
+                Attempt::Rejected { status, .. } => destination.record(false, Some(*status)),
+            }
             metrics
                 .delivery_duration
                 .record(started.elapsed().as_secs_f64());

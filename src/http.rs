@@ -98,6 +98,9 @@ async fn route(app: &Arc<App>, kind: Listener, req: Request<Incoming>) -> HttpRe
             }
         };
     }
+    if kind == Listener::Admin && crate::admin::handles(path) {
+        return crate::admin::route(app, req).await;
+    }
     match path {
         "/health/live" => json(StatusCode::OK, &serde_json::json!({"status": "live"})),
         "/health/ready" => {

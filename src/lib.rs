@@ -5,9 +5,11 @@
 //! binds the listeners and turns signals into a cancellation.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod delivery;
+pub mod dlq;
 pub mod extract;
 pub mod http;
 pub mod queue;
@@ -16,7 +18,7 @@ pub mod verify;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -68,6 +70,42 @@ pub struct Source {
     pub verifier: Verifier,
     pub keys: SourceKeys,
     pub metrics: SourceMetrics,
+    pub destination: DestinationState,
+}
+
+/// What this process last saw of a destination, for operators.
+#[derive(Default)]
+pub struct DestinationState {
+    pub in_flight: AtomicUsize,
+    pub last_success_ms: AtomicU64,
+    pub last_failure_ms: AtomicU64,
+    /// HTTP status of the last failed attempt, 0 for none / no response.
+    pub last_failure_status: AtomicU64,
+}
+
+impl DestinationState {
+    pub fn record(&self, success: bool, status: Option<u16>) {
+        let now = unix_ms();
+        if success {
+            self.last_success_ms.store(now, Ordering::Relaxed);
+        } else {
+            self.last_failure_ms.store(now, Ordering::Relaxed);
+            self.last_failure_status
+                .store(status.map_or(0, u64::from), Ordering::Relaxed);
+        }
+    }
+
+    /// `healthy` if the last outcome was a success, `failing` if it was a
+    /// failure, `unknown` before any delivery.
+    pub fn state(&self) -> &'static str {
+        let ok = self.last_success_ms.load(Ordering::Relaxed);
+        let failed = self.last_failure_ms.load(Ordering::Relaxed);
+        match (ok, failed) {
+            (0, 0) => "unknown",
+            (ok, failed) if ok >= failed => "healthy",
+            _ => "failing",
+        }
+    }
 }
 
 /// Process-wide flags read by health checks and the ingest path.
@@ -132,6 +170,7 @@ impl App {
                     verifier,
                     keys: SourceKeys::new(&config.redis.key_prefix, &source.name),
                     metrics: SourceMetrics::new(&source.name),
+                    destination: DestinationState::default(),
                 }),
             );
         }

@@ -190,6 +190,8 @@ pub struct SourceStats {
     pub retrying: u64,
     /// Dead-lettered.
     pub dlq: u64,
+    /// Age of the oldest undelivered entry in the stream (read or not).
+    pub oldest_age_ms: Option<u64>,
 }
 
 /// One dead-lettered event from the DLQ stream.
@@ -752,14 +754,17 @@ impl Queue {
             )
             .await?;
         match result {
-            Value::Array(parts) if parts.len() == 4 => {
+            Value::Array(parts) if parts.len() == 5 => {
                 let n = |i: usize| value_u64(&parts[i]).unwrap_or(0);
                 let (length, pending) = (n(0), n(1));
+                let oldest_ms = value_string(&parts[4])
+                    .and_then(|id| id.split('-').next().and_then(|ms| ms.parse::<u64>().ok()));
                 Ok(SourceStats {
                     backlog: length.saturating_sub(pending),
                     pending,
                     retrying: n(2),
                     dlq: n(3),
+                    oldest_age_ms: oldest_ms.map(|ms| crate::unix_ms().saturating_sub(ms)),
                 })
             }
             other => Err(reply(OP, format!("{other:?}"))),
@@ -788,21 +793,41 @@ impl Queue {
         })
     }
 
-    /// DLQ entries, newest first, starting before `before` (exclusive).
+    /// DLQ entries, newest first, strictly older than `before` (or from
+    /// the newest).
     pub async fn dlq_page(
         &self,
         keys: &SourceKeys,
         before: Option<&str>,
         count: usize,
     ) -> Result<Vec<DlqEntry>, QueueError> {
-        const OP: &str = "xrevrange";
         let end = before
             .map(|b| format!("({b}"))
             .unwrap_or_else(|| "+".into());
+        self.dlq_revrange(keys, &end, count).await
+    }
+
+    /// DLQ entries, newest first, from `id` (inclusive) downwards.
+    pub async fn dlq_page_from(
+        &self,
+        keys: &SourceKeys,
+        id: &str,
+        count: usize,
+    ) -> Result<Vec<DlqEntry>, QueueError> {
+        self.dlq_revrange(keys, id, count).await
+    }
+
+    async fn dlq_revrange(
+        &self,
+        keys: &SourceKeys,
+        end: &str,
+        count: usize,
+    ) -> Result<Vec<DlqEntry>, QueueError> {
+        const OP: &str = "xrevrange";
         let value: Value = self
             .pool
             .next()
-            .xrevrange(keys.dlq.as_str(), end.as_str(), "-", Some(count as u64))
+            .xrevrange(keys.dlq.as_str(), end, "-", Some(count as u64))
             .await
             .map_err(redis(OP))?;
         let Value::Array(entries) = value else {
@@ -822,6 +847,56 @@ impl Queue {
                 Ok(DlqEntry { dlq_id, fields })
             })
             .collect()
+    }
+
+    /// One DLQ entry by id, or None.
+    pub async fn dlq_get(
+        &self,
+        keys: &SourceKeys,
+        dlq_id: &str,
+    ) -> Result<Option<DlqEntry>, QueueError> {
+        const OP: &str = "xrange";
+        let value: Value = self
+            .pool
+            .next()
+            .xrange(keys.dlq.as_str(), dlq_id, dlq_id, Some(1))
+            .await
+            .map_err(redis(OP))?;
+        let Value::Array(entries) = value else {
+            return Ok(None);
+        };
+        let Some(Value::Array(mut parts)) = entries.into_iter().next() else {
+            return Ok(None);
+        };
+        if parts.len() != 2 {
+            return Err(reply(OP, "entry arity"));
+        }
+        let fields = entry_pairs(OP, parts.swap_remove(1))?;
+        let dlq_id = value_string(&parts[0]).ok_or_else(|| reply(OP, "id"))?;
+        Ok(Some(DlqEntry { dlq_id, fields }))
+    }
+
+    /// Deletes a DLQ entry; false if it was not there.
+    pub async fn dlq_delete(&self, keys: &SourceKeys, dlq_id: &str) -> Result<bool, QueueError> {
+        let deleted: i64 = self
+            .pool
+            .next()
+            .xdel(keys.dlq.as_str(), dlq_id)
+            .await
+            .map_err(redis("xdel"))?;
+        Ok(deleted > 0)
+    }
+
+    /// Waits until Redis answers, up to `timeout` (for one-shot commands).
+    pub async fn wait_connected(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while tokio::time::Instant::now() < deadline {
+            if self.ping().await {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
     }
 
     /// Removes this process' consumer from the group if it holds nothing, so

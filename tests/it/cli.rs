@@ -128,6 +128,13 @@ async fn sign_output_passes_verification() {
                 destination: sink.url(),
                 destination_extra: String::new(),
             },
+            SourceSpec {
+                name: "twilio".into(),
+                verify: r#"{ scheme = "twilio", secrets = ["tok"], url = "https://hooks.example.com/webhooks/twilio" }"#
+                    .into(),
+                destination: sink.url(),
+                destination_extra: String::new(),
+            },
         ],
     );
     let config_path = write(&dir, "hookd.toml", &toml);
@@ -168,7 +175,51 @@ async fn sign_output_passes_verification() {
         .await;
         assert_eq!(reply.status, 202, "{source}: {:?}", reply.json());
     }
-    assert!(sink.wait_for(2, std::time::Duration::from_secs(10)).await);
+    // Twilio signs the URL it calls (with its query) and the form fields.
+    let form_path = write(&dir, "form.txt", "To=%2B15551234567&Body=hello+there");
+    let (code, stdout, stderr) = hookd(
+        &[
+            "sign",
+            "--config",
+            &config_path,
+            "--source",
+            "twilio",
+            "--body",
+            &form_path,
+            "--url",
+            "https://hooks.example.com/webhooks/twilio?tenant=7",
+            "--content-type",
+            "application/x-www-form-urlencoded",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let headers: Vec<(String, String)> = stdout
+        .lines()
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let body = Bytes::from(std::fs::read(&form_path).unwrap());
+    let reply = request(
+        Method::POST,
+        &daemon.url("/webhooks/twilio?tenant=7"),
+        &headers,
+        body.clone(),
+    )
+    .await;
+    assert_eq!(reply.status, 202);
+    let reply = request(
+        Method::POST,
+        &daemon.url("/webhooks/twilio?tenant=8"),
+        &headers,
+        body,
+    )
+    .await;
+    assert_eq!(
+        reply.status, 401,
+        "query string not covered by the signature"
+    );
+    assert!(sink.wait_for(3, std::time::Duration::from_secs(10)).await);
     let (code, _, stderr) = hookd(
         &[
             "sign",

@@ -1,6 +1,8 @@
 //! Integration tests: the real `hookd` binary against private
 //! `redis-server` processes and a real HTTP sink.
 
+mod admin;
+mod browser;
 mod cli;
 mod delivery;
 mod ingest;

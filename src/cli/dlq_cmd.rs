@@ -1,0 +1,277 @@
+//! `hookd dlq ...`: the DLQ operations of the admin API, straight on Redis,
+//! as tables for people and `--json` for scripts.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use super::{DlqCommand, DlqFilter};
+use crate::dlq::{self, BulkOp, Cursor, DlqItem, Filter};
+use crate::queue::{Queue, SourceKeys};
+
+pub fn run(config_path: Option<PathBuf>, command: DlqCommand) -> anyhow::Result<()> {
+    let (config, _) = super::load(config_path)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(async move {
+        let queue = Queue::connect(config.redis.url.expose(), 1)?;
+        if !queue.wait_connected(Duration::from_secs(5)).await {
+            bail!("cannot reach redis (redis.url) within 5s");
+        }
+        let keys: Vec<SourceKeys> = {
+            let mut names: Vec<&str> = config.sources.iter().map(|s| s.name.as_str()).collect();
+            names.sort();
+            names
+                .into_iter()
+                .map(|name| SourceKeys::new(&config.redis.key_prefix, name))
+                .collect()
+        };
+        let result = execute(&queue, &keys, command).await;
+        queue.quit().await;
+        result
+    })
+}
+
+fn filter(f: DlqFilter, keys: &[SourceKeys]) -> anyhow::Result<Filter> {
+    if let Some(source) = &f.source
+        && !keys.iter().any(|k| &k.source == source)
+    {
+        bail!("no source named {source:?} in the configuration");
+    }
+    Ok(Filter {
+        source: f.source,
+        event_type: f.event_type,
+        reason: f.reason,
+    })
+}
+
+fn selected<'a>(
+    keys: &'a [SourceKeys],
+    source: &Option<String>,
+) -> anyhow::Result<Vec<&'a SourceKeys>> {
+    match source {
+        None => Ok(keys.iter().collect()),
+        Some(name) => match keys.iter().find(|k| &k.source == name) {
+            Some(k) => Ok(vec![k]),
+            None => bail!("no source named {name:?} in the configuration"),
+        },
+    }
+}
+
+fn check_id(id: &str) -> anyhow::Result<()> {
+    if !dlq::valid_id(id) {
+        bail!("{id:?} is not a DLQ entry id (like 1700000000000-0)");
+    }
+    Ok(())
+}
+
+async fn find(
+    queue: &Queue,
+    keys: &[SourceKeys],
+    id: &str,
+    source: &Option<String>,
+) -> anyhow::Result<DlqItem> {
+    check_id(id)?;
+    match dlq::find(queue, selected(keys, source)?, id).await? {
+        Some(item) => Ok(item),
+        None => bail!("no dead-lettered event with id {id}"),
+    }
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn ms_to_text(ms: u64) -> String {
+    if ms == 0 {
+        return "-".into();
+    }
+    httpdate::fmt_http_date(std::time::UNIX_EPOCH + Duration::from_millis(ms))
+}
+
+async fn execute(queue: &Queue, keys: &[SourceKeys], command: DlqCommand) -> anyhow::Result<()> {
+    match command {
+        DlqCommand::List {
+            filter: f,
+            limit,
+            cursor,
+            json,
+        } => {
+            let filter = filter(f, keys)?;
+            let cursor = match cursor {
+                Some(c) => {
+                    Some(Cursor::parse(&c).context("--cursor is not a cursor printed by list")?)
+                }
+                None => None,
+            };
+            let page = dlq::list(queue, keys, &filter, cursor.as_ref(), limit).await?;
+            if json {
+                return print_json(&page);
+            }
+            println!(
+                "{:<20} {:<12} {:<28} {:<22} {:<14} {:>6} {:>8}  DEAD SINCE",
+                "ID", "SOURCE", "EVENT ID", "TYPE", "REASON", "STATUS", "ATTEMPTS"
+            );
+            for item in &page.items {
+                println!(
+                    "{:<20} {:<12} {:<28} {:<22} {:<14} {:>6} {:>8}  {}",
+                    item.id,
+                    item.source,
+                    item.event_id,
+                    item.event_type,
+                    item.reason,
+                    item.status
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    item.attempts,
+                    ms_to_text(item.dead_at_ms)
+                );
+            }
+            match page.next_cursor {
+                Some(next) => println!("more: --cursor {next}"),
+                None => println!("({} shown)", page.items.len()),
+            }
+            Ok(())
+        }
+        DlqCommand::Show { id, source, json } => {
+            let item = find(queue, keys, &id, &source).await?;
+            let detail = item.detail();
+            if json {
+                return print_json(&detail);
+            }
+            println!("id:         {}", item.id);
+            println!("source:     {}", item.source);
+            println!("event id:   {}", item.event_id);
+            println!("type:       {}", item.event_type);
+            println!("reason:     {}", item.reason);
+            println!(
+                "status:     {}",
+                item.status
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "-".into())
+            );
+            println!("error:      {}", item.error);
+            println!("attempts:   {}", item.attempts);
+            println!("received:   {}", ms_to_text(item.received_ms));
+            println!("dead since: {}", ms_to_text(item.dead_at_ms));
+            println!("\nheaders:");
+            for (name, value) in &detail.headers {
+                println!("  {name}: {value}");
+            }
+            println!("\nattempts:");
+            for a in detail.history {
+                println!(
+                    "  #{} {} {} {}",
+                    a.attempt,
+                    ms_to_text(a.at_ms),
+                    a.status
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    a.error
+                );
+            }
+            println!("\nbody ({} bytes):", item.body_bytes);
+            match (&detail.body, &detail.body_base64) {
+                (Some(text), _) => println!("{text}"),
+                (None, Some(b64)) => println!("(binary, base64) {b64}"),
+                _ => {}
+            }
+            Ok(())
+        }
+        DlqCommand::Replay {
+            id,
+            all,
+            filter: f,
+            dry_run,
+            json,
+        } => {
+            if let Some(id) = id {
+                let item = find(queue, keys, &id, &f.source).await?;
+                let source_keys = selected(keys, &Some(item.source.clone()))?[0];
+                if dry_run {
+                    println!("would replay {} ({})", item.id, item.event_id);
+                    return Ok(());
+                }
+                let Some(entry) = queue.replay(source_keys, &item.id).await? else {
+                    bail!(
+                        "{id} left the dead-letter queue meanwhile (replayed or deleted by someone else)"
+                    );
+                };
+                if json {
+                    return print_json(
+                        &serde_json::json!({"replayed": true, "source": item.source, "id": item.id, "entry_id": entry}),
+                    );
+                }
+                println!(
+                    "replayed {} ({}) to {} as {entry}",
+                    item.id, item.event_id, item.source
+                );
+                return Ok(());
+            }
+            if !all {
+                bail!("give a DLQ entry id, or --all (with --source/--event/--reason filters)");
+            }
+            let filter = filter(f, keys)?;
+            report(
+                dlq::bulk(queue, keys, &filter, BulkOp::Replay, dry_run).await?,
+                BulkOp::Replay,
+                dry_run,
+                json,
+            )
+        }
+        DlqCommand::Delete { id, source, json } => {
+            let item = find(queue, keys, &id, &source).await?;
+            let source_keys = selected(keys, &Some(item.source.clone()))?[0];
+            let deleted = queue.dlq_delete(source_keys, &item.id).await?;
+            if json {
+                return print_json(
+                    &serde_json::json!({"deleted": deleted, "source": item.source, "id": item.id}),
+                );
+            }
+            println!(
+                "deleted {} ({}) from {}",
+                item.id, item.event_id, item.source
+            );
+            Ok(())
+        }
+        DlqCommand::Purge {
+            filter: f,
+            dry_run,
+            json,
+        } => {
+            let filter = filter(f, keys)?;
+            report(
+                dlq::bulk(queue, keys, &filter, BulkOp::Purge, dry_run).await?,
+                BulkOp::Purge,
+                dry_run,
+                json,
+            )
+        }
+    }
+}
+
+fn report(result: dlq::BulkResult, op: BulkOp, dry_run: bool, json: bool) -> anyhow::Result<()> {
+    if json {
+        let mut body = serde_json::json!({"matched": result.matched, "dry_run": dry_run});
+        body[op.verb()] = serde_json::json!(result.done);
+        return print_json(&body);
+    }
+    if dry_run {
+        println!(
+            "{} event(s) match; nothing changed (dry run)",
+            result.matched
+        );
+    } else {
+        println!(
+            "{} of {} matching event(s) {}",
+            result.done,
+            result.matched,
+            op.verb()
+        );
+    }
+    Ok(())
+}

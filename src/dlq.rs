@@ -1,0 +1,481 @@
+//! Dead-letter queue operations shared by the admin API, the dashboard and
+//! `hookd dlq`: filtered, paginated listing across sources (newest first),
+//! inspection, replay, delete and purge.
+
+use std::cmp::Ordering;
+
+use base64::Engine;
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::queue::{DlqEntry, Queue, QueueError, SourceKeys, decode_headers, field};
+
+/// Entries scanned per source per page before giving up on a sparse filter.
+const SCAN_LIMIT: usize = 10_000;
+const SCAN_BATCH: usize = 200;
+pub const MAX_PAGE: usize = 500;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub source: Option<String>,
+    pub event_type: Option<String>,
+    pub reason: Option<String>,
+}
+
+impl Filter {
+    fn matches(&self, item: &DlqItem) -> bool {
+        self.event_type
+            .as_deref()
+            .is_none_or(|t| t.is_empty() || item.event_type == t)
+            && self
+                .reason
+                .as_deref()
+                .is_none_or(|r| r.is_empty() || item.reason == r)
+    }
+}
+
+/// One attempt from an entry's history.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AttemptRecord {
+    pub attempt: u32,
+    pub at_ms: u64,
+    pub status: Option<u16>,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DlqItem {
+    pub source: String,
+    pub id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub reason: String,
+    pub status: Option<u16>,
+    pub error: String,
+    pub attempts: u32,
+    pub received_ms: u64,
+    pub dead_at_ms: u64,
+    pub body_bytes: usize,
+    #[serde(skip)]
+    pub body: Bytes,
+    #[serde(skip)]
+    pub headers: Bytes,
+    #[serde(skip)]
+    pub history: Vec<AttemptRecord>,
+}
+
+/// The full view of one entry, for `show` and the detail page.
+#[derive(Debug, Serialize)]
+pub struct DlqDetail<'a> {
+    #[serde(flatten)]
+    pub item: &'a DlqItem,
+    /// The body as text when it is UTF-8.
+    pub body: Option<String>,
+    /// The body as base64 when it is not UTF-8.
+    pub body_base64: Option<String>,
+    pub content_type: String,
+    pub headers: Vec<(String, String)>,
+    pub history: &'a [AttemptRecord],
+}
+
+impl DlqItem {
+    pub fn from_entry(source: &str, entry: DlqEntry) -> Self {
+        let mut item = DlqItem {
+            source: source.to_owned(),
+            id: entry.dlq_id,
+            event_id: String::new(),
+            event_type: String::new(),
+            reason: String::new(),
+            status: None,
+            error: String::new(),
+            attempts: 0,
+            received_ms: 0,
+            dead_at_ms: 0,
+            body_bytes: 0,
+            body: Bytes::new(),
+            headers: Bytes::new(),
+            history: Vec::new(),
+        };
+        let text = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
+        for (name, value) in entry.fields {
+            match name.as_str() {
+                field::ID => item.event_id = text(&value),
+                field::TYPE => item.event_type = text(&value),
+                field::REASON => item.reason = text(&value),
+                field::STATUS => item.status = text(&value).parse().ok(),
+                field::ERROR => item.error = text(&value),
+                field::ATTEMPTS => item.attempts = text(&value).parse().unwrap_or(0),
+                field::RECEIVED => item.received_ms = text(&value).parse().unwrap_or(0),
+                field::DEAD_AT => item.dead_at_ms = text(&value).parse().unwrap_or(0),
+                field::BODY => item.body = value,
+                field::HEADERS => item.headers = value,
+                field::LOG => item.history = parse_history(&text(&value)),
+                _ => {}
+            }
+        }
+        item.body_bytes = item.body.len();
+        item
+    }
+
+    pub fn detail(&self) -> DlqDetail<'_> {
+        let (body, body_base64) = match std::str::from_utf8(&self.body) {
+            Ok(text) => (Some(text.to_owned()), None),
+            Err(_) => (
+                None,
+                Some(base64::engine::general_purpose::STANDARD.encode(&self.body)),
+            ),
+        };
+        let headers: Vec<(String, String)> = decode_headers(&self.headers)
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    String::from_utf8_lossy(k).into_owned(),
+                    String::from_utf8_lossy(v).into_owned(),
+                )
+            })
+            .collect();
+        let content_type = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        DlqDetail {
+            item: self,
+            body,
+            body_base64,
+            content_type,
+            headers,
+            history: &self.history,
+        }
+    }
+
+    fn order_key(&self) -> (u64, u64, &str) {
+        let (ms, seq) = parse_id(&self.id);
+        (ms, seq, &self.source)
+    }
+}
+
+fn parse_history(log: &str) -> Vec<AttemptRecord> {
+    log.lines()
+        .filter_map(|line| {
+            let mut parts = line.splitn(4, '\t');
+            Some(AttemptRecord {
+                attempt: parts.next()?.parse().ok()?,
+                at_ms: parts.next()?.parse().ok()?,
+                status: parts.next().and_then(|s| s.parse().ok()),
+                error: parts.next().unwrap_or("").to_owned(),
+            })
+        })
+        .collect()
+}
+
+fn parse_id(id: &str) -> (u64, u64) {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
+}
+
+/// A position in the newest-first listing: everything strictly older than
+/// (id, source) comes next. Written as `<id>~<source>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub id: String,
+    pub source: String,
+}
+
+impl Cursor {
+    pub fn parse(text: &str) -> Option<Self> {
+        let (id, source) = text.split_once('~')?;
+        let (ms, seq) = id.split_once('-')?;
+        ms.parse::<u64>().ok()?;
+        seq.parse::<u64>().ok()?;
+        Some(Self {
+            id: id.to_owned(),
+            source: source.to_owned(),
+        })
+    }
+
+    fn is_after(&self, item: &DlqItem) -> bool {
+        let (ms, seq) = parse_id(&self.id);
+        item.order_key().cmp(&(ms, seq, self.source.as_str())) == Ordering::Less
+    }
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}~{}", self.id, self.source)
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Page {
+    pub items: Vec<DlqItem>,
+    /// Pass back as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Up to `limit` matching entries of one source older than `cursor`, and
+/// whether the source may hold more.
+async fn scan_source(
+    queue: &Queue,
+    keys: &SourceKeys,
+    filter: &Filter,
+    cursor: Option<&Cursor>,
+    limit: usize,
+) -> Result<(Vec<DlqItem>, bool), QueueError> {
+    let mut found = Vec::new();
+    // Inclusive start at the cursor id: another source may share the id.
+    let mut before: Option<String> = None;
+    let mut start_inclusive = cursor.map(|c| c.id.clone());
+    let mut scanned = 0;
+    loop {
+        let batch = match start_inclusive.take() {
+            Some(id) => queue.dlq_page_from(keys, &id, SCAN_BATCH).await?,
+            None => queue.dlq_page(keys, before.as_deref(), SCAN_BATCH).await?,
+        };
+        let exhausted = batch.len() < SCAN_BATCH;
+        scanned += batch.len();
+        if let Some(last) = batch.last() {
+            before = Some(last.dlq_id.clone());
+        }
+        for entry in batch {
+            let item = DlqItem::from_entry(&keys.source, entry);
+            if cursor.is_some_and(|c| !c.is_after(&item)) || !filter.matches(&item) {
+                continue;
+            }
+            found.push(item);
+            if found.len() >= limit {
+                return Ok((found, true));
+            }
+        }
+        if exhausted {
+            return Ok((found, false));
+        }
+        if scanned >= SCAN_LIMIT {
+            return Ok((found, true));
+        }
+    }
+}
+
+/// Newest first across the selected sources.
+pub async fn list<'k>(
+    queue: &Queue,
+    sources: impl IntoIterator<Item = &'k SourceKeys>,
+    filter: &Filter,
+    cursor: Option<&Cursor>,
+    limit: usize,
+) -> Result<Page, QueueError> {
+    let limit = limit.clamp(1, MAX_PAGE);
+    let mut items = Vec::new();
+    let mut more = false;
+    for keys in sources {
+        if filter.source.as_deref().is_some_and(|s| s != keys.source) {
+            continue;
+        }
+        let (found, source_more) = scan_source(queue, keys, filter, cursor, limit).await?;
+        more |= source_more;
+        items.extend(found);
+    }
+    items.sort_by(|a, b| b.order_key().cmp(&a.order_key()));
+    if items.len() > limit {
+        items.truncate(limit);
+        more = true;
+    }
+    let next_cursor = if more {
+        items.last().map(|last| {
+            Cursor {
+                id: last.id.clone(),
+                source: last.source.clone(),
+            }
+            .to_string()
+        })
+    } else {
+        None
+    };
+    Ok(Page { items, next_cursor })
+}
+
+/// Every matching entry (for bulk replay and purge).
+pub async fn all_matching<'k>(
+    queue: &Queue,
+    sources: impl IntoIterator<Item = &'k SourceKeys> + Clone,
+    filter: &Filter,
+) -> Result<Vec<DlqItem>, QueueError> {
+    let mut out = Vec::new();
+    let mut cursor: Option<Cursor> = None;
+    loop {
+        let page = list(queue, sources.clone(), filter, cursor.as_ref(), MAX_PAGE).await?;
+        out.extend(page.items);
+        match page.next_cursor.as_deref().and_then(Cursor::parse) {
+            Some(next) => cursor = Some(next),
+            None => return Ok(out),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BulkOp {
+    Replay,
+    Purge,
+}
+
+impl BulkOp {
+    pub fn verb(self) -> &'static str {
+        match self {
+            BulkOp::Replay => "replayed",
+            BulkOp::Purge => "deleted",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BulkResult {
+    pub matched: usize,
+    /// Entries actually moved or deleted (0 on a dry run; fewer than
+    /// matched if another operator got there first).
+    pub done: usize,
+}
+
+/// Replays or deletes every matching entry, one atomic step per entry.
+pub async fn bulk<'k>(
+    queue: &Queue,
+    sources: impl IntoIterator<Item = &'k SourceKeys> + Clone,
+    filter: &Filter,
+    op: BulkOp,
+    dry_run: bool,
+) -> Result<BulkResult, QueueError> {
+    let items = all_matching(queue, sources.clone(), filter).await?;
+    let mut done = 0;
+    if !dry_run {
+        for item in &items {
+            let Some(keys) = sources
+                .clone()
+                .into_iter()
+                .find(|k| k.source == item.source)
+            else {
+                continue;
+            };
+            let moved = match op {
+                BulkOp::Replay => queue.replay(keys, &item.id).await?.is_some(),
+                BulkOp::Purge => queue.dlq_delete(keys, &item.id).await?,
+            };
+            done += usize::from(moved);
+        }
+        tracing::info!(
+            matched = items.len(),
+            done,
+            ?filter,
+            op = op.verb(),
+            "bulk dead-letter operation"
+        );
+    }
+    Ok(BulkResult {
+        matched: items.len(),
+        done,
+    })
+}
+
+/// Finds an entry by id in the given sources.
+pub async fn find<'k>(
+    queue: &Queue,
+    sources: impl IntoIterator<Item = &'k SourceKeys>,
+    id: &str,
+) -> Result<Option<DlqItem>, QueueError> {
+    for keys in sources {
+        if let Some(entry) = queue.dlq_get(keys, id).await? {
+            return Ok(Some(DlqItem::from_entry(&keys.source, entry)));
+        }
+    }
+    Ok(None)
+}
+
+/// True if `id` looks like a stream id, so user input never reaches Redis
+/// as a range expression.
+pub fn valid_id(id: &str) -> bool {
+    let Some((ms, seq)) = id.split_once('-') else {
+        return false;
+    };
+    !ms.is_empty()
+        && !seq.is_empty()
+        && ms.bytes().all(|b| b.is_ascii_digit())
+        && seq.bytes().all(|b| b.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_lines_parse() {
+        let log = "1\t100\t503\tupstream down\n2\t200\t\ttimed out after 1s\n";
+        assert_eq!(
+            parse_history(log),
+            vec![
+                AttemptRecord {
+                    attempt: 1,
+                    at_ms: 100,
+                    status: Some(503),
+                    error: "upstream down".into()
+                },
+                AttemptRecord {
+                    attempt: 2,
+                    at_ms: 200,
+                    status: None,
+                    error: "timed out after 1s".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn cursors_round_trip_and_order() {
+        let cursor = Cursor::parse("1700-3~stripe").unwrap();
+        assert_eq!(cursor.to_string(), "1700-3~stripe");
+        assert!(Cursor::parse("garbage").is_none());
+        assert!(Cursor::parse("17x-0~a").is_none());
+        let item = |id: &str, source: &str| {
+            DlqItem::from_entry(
+                source,
+                DlqEntry {
+                    dlq_id: id.into(),
+                    fields: vec![],
+                },
+            )
+        };
+        assert!(cursor.is_after(&item("1700-2", "stripe")));
+        assert!(cursor.is_after(&item("1700-3", "github")));
+        assert!(!cursor.is_after(&item("1700-3", "stripe")));
+        assert!(!cursor.is_after(&item("1700-3", "zzz")));
+        assert!(!cursor.is_after(&item("1701-0", "a")));
+    }
+
+    #[test]
+    fn ids_are_validated() {
+        assert!(valid_id("1700000000000-0"));
+        assert!(!valid_id("+"));
+        assert!(!valid_id("-"));
+        assert!(!valid_id("1700-"));
+        assert!(!valid_id("(1700-0"));
+    }
+
+    #[test]
+    fn detail_shows_binary_bodies_as_base64() {
+        let item = DlqItem::from_entry(
+            "s",
+            DlqEntry {
+                dlq_id: "1-0".into(),
+                fields: vec![
+                    ("body".into(), Bytes::from_static(b"\xff\x00")),
+                    (
+                        "hdr".into(),
+                        Bytes::from_static(b"content-type: a/b\nx-y: z\n"),
+                    ),
+                ],
+            },
+        );
+        let detail = item.detail();
+        assert_eq!(detail.body, None);
+        assert_eq!(detail.body_base64.as_deref(), Some("/wA="));
+        assert_eq!(detail.content_type, "a/b");
+        assert_eq!(detail.headers.len(), 2);
+    }
+}

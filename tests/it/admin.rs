@@ -1,0 +1,546 @@
+//! Admin API and `hookd dlq`: find, inspect, replay, delete, purge.
+
+use std::collections::HashSet;
+use std::process::Command;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Method;
+
+use crate::support::*;
+
+pub const TOKEN: &str = "admin-token-for-tests";
+
+/// Two sources whose destination rejects everything (400 → DLQ at once)
+/// until told otherwise.
+pub struct Setup {
+    pub redis: TestRedis,
+    pub sink: Sink,
+    pub daemon: Daemon,
+    pub config_path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Setup {
+    pub async fn start() -> Self {
+        let redis = TestRedis::start();
+        let sink = Sink::start().await;
+        sink.set_default(Answer::status(400));
+        let toml = config(
+            &redis.url(),
+            &format!("[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\""),
+            &[
+                SourceSpec::standard("alpha", &sink.url()),
+                SourceSpec::standard("beta", &sink.url()),
+            ],
+        )
+        // config() already wrote an [admin] table; keep the one with the token.
+        .replacen("[admin]\nlisten = \"127.0.0.1:0\"\n", "", 1);
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("hookd.toml");
+        std::fs::write(&config_path, &toml).unwrap();
+        let daemon = Daemon::start_ready(&toml).await;
+        Self {
+            redis,
+            sink,
+            daemon,
+            config_path,
+            _dir: dir,
+        }
+    }
+
+    /// Sends events and waits until all are dead-lettered.
+    pub async fn dead_letter(&self, source: &str, events: &[(&str, &str)]) {
+        let before = self.redis.dlq_len(source);
+        for (id, event_type) in events {
+            let body = format!(r#"{{"type":"{event_type}","id":"{id}"}}"#);
+            assert_eq!(
+                send_event(&self.daemon, source, id, &body).await.status,
+                202
+            );
+        }
+        let want = before + events.len() as i64;
+        assert!(
+            eventually(Duration::from_secs(10), || async {
+                self.redis.dlq_len(source) == want
+            })
+            .await,
+            "events not dead-lettered:\n{}",
+            self.daemon.logs()
+        );
+    }
+
+    pub async fn api(&self, method: Method, path: &str) -> Reply {
+        request(
+            method,
+            &self.daemon.admin_url(path),
+            &[("authorization".into(), format!("Bearer {TOKEN}"))],
+            Bytes::new(),
+        )
+        .await
+    }
+
+    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(hookd_bin())
+            .arg("dlq")
+            .args(args)
+            .arg("--config")
+            .arg(&self.config_path)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+fn ids(page: &serde_json::Value) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["event_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_api_needs_the_token() {
+    let s = Setup::start().await;
+    for path in ["/admin/sources", "/admin/dlq", "/admin/dlq/alpha/1-0"] {
+        assert_eq!(get(&s.daemon.admin_url(path)).await.status, 401, "{path}");
+        let wrong = request(
+            Method::GET,
+            &s.daemon.admin_url(path),
+            &[("authorization".into(), "Bearer nope".into())],
+            Bytes::new(),
+        )
+        .await;
+        assert_eq!(wrong.status, 401);
+    }
+    let unauth_post = request(
+        Method::POST,
+        &s.daemon.admin_url("/admin/dlq/purge"),
+        &[],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(unauth_post.status, 401);
+    assert_eq!(s.api(Method::GET, "/admin/sources").await.status, 200);
+    // The dashboard sends people to the login page.
+    let dashboard = get(&s.daemon.admin_url("/")).await;
+    assert_eq!(dashboard.status, 303);
+    assert_eq!(dashboard.headers["location"], "/login");
+    // Probes and metrics stay open for load balancers and Prometheus.
+    assert_eq!(get(&s.daemon.admin_url("/health/ready")).await.status, 200);
+    assert_eq!(get(&s.daemon.admin_url("/metrics")).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cookie_sessions_need_the_csrf_header_for_changes() {
+    let s = Setup::start().await;
+    s.dead_letter("alpha", &[("evt_c", "t")]).await;
+    let login = request(
+        Method::POST,
+        &s.daemon.admin_url("/login"),
+        &[(
+            "content-type".into(),
+            "application/x-www-form-urlencoded".into(),
+        )],
+        Bytes::from(format!("token={TOKEN}")),
+    )
+    .await;
+    assert_eq!(login.status, 303);
+    let cookie = login.headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(
+        !cookie.contains(TOKEN),
+        "the raw token must not be the session cookie"
+    );
+    let bad_login = request(
+        Method::POST,
+        &s.daemon.admin_url("/login"),
+        &[(
+            "content-type".into(),
+            "application/x-www-form-urlencoded".into(),
+        )],
+        Bytes::from_static(b"token=wrong"),
+    )
+    .await;
+    assert_eq!(bad_login.status, 401);
+
+    let with_cookie = vec![("cookie".to_string(), cookie.clone())];
+    assert_eq!(
+        get_with(&s.daemon.admin_url("/"), &with_cookie)
+            .await
+            .status,
+        200
+    );
+    let forged = request(
+        Method::POST,
+        &s.daemon.admin_url("/admin/dlq/purge"),
+        &with_cookie,
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(forged.status, 403);
+    assert_eq!(s.redis.dlq_len("alpha"), 1);
+    let mut from_page = with_cookie.clone();
+    from_page.push(("x-hookd-request".into(), "1".into()));
+    let purge = request(
+        Method::POST,
+        &s.daemon.admin_url("/admin/dlq/purge"),
+        &from_page,
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(purge.status, 200);
+    assert_eq!(s.redis.dlq_len("alpha"), 0);
+}
+
+async fn get_with(url: &str, headers: &[(String, String)]) -> Reply {
+    request(Method::GET, url, headers, Bytes::new()).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sources_show_queue_state_and_destination() {
+    let s = Setup::start().await;
+    s.dead_letter("alpha", &[("evt_s1", "t")]).await;
+    let body = s.api(Method::GET, "/admin/sources").await.json();
+    let alpha = body["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "alpha")
+        .unwrap()
+        .clone();
+    assert_eq!(alpha["dlq"], 1);
+    assert_eq!(alpha["backlog"], 0);
+    assert_eq!(alpha["pending"], 0);
+    assert_eq!(alpha["retrying"], 0);
+    assert_eq!(alpha["destination"]["url"], s.sink.url());
+    assert_eq!(alpha["destination"]["state"], "failing");
+    assert_eq!(alpha["destination"]["last_failure_status"], 400);
+    assert_eq!(alpha["destination"]["max_in_flight"], 16);
+    assert!(alpha.get("oldest_pending_age_ms").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dlq_listing_paginates_newest_first_and_filters() {
+    let s = Setup::start().await;
+    s.dead_letter(
+        "alpha",
+        &[
+            ("a1", "order.created"),
+            ("a2", "order.paid"),
+            ("a3", "order.created"),
+        ],
+    )
+    .await;
+    s.dead_letter("beta", &[("b1", "order.created"), ("b2", "user.deleted")])
+        .await;
+
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    let mut pages = 0;
+    loop {
+        let page = s
+            .api(Method::GET, &format!("/admin/dlq?limit=2&cursor={cursor}"))
+            .await
+            .json();
+        pages += 1;
+        seen.extend(ids(&page));
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = next.to_owned(),
+            None => break,
+        }
+        assert!(pages < 10, "pagination does not end");
+    }
+    assert_eq!(
+        seen,
+        vec!["b2", "b1", "a3", "a2", "a1"],
+        "not newest first / complete"
+    );
+    assert_eq!(pages, 3);
+
+    let by_source = s.api(Method::GET, "/admin/dlq?source=beta").await.json();
+    assert_eq!(ids(&by_source), vec!["b2", "b1"]);
+    let by_type = s
+        .api(Method::GET, "/admin/dlq?event_type=order.created")
+        .await
+        .json();
+    assert_eq!(ids(&by_type), vec!["b1", "a3", "a1"]);
+    let by_reason = s
+        .api(Method::GET, "/admin/dlq?reason=max_attempts")
+        .await
+        .json();
+    assert_eq!(ids(&by_reason), Vec::<String>::new());
+    let both = s
+        .api(
+            Method::GET,
+            "/admin/dlq?source=alpha&event_type=order.created&reason=rejected",
+        )
+        .await
+        .json();
+    assert_eq!(ids(&both), vec!["a3", "a1"]);
+    assert_eq!(
+        s.api(Method::GET, "/admin/dlq?source=nope").await.status,
+        404
+    );
+    assert_eq!(
+        s.api(Method::GET, "/admin/dlq?cursor=garbage").await.status,
+        400
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_entry_shows_body_headers_and_attempts() {
+    let s = Setup::start().await;
+    s.dead_letter("alpha", &[("evt_show", "order.created")])
+        .await;
+    let list = s.api(Method::GET, "/admin/dlq").await.json();
+    let id = list["items"][0]["id"].as_str().unwrap().to_owned();
+    let entry = s
+        .api(Method::GET, &format!("/admin/dlq/alpha/{id}"))
+        .await
+        .json();
+    assert_eq!(entry["event_id"], "evt_show");
+    assert_eq!(entry["event_type"], "order.created");
+    assert_eq!(entry["reason"], "rejected");
+    assert_eq!(entry["status"], 400);
+    assert_eq!(entry["body"], r#"{"type":"order.created","id":"evt_show"}"#);
+    assert_eq!(entry["content_type"], "application/json");
+    let headers: Vec<String> = entry["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h[0].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        headers.contains(&"webhook-signature".to_string()),
+        "{headers:?}"
+    );
+    assert_eq!(entry["history"][0]["attempt"], 1);
+    assert_eq!(entry["history"][0]["status"], 400);
+    assert_eq!(s.api(Method::GET, "/admin/dlq/alpha/1-0").await.status, 404);
+    assert_eq!(
+        s.api(Method::GET, &format!("/admin/dlq/nope/{id}"))
+            .await
+            .status,
+        404
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replay_is_idempotent_and_delivers_again() {
+    let s = Setup::start().await;
+    s.dead_letter("alpha", &[("evt_rp", "t")]).await;
+    s.sink.set_default(Answer::status(200));
+    let id = s.api(Method::GET, "/admin/dlq").await.json()["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/admin/dlq/alpha/{id}/replay");
+    let (first, second) = tokio::join!(s.api(Method::POST, &path), s.api(Method::POST, &path));
+    let statuses: HashSet<u16> = [first.status, second.status].into();
+    assert_eq!(
+        statuses,
+        HashSet::from([200, 404]),
+        "replaying twice must enqueue once"
+    );
+    assert_eq!(s.api(Method::POST, &path).await.status, 404);
+    assert!(s.sink.wait_for(2, Duration::from_secs(10)).await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let deliveries: Vec<_> = s
+        .sink
+        .received()
+        .into_iter()
+        .filter(|r| r.header("webhook-id") == "evt_rp")
+        .collect();
+    assert_eq!(deliveries.len(), 2, "one rejected attempt, one replay");
+    assert_eq!(
+        deliveries[1].header("x-hookd-attempt"),
+        "1",
+        "attempts reset on replay"
+    );
+    assert_eq!(s.redis.dlq_len("alpha"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bulk_replay_dry_run_delete_and_purge() {
+    let s = Setup::start().await;
+    s.dead_letter(
+        "alpha",
+        &[("x1", "keep"), ("x2", "replay-me"), ("x3", "replay-me")],
+    )
+    .await;
+    s.dead_letter("beta", &[("y1", "replay-me"), ("y2", "purge-me")])
+        .await;
+
+    let dry = s
+        .api(
+            Method::POST,
+            "/admin/dlq/replay?event_type=replay-me&dry_run=true",
+        )
+        .await
+        .json();
+    assert_eq!(dry["matched"], 3);
+    assert_eq!(dry["replayed"], 0);
+    assert_eq!(
+        s.redis.dlq_len("alpha") + s.redis.dlq_len("beta"),
+        5,
+        "dry run changed something"
+    );
+
+    s.sink.set_default(Answer::status(200));
+    let done = s
+        .api(
+            Method::POST,
+            "/admin/dlq/replay?event_type=replay-me&source=alpha",
+        )
+        .await
+        .json();
+    assert_eq!(done["matched"], 2);
+    assert_eq!(done["replayed"], 2);
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            let ids: HashSet<String> = s.sink.ids().into_iter().collect();
+            s.sink
+                .received()
+                .iter()
+                .filter(|r| ["x2", "x3"].contains(&r.header("webhook-id")))
+                .count()
+                == 4
+                && ids.contains("x2")
+        })
+        .await
+    );
+    assert_eq!(s.redis.dlq_len("alpha"), 1);
+
+    let beta = s
+        .api(Method::GET, "/admin/dlq?source=beta&event_type=purge-me")
+        .await
+        .json();
+    let y2 = beta["items"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        s.api(Method::DELETE, &format!("/admin/dlq/beta/{y2}"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        s.api(Method::DELETE, &format!("/admin/dlq/beta/{y2}"))
+            .await
+            .status,
+        404
+    );
+    let purged = s
+        .api(Method::POST, "/admin/dlq/purge?source=beta")
+        .await
+        .json();
+    assert_eq!(purged["deleted"], 1);
+    assert_eq!(s.redis.dlq_len("beta"), 0);
+    assert_eq!(s.redis.dlq_len("alpha"), 1, "purge ignored its filter");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dlq_command_line() {
+    let s = Setup::start().await;
+    s.dead_letter("alpha", &[("c1", "order.created"), ("c2", "order.paid")])
+        .await;
+    s.dead_letter("beta", &[("c3", "order.created")]).await;
+
+    let (code, table, err) = s.cli(&["list"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(table.lines().next().unwrap().starts_with("ID"));
+    for id in ["c1", "c2", "c3"] {
+        assert!(table.contains(id), "{table}");
+    }
+
+    let (code, json, _) = s.cli(&["list", "--json", "--event", "order.created"]);
+    assert_eq!(code, 0);
+    let page: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(ids(&page), vec!["c3", "c1"]);
+
+    let (_, json, _) = s.cli(&["list", "--json", "--source", "alpha", "--limit", "1"]);
+    let page: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(ids(&page), vec!["c2"]);
+    let cursor = page["next_cursor"].as_str().unwrap().to_owned();
+    let (_, json, _) = s.cli(&["list", "--json", "--source", "alpha", "--cursor", &cursor]);
+    assert_eq!(ids(&serde_json::from_str(&json).unwrap()), vec!["c1"]);
+
+    let c1 = s
+        .api(
+            Method::GET,
+            "/admin/dlq?source=alpha&event_type=order.created",
+        )
+        .await
+        .json()["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (code, shown, err) = s.cli(&["show", &c1]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        shown.contains("event id:   c1") && shown.contains("rejected"),
+        "{shown}"
+    );
+    let (_, shown, _) = s.cli(&["show", &c1, "--json"]);
+    let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(shown["body"], r#"{"type":"order.created","id":"c1"}"#);
+
+    let (code, out, _) = s.cli(&[
+        "replay",
+        "--all",
+        "--event",
+        "order.created",
+        "--dry-run",
+        "--json",
+    ]);
+    assert_eq!(code, 0);
+    let out: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(out["matched"], 2);
+    assert_eq!(s.redis.dlq_len("alpha") + s.redis.dlq_len("beta"), 3);
+
+    s.sink.set_default(Answer::status(200));
+    let (code, out, err) = s.cli(&["replay", &c1]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("replayed"), "{out}");
+    let (code, _, err) = s.cli(&["replay", &c1]);
+    assert_eq!(code, 1, "second replay of the same entry must fail");
+    assert!(err.contains(&c1));
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            s.sink
+                .received()
+                .iter()
+                .filter(|r| r.header("webhook-id") == "c1")
+                .count()
+                == 2
+        })
+        .await
+    );
+
+    let c2 = s.api(Method::GET, "/admin/dlq?source=alpha").await.json()["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (code, _, err) = s.cli(&["delete", &c2, "--source", "alpha"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(s.redis.dlq_len("alpha"), 0);
+    let (code, out, _) = s.cli(&["purge", "--source", "beta", "--json"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["deleted"],
+        1
+    );
+    let (code, _, err) = s.cli(&["list", "--source", "nope"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("nope"));
+}

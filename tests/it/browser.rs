@@ -1,0 +1,313 @@
+//! The dashboard in a real headless Chromium, driven over WebDriver:
+//! log in, find a dead-lettered event, replay it, see it delivered.
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs
+//! them). Set `HOOKD_UPDATE_SCREENSHOT=1` to refresh `docs/dashboard.png`.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use bytes::Bytes;
+use http::Method;
+use serde_json::{Value, json};
+
+use crate::admin::{Setup, TOKEN};
+use crate::support::*;
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+struct Driver {
+    child: Child,
+    base: String,
+    session: String,
+    _profile: tempfile::TempDir,
+}
+
+fn find_binary(candidates: &[&str]) -> Option<String> {
+    candidates
+        .iter()
+        .find(|c| std::path::Path::new(c).exists())
+        .map(|c| c.to_string())
+}
+
+impl Driver {
+    async fn start() -> Self {
+        let chromedriver = find_binary(&["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"])
+            .expect("chromedriver not found: install Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)");
+        let chromium = find_binary(&["/usr/bin/chromium", "/usr/bin/chromium-browser"])
+            .expect("chromium not found: install Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let base = format!("http://127.0.0.1:{port}");
+        let up = eventually(Duration::from_secs(10), || async {
+            get(&format!("{base}/status")).await.status == 200
+        })
+        .await;
+        assert!(up, "chromedriver did not start");
+        let profile = tempfile::tempdir().unwrap();
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chromium,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-dev-shm-usage", "--disable-component-update", "--disable-sync",
+                    "--no-first-run", "--window-size=1400,1000",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ]
+            }
+        }}});
+        let mut driver = Self {
+            child,
+            base,
+            session: String::new(),
+            _profile: profile,
+        };
+        let created = driver.call(Method::POST, "/session", caps).await;
+        driver.session = created["sessionId"]
+            .as_str()
+            .expect("no session")
+            .to_owned();
+        driver
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Value) -> Value {
+        let url = if path == "/session" {
+            format!("{}{path}", self.base)
+        } else {
+            format!("{}/session/{}{path}", self.base, self.session)
+        };
+        let body = if method == Method::GET {
+            Bytes::new()
+        } else {
+            Bytes::from(body.to_string())
+        };
+        let reply = request(
+            method,
+            &url,
+            &[("content-type".into(), "application/json".into())],
+            body,
+        )
+        .await;
+        let value: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+        assert!(reply.status < 400, "webdriver {path}: {value}");
+        value["value"].clone()
+    }
+
+    async fn goto(&self, url: &str) {
+        self.call(Method::POST, "/url", json!({ "url": url })).await;
+    }
+
+    async fn find(&self, css: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let url = format!("{}/session/{}/element", self.base, self.session);
+            let reply = request(
+                Method::POST,
+                &url,
+                &[("content-type".into(), "application/json".into())],
+                Bytes::from(json!({"using": "css selector", "value": css}).to_string()),
+            )
+            .await;
+            if reply.status == 200 {
+                let value: Value = serde_json::from_slice(&reply.body).unwrap();
+                return value["value"][ELEMENT]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{value}"))
+                    .to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "element {css} not found:\n{}",
+                self.source().await
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn click(&self, css: &str) {
+        let element = self.find(css).await;
+        self.call(
+            Method::POST,
+            &format!("/element/{element}/click"),
+            json!({}),
+        )
+        .await;
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let element = self.find(css).await;
+        self.call(
+            Method::POST,
+            &format!("/element/{element}/value"),
+            json!({ "text": text }),
+        )
+        .await;
+    }
+
+    async fn source(&self) -> String {
+        self.call(Method::GET, "/source", Value::Null)
+            .await
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    }
+
+    async fn wait_for_text(&self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let page = self.source().await;
+            if page.contains(text) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{text:?} never appeared:\n{page}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Accepts the confirm() dialog the page opened.
+    async fn accept_dialog(&self) {
+        let ok = eventually(Duration::from_secs(5), || async {
+            let url = format!("{}/session/{}/alert/accept", self.base, self.session);
+            request(
+                Method::POST,
+                &url,
+                &[("content-type".into(), "application/json".into())],
+                Bytes::from_static(b"{}"),
+            )
+            .await
+            .status
+                == 200
+        })
+        .await;
+        assert!(ok, "no confirmation dialog appeared");
+    }
+
+    async fn screenshot(&self) -> Vec<u8> {
+        let encoded = self.call(Method::GET, "/screenshot", Value::Null).await;
+        base64::engine::general_purpose::STANDARD
+            .decode(encoded.as_str().unwrap())
+            .unwrap()
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_logs_in_and_replays_a_dead_lettered_event() {
+    let s = Setup::start().await;
+    s.dead_letter(
+        "alpha",
+        &[
+            ("evt_browser", "invoice.failed"),
+            ("evt_other", "invoice.paid"),
+        ],
+    )
+    .await;
+    s.dead_letter("beta", &[("evt_beta", "user.created")]).await;
+    // Give the overview some numbers in the other columns too.
+    s.sink.set_default(Answer::status(200));
+
+    let driver = Driver::start().await;
+    driver.goto(&s.daemon.admin_url("/")).await;
+    driver.wait_for_text("Admin token").await;
+    driver.type_into("#token", "wrong").await;
+    driver.click("#login").await;
+    driver.wait_for_text("That token is not right").await;
+    driver.type_into("#token", TOKEN).await;
+    driver.click("#login").await;
+    driver.wait_for_text("Dead-letter queue").await;
+    driver.wait_for_text("evt_browser").await;
+
+    let png = driver.screenshot().await;
+    assert!(png.starts_with(b"\x89PNG"), "not a PNG screenshot");
+    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/dashboard.png");
+    let _ = std::fs::write(&target, &png);
+    if std::env::var_os("HOOKD_UPDATE_SCREENSHOT").is_some() {
+        let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+        std::fs::create_dir_all(&docs).unwrap();
+        std::fs::write(docs.join("dashboard.png"), &png).unwrap();
+    }
+
+    // Filter, open the entry, replay it.
+    driver
+        .type_into("input[name=event_type]", "invoice.failed")
+        .await;
+    driver.click("#filters button[type=submit]").await;
+    driver.wait_for_text("event_type=invoice.failed").await;
+    driver.click("tr[data-event-id=evt_browser] a").await;
+    driver.wait_for_text("invoice.failed").await;
+    driver.wait_for_text("webhook-signature").await;
+    let page = driver.source().await;
+    assert!(
+        page.contains("&quot;id&quot;: &quot;evt_browser&quot;")
+            || page.contains("\"id\": \"evt_browser\""),
+        "pretty JSON body missing"
+    );
+    driver.click("#replay").await;
+    driver.accept_dialog().await;
+    driver.wait_for_text("Event replayed.").await;
+
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            s.sink.received().iter().any(|r| {
+                r.header("webhook-id") == "evt_browser"
+                    && r.header("x-hookd-attempt") == "1"
+                    && r.at.elapsed() < Duration::from_secs(10)
+            }) && s
+                .sink
+                .received()
+                .iter()
+                .filter(|r| r.header("webhook-id") == "evt_browser")
+                .count()
+                == 2
+        })
+        .await,
+        "the replayed event was not delivered"
+    );
+    // It left the DLQ; the others stayed.
+    let left = s.api(Method::GET, "/admin/dlq").await.json();
+    let ids: Vec<&str> = left["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["evt_beta", "evt_other"]);
+
+    // Bulk replay by filter, with its confirmation.
+    driver.goto(&s.daemon.admin_url("/?source=beta")).await;
+    driver.wait_for_text("evt_beta").await;
+    driver.click("#bulk-replay").await;
+    driver.accept_dialog().await;
+    driver.wait_for_text("Replayed 1 event(s).").await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            s.sink
+                .received()
+                .iter()
+                .filter(|r| r.header("webhook-id") == "evt_beta")
+                .count()
+                == 2
+        })
+        .await
+    );
+}
