@@ -305,6 +305,9 @@ async fn monitor(app: Arc<App>, token: CancellationToken) {
         if up != was {
             if up {
                 info!("redis is reachable");
+                for warning in app.queue.durability_warnings().await {
+                    warn!("{warning}");
+                }
             } else {
                 warn!("redis is unreachable: ingest answers 503 until it returns");
             }

@@ -887,6 +887,63 @@ impl Queue {
         Ok(deleted > 0)
     }
 
+    /// Settings of the Redis server that put accepted events at risk, as
+    /// human-readable warnings (empty when all is well). Commands a managed
+    /// Redis refuses (CONFIG) are skipped.
+    pub async fn durability_warnings(&self) -> Vec<String> {
+        use fred::interfaces::ClientLike;
+        use fred::types::{ClusterHash, CustomCommand};
+        let client = self.pool.next();
+        let info = |section: &'static str| async move {
+            client
+                .custom::<String, _>(
+                    CustomCommand::new_static("INFO", ClusterHash::Random, false),
+                    vec![section],
+                )
+                .await
+                .unwrap_or_default()
+        };
+        let field = |text: &str, name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
+                .map(|v| v.trim().to_owned())
+        };
+        let mut warnings = Vec::new();
+        let memory = info("memory").await;
+        if let Some(policy) = field(&memory, "maxmemory_policy")
+            && policy != "noeviction"
+        {
+            warnings.push(format!(
+                "redis maxmemory-policy is {policy}, not noeviction: under memory pressure Redis may \
+                 evict queued events or dedup keys; set maxmemory-policy noeviction"
+            ));
+        }
+        let persistence = info("persistence").await;
+        let aof = field(&persistence, "aof_enabled").is_some_and(|v| v == "1");
+        let save_points: Option<String> = client
+            .custom::<Vec<String>, _>(
+                CustomCommand::new_static("CONFIG", ClusterHash::Random, false),
+                vec!["GET", "save"],
+            )
+            .await
+            .ok()
+            .and_then(|pair| pair.get(1).cloned());
+        if !aof && save_points.as_deref().is_some_and(|s| s.trim().is_empty()) {
+            warnings.push(
+                "redis persistence is off (no AOF, no RDB save points): a Redis restart loses every \
+                 queued event; enable appendonly yes (appendfsync always for no loss)"
+                    .to_owned(),
+            );
+        } else if !aof {
+            warnings.push(
+                "redis append-only file is off: a crash loses events accepted since the last RDB \
+                 snapshot; enable appendonly yes"
+                    .to_owned(),
+            );
+        }
+        warnings
+    }
+
     /// Waits until Redis answers, up to `timeout` (for one-shot commands).
     pub async fn wait_connected(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;

@@ -3,8 +3,10 @@
 
 mod admin;
 mod browser;
+mod chaos;
 mod cli;
 mod delivery;
 mod ingest;
+mod load;
 mod shutdown;
 mod support;

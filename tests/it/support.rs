@@ -24,7 +24,7 @@ use tempfile::TempDir;
 
 pub const SECRET: &str = "whsec_dGVzdC1zZWNyZXQtZm9yLWhvb2tk";
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -250,6 +250,110 @@ url = "{redis_url}"
         toml.push_str(&source.toml());
     }
     toml
+}
+
+/// The same config with the public listener on a fixed port, so a
+/// restarted daemon is found where clients left it.
+pub fn listen_on(toml: &str, port: u16) -> String {
+    toml.replacen(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:{port}\""),
+        1,
+    )
+}
+
+// -------------------------------------------------------- Redis Cluster --
+
+/// Three masters, no replicas, created with `redis-cli --cluster create`.
+pub struct TestCluster {
+    pub nodes: Vec<TestRedis>,
+}
+
+impl TestCluster {
+    pub fn start() -> Self {
+        // The cluster bus listens on port + 10000; both must be free.
+        let mut ports = Vec::new();
+        while ports.len() < 3 {
+            let port = free_port();
+            if port < 50000 && StdListener::bind(("127.0.0.1", port + 10000)).is_ok() {
+                ports.push(port);
+            }
+        }
+        let nodes: Vec<TestRedis> = ports
+            .iter()
+            .map(|port| {
+                let mut redis = TestRedis {
+                    port: *port,
+                    dir: tempfile::tempdir().expect("tempdir"),
+                    child: None,
+                    args: [
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        "--cluster-node-timeout",
+                        "2000",
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "yes",
+                        "--appendfsync",
+                        "always",
+                    ]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+                };
+                redis.spawn();
+                redis
+            })
+            .collect();
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for port in &ports {
+            create.arg(format!("127.0.0.1:{port}"));
+        }
+        let out = create
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "cluster create failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !nodes
+            .iter()
+            .all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+        {
+            assert!(Instant::now() < deadline, "cluster never became ok");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self { nodes }
+    }
+
+    pub fn url(&self) -> String {
+        let mut url = format!("redis-cluster://127.0.0.1:{}", self.nodes[0].port);
+        for (i, node) in self.nodes.iter().enumerate().skip(1) {
+            url.push(if i == 1 { '?' } else { '&' });
+            url.push_str(&format!("node=127.0.0.1:{}", node.port));
+        }
+        url
+    }
+
+    /// Runs a command on the node that owns `key`.
+    pub fn cli_for_key(&self, key: &str, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .arg("-c")
+            .arg("-p")
+            .arg(self.nodes[0].port.to_string())
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        let _ = key;
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
 }
 
 // --------------------------------------------------------------- Daemon --

@@ -1,0 +1,403 @@
+//! The reliability suite: load while things break. Every scenario prints a
+//! `GUARANTEE | scenario | accepted | delivered | lost | duplicates |` line
+//! and fails if one accepted event is lost.
+//!
+//! `HOOKD_SOAK=1` multiplies the load by ten for a longer run by hand.
+
+use std::time::{Duration, Instant};
+
+use crate::load::{Load, rss_kib, verify};
+use crate::support::*;
+
+fn scale(n: usize) -> usize {
+    if std::env::var_os("HOOKD_SOAK").is_some() {
+        n * 10
+    } else {
+        n
+    }
+}
+
+/// Timings that make recovery fast enough to test: entries held by a dead
+/// process are claimed after 2 s.
+const WORKER: &str = "[worker]\nclaim_idle = \"2s\"\nclaim_interval = \"300ms\"";
+const DESTINATION: &str = "timeout = \"1s\"\nretry = { max_attempts = 50, base = \"100ms\", max = \"1s\", jitter = true }";
+
+fn base_url(port: u16) -> String {
+    format!("http://127.0.0.1:{port}")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scenario_1_kill_9_of_hookd_mid_load() {
+    let redis = TestRedis::start();
+    let sink = Sink::start().await;
+    sink.set_default(Answer::status(200).delayed(Duration::from_millis(5)));
+    let port = free_port();
+    let toml = listen_on(
+        &config(
+            &redis.url(),
+            WORKER,
+            &[SourceSpec::standard("s", &sink.url()).with(DESTINATION)],
+        ),
+        port,
+    );
+    let mut daemon = Daemon::start_ready(&toml).await;
+    let load = tokio::spawn(Load::new(&base_url(port), "s", scale(3000)).run());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(!load.is_finished(), "load ended before the kill");
+    daemon.kill9();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _restarted = Daemon::start_ready(&toml).await;
+    let report = load.await.unwrap();
+    assert!(
+        report.statuses.get(&0).copied().unwrap_or(0) > 0,
+        "the kill did not hit the load"
+    );
+    verify(
+        "1. kill -9 of hookd mid-load, restart",
+        &report,
+        &sink,
+        Duration::from_secs(60),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scenario_2_redis_restart_with_aof_mid_load() {
+    let mut redis = TestRedis::start_persistent();
+    let sink = Sink::start().await;
+    let toml = config(
+        &redis.url(),
+        WORKER,
+        &[SourceSpec::standard("s", &sink.url()).with(DESTINATION)],
+    );
+    let daemon = Daemon::start_ready(&toml).await;
+    let load = tokio::spawn(Load::new(&daemon.url(""), "s", scale(3000)).run());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(!load.is_finished(), "load ended before the restart");
+    redis.kill(); // SIGKILL: whatever was not fsynced is gone
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    redis.restart(); // the AOF is replayed
+    let report = load.await.unwrap();
+    // A short outage is ridden out: ingest commands wait for the reconnect
+    // (bounded by the 2 s ingest timeout, after which the answer is 503).
+    println!("answers during the Redis restart: {:?}", report.statuses);
+    verify(
+        "2. Redis restarted (AOF, appendfsync always) mid-load",
+        &report,
+        &sink,
+        Duration::from_secs(60),
+    )
+    .await;
+    daemon.wait_ready().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scenario_3_redis_unreachable_for_10s() {
+    let mut redis = TestRedis::start_persistent();
+    let sink = Sink::start().await;
+    let toml = config(
+        &redis.url(),
+        WORKER,
+        &[SourceSpec::standard("s", &sink.url()).with(DESTINATION)],
+    );
+    let daemon = Daemon::start_ready(&toml).await;
+    let baseline = rss_kib(daemon.pid());
+    let mut load = Load::new(&daemon.url(""), "s", scale(1000));
+    load.concurrency = 8;
+    let load = tokio::spawn(load.run());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    redis.kill();
+    let outage = Instant::now();
+    let mut peak = baseline;
+    while outage.elapsed() < Duration::from_secs(10) {
+        assert_eq!(
+            get(&daemon.url("/health/live")).await.status,
+            200,
+            "hookd died during the outage"
+        );
+        peak = peak.max(rss_kib(daemon.pid()));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(get(&daemon.url("/health/ready")).await.status, 503);
+    redis.restart();
+    let report = load.await.unwrap();
+    assert!(
+        report.retry_after_on_503 > 0,
+        "no 503 + Retry-After during the outage"
+    );
+    println!("redis outage: rss {baseline} KiB before, peak {peak} KiB during");
+    assert!(
+        peak < baseline + 64 * 1024,
+        "memory grew during the outage: {baseline} -> {peak} KiB"
+    );
+    verify(
+        "3. Redis unreachable for 10 s",
+        &report,
+        &sink,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(
+        daemon.logs().matches("panicked").count(),
+        0,
+        "hookd panicked:\n{}",
+        daemon.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scenario_4_destination_down_for_20s() {
+    let redis = TestRedis::start();
+    let sink_port = free_port();
+    let sink_url = format!("http://127.0.0.1:{sink_port}/hook");
+    let source = SourceSpec::standard("s", &sink_url)
+        .with("retry = { max_attempts = 100, base = \"200ms\", max = \"2s\", jitter = true }");
+    let daemon = Daemon::start_ready(&config(&redis.url(), "", &[source])).await;
+    let report = Load::new(&daemon.url(""), "s", scale(500)).run().await;
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert_eq!(
+        redis.dlq_len("s"),
+        0,
+        "dead-lettered while the destination was down"
+    );
+    let sink = Sink::start_on(&format!("127.0.0.1:{sink_port}")).await;
+    verify(
+        "4. destination down for 20 s, then back",
+        &report,
+        &sink,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(redis.dlq_len("s"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scenario_5_sigterm_under_load() {
+    let redis = TestRedis::start();
+    let sink = Sink::start().await;
+    sink.set_default(Answer::status(200).delayed(Duration::from_millis(20)));
+    let port = free_port();
+    let toml = listen_on(
+        &config(
+            &redis.url(),
+            &format!("{WORKER}\n[shutdown]\ntimeout = \"5s\""),
+            &[SourceSpec::standard("s", &sink.url()).with(DESTINATION)],
+        ),
+        port,
+    );
+    let mut daemon = Daemon::start_ready(&toml).await;
+    let load = tokio::spawn(Load::new(&base_url(port), "s", scale(3000)).run());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(!load.is_finished(), "load ended before SIGTERM");
+    daemon.signal("TERM");
+    let stopping = Instant::now();
+    let status = daemon.wait_exit(Duration::from_secs(15)).await;
+    assert!(status.success(), "exit status {status}:\n{}", daemon.logs());
+    assert!(
+        stopping.elapsed() < Duration::from_secs(7),
+        "exceeded shutdown.timeout"
+    );
+    let _restarted = Daemon::start_ready(&toml).await;
+    let report = load.await.unwrap();
+    verify(
+        "5. SIGTERM under load, restart",
+        &report,
+        &sink,
+        Duration::from_secs(60),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scenario_6_three_instances_one_killed() {
+    let redis = TestRedis::start();
+    let sink = Sink::start().await;
+    sink.set_default(Answer::status(200).delayed(Duration::from_millis(10)));
+    let toml = config(
+        &redis.url(),
+        WORKER,
+        &[SourceSpec::standard("s", &sink.url()).with(DESTINATION)],
+    );
+    let a = Daemon::start_ready(&toml).await;
+    let b = Daemon::start_ready(&toml).await;
+    let mut c = Daemon::start_ready(&toml).await;
+    let mut load = Load::new(&a.url(""), "s", scale(3000));
+    load.urls = vec![a.url(""), b.url(""), c.url("")];
+    let load = tokio::spawn(load.run());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(!load.is_finished(), "load ended before the kill");
+    c.kill9();
+    let report = load.await.unwrap();
+    verify(
+        "6. three hookd on one Redis, one killed -9",
+        &report,
+        &sink,
+        Duration::from_secs(60),
+    )
+    .await;
+    let claimed: usize = [&a, &b]
+        .iter()
+        .map(|d| d.logs().matches("claimed an abandoned entry").count())
+        .sum();
+    println!("entries claimed from the killed instance: {claimed}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scenario_7_redis_cluster_several_sources() {
+    let cluster = TestCluster::start();
+    let sink = Sink::start().await;
+    let names = ["orders", "payments", "users", "github"];
+    let sources: Vec<SourceSpec> = names
+        .iter()
+        .map(|n| SourceSpec::standard(n, &sink.url()).with(DESTINATION))
+        .collect();
+    let daemon = Daemon::start_ready(&config(&cluster.url(), WORKER, &sources)).await;
+    let mut load = Load::new(&daemon.url(""), "orders", scale(2000));
+    load.sources = names.iter().map(|s| s.to_string()).collect();
+    let report = load.run().await;
+    verify(
+        "7. Redis Cluster (3 masters), 4 sources",
+        &report,
+        &sink,
+        Duration::from_secs(60),
+    )
+    .await;
+    // The sources really are spread over the masters.
+    let holding = cluster
+        .nodes
+        .iter()
+        .filter(|n| !n.keys("hookd:*").is_empty())
+        .count();
+    assert!(holding >= 2, "all sources landed on one node");
+}
+
+/// 10k idle / slow connections and header floods from another process;
+/// real clients still get answers and memory stays bounded.
+#[tokio::test(flavor = "multi_thread")]
+async fn scenario_8_slowloris_header_flood_and_10k_idle_connections() {
+    let redis = TestRedis::start();
+    let sink = Sink::start().await;
+    let daemon = Daemon::start_env(
+        &config(&redis.url(), "", &[SourceSpec::standard("s", &sink.url())]),
+        &[("HOOKD_SERVER__HEADER_READ_TIMEOUT", "3s")],
+    )
+    .await;
+    daemon.wait_ready().await;
+    let baseline = rss_kib(daemon.pid());
+    let script = format!(
+        r#"
+import socket, sys, time
+socks = []
+for i in range(10000):
+    try:
+        s = socket.create_connection(("127.0.0.1", {port}), timeout=5)
+    except OSError as e:
+        print("connect failed", i, e, flush=True)
+        break
+    if i % 2 == 0:
+        s.send(b"POST /webhooks/s HTTP/1.1\r\nHost: x\r\nX-Slow: ")  # slowloris
+    socks.append(s)
+flood = []
+for i in range(20):
+    s = socket.create_connection(("127.0.0.1", {port}), timeout=5)
+    try:
+        s.sendall(b"POST /webhooks/s HTTP/1.1\r\nHost: x\r\n" + b"X-Flood: aaaaaaaaaaaaaaaa\r\n" * 20000)
+    except OSError:
+        pass
+    flood.append(s)
+print("open", len(socks), flush=True)
+time.sleep(8)
+"#,
+        port = daemon.public.port()
+    );
+    let mut attacker = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 is needed for the connection flood");
+    // Wait until the flood is in place.
+    let stdout = attacker.stdout.take().unwrap();
+    let opened = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut line = String::new();
+        let mut reader = std::io::BufReader::new(stdout);
+        let _ = reader.read_line(&mut line);
+        line
+    })
+    .await
+    .unwrap();
+    assert!(
+        opened.starts_with("open 10000"),
+        "flood not in place: {opened}"
+    );
+    let peak_during = rss_kib(daemon.pid());
+
+    let started = Instant::now();
+    let mut load = Load::new(&daemon.url(""), "s", 200);
+    load.give_up_after = Duration::from_secs(20);
+    let report = load.run().await;
+    let took = started.elapsed();
+    assert_eq!(get(&daemon.url("/health/ready")).await.status, 200);
+    let peak = peak_during.max(rss_kib(daemon.pid()));
+    println!(
+        "connection flood: rss {baseline} KiB before, {peak} KiB with 10k connections; 200 real webhooks in {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "real clients starved: {took:?}"
+    );
+    assert!(
+        peak < baseline + 256 * 1024,
+        "memory not bounded: {baseline} -> {peak} KiB"
+    );
+    verify(
+        "8. slowloris + header flood + 10k idle connections",
+        &report,
+        &sink,
+        Duration::from_secs(30),
+    )
+    .await;
+    let _ = attacker.kill();
+    let _ = attacker.wait();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn startup_warns_about_unsafe_redis_settings() {
+    let risky = TestRedis::start_with(&[
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--maxmemory-policy",
+        "allkeys-lru",
+    ]);
+    let daemon = Daemon::start_ready(&config(
+        &risky.url(),
+        "",
+        &[SourceSpec::standard("s", &dead_url())],
+    ))
+    .await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            daemon.logs().contains("maxmemory-policy is allkeys-lru")
+        })
+        .await,
+        "{}",
+        daemon.logs()
+    );
+    assert!(daemon.logs().contains("persistence is off"));
+
+    let safe = TestRedis::start_persistent();
+    let daemon = Daemon::start_ready(&config(
+        &safe.url(),
+        "",
+        &[SourceSpec::standard("s", &dead_url())],
+    ))
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let logs = daemon.logs();
+    assert!(!logs.contains("maxmemory-policy is"), "{logs}");
+    assert!(!logs.contains("persistence is off"), "{logs}");
+    assert!(!logs.contains("append-only file is off"), "{logs}");
+}
