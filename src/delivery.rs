@@ -16,7 +16,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -124,6 +124,8 @@ struct Lane {
     uri: Uri,
     in_flight: Arc<Semaphore>,
     signing_key: Option<ring::hmac::Key>,
+    /// Delivered entries waiting to be acknowledged in a batch.
+    acks: mpsc::UnboundedSender<String>,
 }
 
 /// A delivery's right to run: one global worker slot and one slot of its
@@ -137,6 +139,7 @@ pub struct Pipeline {
     app: Arc<App>,
     consumer: String,
     readers: TaskTracker,
+    ackers: TaskTracker,
 }
 
 impl Pipeline {
@@ -157,16 +160,20 @@ impl Pipeline {
         info!(consumer = %consumer, "delivery pipeline starting");
         let promoted = Arc::new(Notify::new());
         let readers = TaskTracker::new();
+        let ackers = TaskTracker::new();
         for source in app.sources.values() {
             let destination = &source.config.destination;
             let uri = validate_destination_url(&destination.url)?;
             let signing_key = (!destination.signing_secret.is_empty())
                 .then(|| signing_key(destination.signing_secret.expose()));
+            let (acks, pending_acks) = mpsc::unbounded_channel();
+            ackers.spawn(acker(app.clone(), source.clone(), pending_acks));
             let lane = Arc::new(Lane {
                 source: source.clone(),
                 uri,
                 in_flight: Arc::new(Semaphore::new(destination.max_in_flight)),
                 signing_key,
+                acks,
             });
             let reader = Reader {
                 app: app.clone(),
@@ -181,16 +188,24 @@ impl Pipeline {
         }
         readers.spawn(promoter(app.clone(), token, promoted));
         readers.close();
+        ackers.close();
         Ok(Self {
             app,
             consumer,
             readers,
+            ackers,
         })
     }
 
     /// Resolves once every reader and the promoter have stopped.
     pub async fn stopped(&self) {
         self.readers.wait().await;
+    }
+
+    /// Resolves once every delivered entry has been acknowledged; the
+    /// ackers end when the last delivery holding their lane is gone.
+    pub async fn acks_flushed(&self) {
+        self.ackers.wait().await;
     }
 
     /// Deletes this process' consumer from each group if it holds nothing.
@@ -400,6 +415,47 @@ impl Reader {
     }
 }
 
+/// Acknowledges delivered entries of one source in batches: it takes what
+/// has queued up since the last round trip (up to ACK_BATCH), so an idle
+/// system acks at once and a busy one amortises the round trip. A failed
+/// ack is retried briefly; if Redis stays away the entries remain pending
+/// and are delivered again after claim_idle (at-least-once).
+async fn acker(app: Arc<App>, source: Arc<Source>, mut pending: mpsc::UnboundedReceiver<String>) {
+    const ACK_BATCH: usize = 512;
+    let mut batch: Vec<String> = Vec::with_capacity(ACK_BATCH);
+    while let Some(first) = pending.recv().await {
+        batch.push(first);
+        while batch.len() < ACK_BATCH {
+            match pending.try_recv() {
+                Ok(id) => batch.push(id),
+                Err(_) => break,
+            }
+        }
+        let ids: Vec<&str> = batch.iter().map(String::as_str).collect();
+        let mut tries = 0;
+        loop {
+            match app.queue.ack(&source.keys, &ids).await {
+                Ok(_) => break,
+                Err(e) if tries < 3 => {
+                    tries += 1;
+                    debug!(source = %source.keys.source, error = %e, "ack failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * tries)).await;
+                }
+                Err(e) => {
+                    warn!(
+                        source = %source.keys.source,
+                        entries = ids.len(),
+                        error = %e,
+                        "could not acknowledge delivered entries; they will be delivered again after claim_idle"
+                    );
+                    break;
+                }
+            }
+        }
+        batch.clear();
+    }
+}
+
 /// Moves due retries back into their streams; wakes at the earliest due
 /// time it knows of, when this process schedules a retry, and at least every
 /// PROMOTE_POLL for retries other processes scheduled.
@@ -600,7 +656,9 @@ impl Job {
         let now = unix_ms();
         match result {
             Attempt::Delivered { status } => {
-                queue.ack(keys, &[envelope.entry_id.as_str()]).await?;
+                // The acker outlives every delivery (it ends when the last
+                // lane is dropped), so this cannot fail while we hold one.
+                let _ = self.lane.acks.send(envelope.entry_id.clone());
                 source.metrics.delivery(DeliveryOutcome::Success);
                 source
                     .metrics

@@ -102,12 +102,128 @@ impl<'a> Body<'a> {
     }
 
     fn pointer(&mut self, pointer: &str) -> Option<String> {
+        // The common case, a top-level field (`/id`, `/type`), is found by
+        // scanning the document without building it.
+        if self.json.is_none()
+            && let Some(key) = pointer.strip_prefix('/')
+            && !key.contains(['/', '~'])
+        {
+            return top_level_scalar(self.raw, key);
+        }
         match self.json()?.pointer(pointer)? {
             serde_json::Value::String(s) => Some(s.clone()),
             serde_json::Value::Number(n) => Some(n.to_string()),
             _ => None,
         }
     }
+}
+
+/// The string or number at top-level `key` of a JSON object, as
+/// `serde_json::Value::pointer` would find it (last duplicate wins; None if
+/// the document is not valid JSON), without allocating the other values.
+fn top_level_scalar(raw: &[u8], key: &str) -> Option<String> {
+    use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+
+    struct Scalar(Option<String>);
+    impl<'de> Deserialize<'de> for Scalar {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Scalar;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("any JSON value")
+                }
+                fn visit_str<E>(self, v: &str) -> Result<Scalar, E> {
+                    Ok(Scalar(Some(v.to_owned())))
+                }
+                fn visit_u64<E>(self, v: u64) -> Result<Scalar, E> {
+                    Ok(Scalar(Some(v.to_string())))
+                }
+                fn visit_i64<E>(self, v: i64) -> Result<Scalar, E> {
+                    Ok(Scalar(Some(v.to_string())))
+                }
+                fn visit_f64<E>(self, v: f64) -> Result<Scalar, E> {
+                    Ok(Scalar(
+                        serde_json::Number::from_f64(v).map(|n| n.to_string()),
+                    ))
+                }
+                fn visit_bool<E>(self, _: bool) -> Result<Scalar, E> {
+                    Ok(Scalar(None))
+                }
+                fn visit_unit<E>(self) -> Result<Scalar, E> {
+                    Ok(Scalar(None))
+                }
+                fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                    self,
+                    mut a: A,
+                ) -> Result<Scalar, A::Error> {
+                    while a.next_element::<IgnoredAny>()?.is_some() {}
+                    Ok(Scalar(None))
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Scalar, A::Error> {
+                    while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                    Ok(Scalar(None))
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
+
+    struct Find<'k>(&'k str);
+    impl<'de> DeserializeSeed<'de> for Find<'_> {
+        type Value = Option<String>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Find<'_> {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON document")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut found = None;
+            while let Some(k) = map.next_key::<Cow<'de, str>>()? {
+                if k == self.0 {
+                    found = map.next_value::<Scalar>()?.0;
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(found)
+        }
+        // Any other document is valid JSON without the field.
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut a: A,
+        ) -> Result<Self::Value, A::Error> {
+            while a.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+
+    let mut de = serde_json::Deserializer::from_slice(raw);
+    let found = Find(key).deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    found
 }
 
 fn header(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -296,6 +412,39 @@ mod tests {
             event_id(&FieldSource::Auto, &stripe(), &HeaderMap::new(), &mut body),
             Err(ExtractError::IdInvalid)
         );
+    }
+
+    #[test]
+    fn top_level_scan_agrees_with_value_pointer() {
+        let docs: [&[u8]; 10] = [
+            br#"{"id":"a","type":"t"}"#,
+            br#"{"id":7,"nested":{"id":"x"},"list":[1,{"id":2}]}"#,
+            br#"{"id":"first","id":"last"}"#,
+            br#"{"id":null}"#,
+            br#"{"id":true,"type":1.5}"#,
+            br#"{"id":"esc\"aped\u00e9"}"#,
+            br#"[{"id":"a"}]"#,
+            br#"{"id":"a"} trailing"#,
+            br#"{"id":"a""#,
+            b"not json",
+        ];
+        for doc in docs {
+            for key in ["id", "type", "missing"] {
+                let via_value = serde_json::from_slice::<serde_json::Value>(doc)
+                    .ok()
+                    .and_then(|v| match v.pointer(&format!("/{key}"))? {
+                        serde_json::Value::String(s) => Some(s.clone()),
+                        serde_json::Value::Number(n) => Some(n.to_string()),
+                        _ => None,
+                    });
+                assert_eq!(
+                    top_level_scalar(doc, key),
+                    via_value,
+                    "{} /{key}",
+                    String::from_utf8_lossy(doc)
+                );
+            }
+        }
     }
 
     #[test]

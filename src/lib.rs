@@ -282,6 +282,14 @@ pub async fn run(
             "deliveries still in flight at shutdown.timeout; they stay pending in redis and will be claimed"
         );
     }
+    // Acks are quick; give them a moment beyond the deadline rather than
+    // redeliver work that is done.
+    if tokio::time::timeout_at(deadline + Duration::from_secs(2), pipeline.acks_flushed())
+        .await
+        .is_err()
+    {
+        warn!("some acknowledgements were not written; those events will be delivered again");
+    }
     pipeline.release_consumers().await;
     background_token.cancel();
     background.wait().await;
