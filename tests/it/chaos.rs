@@ -41,7 +41,7 @@ async fn scenario_1_kill_9_of_hookd_mid_load() {
         port,
     );
     let mut daemon = Daemon::start_ready(&toml).await;
-    let load = tokio::spawn(Load::new(&base_url(port), "s", scale(3000)).run());
+    let load = tokio::spawn(Load::new(&base_url(port), "s", scale(4000)).run());
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(!load.is_finished(), "load ended before the kill");
     daemon.kill9();
@@ -71,7 +71,7 @@ async fn scenario_2_redis_restart_with_aof_mid_load() {
         &[SourceSpec::standard("s", &sink.url()).with(DESTINATION)],
     );
     let daemon = Daemon::start_ready(&toml).await;
-    let load = tokio::spawn(Load::new(&daemon.url(""), "s", scale(3000)).run());
+    let load = tokio::spawn(Load::new(&daemon.url(""), "s", scale(4000)).run());
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(!load.is_finished(), "load ended before the restart");
     redis.kill(); // SIGKILL: whatever was not fsynced is gone
@@ -186,7 +186,7 @@ async fn scenario_5_sigterm_under_load() {
         port,
     );
     let mut daemon = Daemon::start_ready(&toml).await;
-    let load = tokio::spawn(Load::new(&base_url(port), "s", scale(3000)).run());
+    let load = tokio::spawn(Load::new(&base_url(port), "s", scale(4000)).run());
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(!load.is_finished(), "load ended before SIGTERM");
     daemon.signal("TERM");
@@ -221,7 +221,7 @@ async fn scenario_6_three_instances_one_killed() {
     let a = Daemon::start_ready(&toml).await;
     let b = Daemon::start_ready(&toml).await;
     let mut c = Daemon::start_ready(&toml).await;
-    let mut load = Load::new(&a.url(""), "s", scale(3000));
+    let mut load = Load::new(&a.url(""), "s", scale(4000));
     load.urls = vec![a.url(""), b.url(""), c.url("")];
     let load = tokio::spawn(load.run());
     tokio::time::sleep(Duration::from_millis(400)).await;

@@ -235,3 +235,41 @@ async fn sign_output_passes_verification() {
     assert_eq!(code, 1);
     assert!(stderr.contains("nope"));
 }
+
+/// `HOOKD_LOG_FORMAT=json` gives one JSON object per log line.
+#[test]
+fn json_logs() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        &dir,
+        "hookd.toml",
+        "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[redis]\nurl = \"redis://127.0.0.1:1\"\n",
+    );
+    let mut child = Command::new(hookd_bin())
+        .args(["run", "--config", &path])
+        .env("HOOKD_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let mut bound = None;
+    for _ in 0..10 {
+        let Some(Ok(line)) = lines.next() else { break };
+        let value: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        assert!(
+            value["level"].is_string() && value["timestamp"].is_string(),
+            "{line}"
+        );
+        if value["fields"]["message"] == "public listener bound" {
+            bound = value["fields"]["addr"].as_str().map(str::to_owned);
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(bound.is_some(), "no structured listener line");
+}
