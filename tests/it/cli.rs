@@ -21,6 +21,15 @@ fn hookd(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     )
 }
 
+/// `hookd sign` prints `Name: value` lines.
+fn parse_headers(stdout: &str) -> Vec<(String, String)> {
+    stdout
+        .lines()
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
     let path = dir.path().join(name);
     std::fs::write(&path, text).unwrap();
@@ -160,11 +169,7 @@ async fn sign_output_passes_verification() {
             &[],
         );
         assert_eq!(code, 0, "{stderr}");
-        let headers: Vec<(String, String)> = stdout
-            .lines()
-            .filter_map(|l| l.split_once(": "))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let headers = parse_headers(&stdout);
         let body = Bytes::from(std::fs::read(&body_path).unwrap());
         let reply = request(
             Method::POST,
@@ -194,11 +199,7 @@ async fn sign_output_passes_verification() {
         &[],
     );
     assert_eq!(code, 0, "{stderr}");
-    let headers: Vec<(String, String)> = stdout
-        .lines()
-        .filter_map(|l| l.split_once(": "))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let headers = parse_headers(&stdout);
     let body = Bytes::from(std::fs::read(&form_path).unwrap());
     let reply = request(
         Method::POST,

@@ -542,77 +542,58 @@ fn client() -> Client<HttpConnector, Full<Bytes>> {
     Client::builder(TokioExecutor::new()).build_http()
 }
 
+/// Sends a request; None on a connection error or after `timeout`.
+async fn try_request(
+    method: Method,
+    url: &str,
+    headers: &[(String, String)],
+    body: Bytes,
+    timeout: Duration,
+) -> Option<Reply> {
+    let mut builder = Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        builder = builder.header(k, v);
+    }
+    let req = builder.body(Full::new(body)).ok()?;
+    let resp = tokio::time::timeout(timeout, client().request(req))
+        .await
+        .ok()?
+        .ok()?;
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.ok()?.to_bytes();
+    Some(Reply {
+        status,
+        headers,
+        body,
+    })
+}
+
 pub async fn request(
     method: Method,
     url: &str,
     headers: &[(String, String)],
     body: Bytes,
 ) -> Reply {
-    let mut builder = Request::builder().method(method).uri(url);
-    for (k, v) in headers {
-        builder = builder.header(k, v);
-    }
-    let req = builder.body(Full::new(body)).expect("request");
-    let resp = tokio::time::timeout(Duration::from_secs(20), client().request(req))
+    try_request(method, url, headers, body, Duration::from_secs(20))
         .await
-        .expect("request timed out")
-        .expect("request failed");
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let body = resp.into_body().collect().await.expect("body").to_bytes();
-    Reply {
-        status,
-        headers,
-        body,
-    }
+        .unwrap_or_else(|| panic!("request to {url} failed or timed out"))
 }
 
 /// Like [`request`] but reports connection errors instead of panicking.
 pub async fn try_post(url: &str, headers: &[(String, String)], body: Bytes) -> Option<Reply> {
-    let mut builder = Request::builder().method(Method::POST).uri(url);
-    for (k, v) in headers {
-        builder = builder.header(k, v);
-    }
-    let req = builder.body(Full::new(body)).ok()?;
-    let resp = tokio::time::timeout(Duration::from_secs(20), client().request(req))
-        .await
-        .ok()?
-        .ok()?;
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let body = resp.into_body().collect().await.ok()?.to_bytes();
-    Some(Reply {
-        status,
-        headers,
-        body,
-    })
+    try_request(Method::POST, url, headers, body, Duration::from_secs(20)).await
 }
 
+/// A GET whose connection errors come back as status 0 (for polling).
 pub async fn get(url: &str) -> Reply {
-    match try_get(url).await {
-        Some(r) => r,
-        None => Reply {
+    try_request(Method::GET, url, &[], Bytes::new(), Duration::from_secs(10))
+        .await
+        .unwrap_or(Reply {
             status: 0,
             headers: HeaderMap::new(),
             body: Bytes::new(),
-        },
-    }
-}
-
-async fn try_get(url: &str) -> Option<Reply> {
-    let req = Request::get(url).body(Full::new(Bytes::new())).ok()?;
-    let resp = tokio::time::timeout(Duration::from_secs(10), client().request(req))
-        .await
-        .ok()?
-        .ok()?;
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let body = resp.into_body().collect().await.ok()?.to_bytes();
-    Some(Reply {
-        status,
-        headers,
-        body,
-    })
+        })
 }
 
 /// Standard-Webhooks headers for `body`, signed with [`SECRET`] now.
