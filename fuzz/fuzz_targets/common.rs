@@ -20,7 +20,10 @@ pub fn split(data: &[u8]) -> (HeaderMap, &[u8], Option<&str>) {
             continue;
         };
         let (name, value) = (&line[..colon], &line[colon + 1..]);
-        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value.trim_ascii())) {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name),
+            HeaderValue::from_bytes(value.trim_ascii()),
+        ) {
             headers.append(name, value);
         }
     }
@@ -34,15 +37,36 @@ pub fn schemes() -> Vec<hookd::config::VerifyConfig> {
     let s = || vec![Secret::literal("whsec_c2VjcmV0"), Secret::literal("second")];
     let t = Duration::from_secs(300);
     vec![
-        VerifyConfig::StandardWebhooks { secrets: vec![Secret::literal("whsec_c2VjcmV0")], tolerance: t },
-        VerifyConfig::Stripe { secrets: s(), tolerance: t },
-        VerifyConfig::Github { secrets: s(), allow_sha1: true },
+        VerifyConfig::StandardWebhooks {
+            secrets: vec![Secret::literal("whsec_c2VjcmV0")],
+            tolerance: t,
+        },
+        VerifyConfig::Stripe {
+            secrets: s(),
+            tolerance: t,
+        },
+        VerifyConfig::Github {
+            secrets: s(),
+            allow_sha1: true,
+        },
         VerifyConfig::Shopify { secrets: s() },
-        VerifyConfig::Slack { secrets: s(), tolerance: t },
-        VerifyConfig::Twilio { secrets: s(), url: "https://example.com/t".into() },
+        VerifyConfig::Slack {
+            secrets: s(),
+            tolerance: t,
+        },
+        VerifyConfig::Twilio {
+            secrets: s(),
+            url: "https://example.com/t".into(),
+        },
         VerifyConfig::Gitlab { secrets: s() },
-        VerifyConfig::Paddle { secrets: s(), tolerance: t },
-        VerifyConfig::Square { secrets: s(), url: "https://example.com/s".into() },
+        VerifyConfig::Paddle {
+            secrets: s(),
+            tolerance: t,
+        },
+        VerifyConfig::Square {
+            secrets: s(),
+            url: "https://example.com/s".into(),
+        },
         VerifyConfig::Hmac {
             secrets: s(),
             header: "x-sig".into(),

@@ -2,8 +2,8 @@
 //! body hash) on arbitrary requests: never panics, ids stay within limits.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
 use hookd::extract::{self, Body, FieldSource, MAX_EVENT_ID_LEN};
+use libfuzzer_sys::fuzz_target;
 
 #[path = "common.rs"]
 mod common;

@@ -12,7 +12,11 @@ fuzz_target!(|data: &[u8]| {
     let (headers, body, query) = common::split(data);
     for scheme in common::schemes() {
         let verifier = hookd::verify::Verifier::from_config(&scheme).unwrap();
-        let request = hookd::verify::SignedRequest { headers: &headers, query, body };
+        let request = hookd::verify::SignedRequest {
+            headers: &headers,
+            query,
+            body,
+        };
         let result = verifier.verify(&request, 1_700_000_000);
         if !matches!(scheme, hookd::config::VerifyConfig::None) {
             assert!(result.is_err(), "accepted a forged request for {scheme:?}");

@@ -49,25 +49,25 @@ impl Setup {
         }
     }
 
-    /// Sends events and waits until all are dead-lettered.
+    /// Sends events one by one, each after the previous one is
+    /// dead-lettered, so the DLQ order is the order given here.
     pub async fn dead_letter(&self, source: &str, events: &[(&str, &str)]) {
-        let before = self.redis.dlq_len(source);
         for (id, event_type) in events {
+            let before = self.redis.dlq_len(source);
             let body = format!(r#"{{"type":"{event_type}","id":"{id}"}}"#);
             assert_eq!(
                 send_event(&self.daemon, source, id, &body).await.status,
                 202
             );
+            assert!(
+                eventually(Duration::from_secs(10), || async {
+                    self.redis.dlq_len(source) == before + 1
+                })
+                .await,
+                "{id} not dead-lettered:\n{}",
+                self.daemon.logs()
+            );
         }
-        let want = before + events.len() as i64;
-        assert!(
-            eventually(Duration::from_secs(10), || async {
-                self.redis.dlq_len(source) == want
-            })
-            .await,
-            "events not dead-lettered:\n{}",
-            self.daemon.logs()
-        );
     }
 
     pub async fn api(&self, method: Method, path: &str) -> Reply {
