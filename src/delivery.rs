@@ -273,15 +273,14 @@ impl Reader {
             let Some(mut permits) = self.acquire_batch().await else {
                 break;
             };
-            let Some(allowed) = rate.acquire(permits.len(), &self.token).await else {
-                break;
-            };
-            permits.truncate(allowed);
-
             let claiming = Instant::now() >= next_claim;
             if idle && !claiming {
                 permits.truncate(1);
             }
+            let Some(allowed) = rate.acquire(permits.len(), &self.token).await else {
+                break;
+            };
+            permits.truncate(allowed);
             let batch = if claiming {
                 let claimed = self.claim(&mut claim_cursor, permits.len()).await;
                 if claimed.is_ok() && claim_cursor == "0-0" {

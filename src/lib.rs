@@ -220,6 +220,9 @@ pub async fn run(
     let public_addr = listeners.public.local_addr()?;
     let admin_addr = listeners.admin.local_addr()?;
 
+    // One token per subsystem, cancelled one after the other below: the
+    // drain order matters, so they are not children of `shutdown` (which
+    // would cancel them all at once).
     let http_token = CancellationToken::new();
     let pipeline_token = CancellationToken::new();
     let background_token = CancellationToken::new();
@@ -271,7 +274,13 @@ pub async fn run(
 
     info!("stopping stream readers, finishing in-flight deliveries");
     pipeline_token.cancel();
-    pipeline.stopped().await;
+    // Readers notice within one blocking read (about a second).
+    if tokio::time::timeout_at(deadline, pipeline.stopped())
+        .await
+        .is_err()
+    {
+        warn!("stream readers did not stop within shutdown.timeout");
+    }
     deliveries.close();
     if tokio::time::timeout_at(deadline, deliveries.wait())
         .await
