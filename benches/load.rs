@@ -684,6 +684,15 @@ async fn run() {
     let mut soak = String::new();
     if soak_seconds > 0 {
         let before = rss_kib(pid);
+        let samples = tokio::task::spawn_blocking(move || {
+            let mut samples = Vec::new();
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(soak_seconds) {
+                std::thread::sleep(Duration::from_secs(60).min(Duration::from_secs(soak_seconds)));
+                samples.push(rss_kib(pid) / 1024);
+            }
+            samples
+        });
         let run = drive(
             hookd.public,
             "/webhooks/e2e",
@@ -693,12 +702,14 @@ async fn run() {
             "soak",
         )
         .await;
+        let samples = samples.await.unwrap();
+        let series: Vec<String> = samples.iter().map(|m| m.to_string()).collect();
         soak = format!(
-            "| soak {}s at {:.0}/s | RSS {} → {} KiB | accepted {} |\n",
+            "| soak {}s at {:.0}/s: RSS MiB at start, then every minute | {} → {} (accepted {}) |\n",
             soak_seconds,
             e2e_rate,
-            before,
-            rss_kib(pid),
+            before / 1024,
+            series.join(", "),
             run.accepted
         );
     }

@@ -317,6 +317,10 @@ async fn monitor(app: Arc<App>, token: CancellationToken) {
             _ = token.cancelled() => return,
             _ = tick.tick() => {}
         }
+        // Histogram samples pile up in the recorder until drained; without
+        // this, memory grows with every event when nobody scrapes /metrics
+        // (seen in the 10-minute soak).
+        app.metrics.run_upkeep();
         let up = app.queue.ping().await;
         let was = app.status.redis_up.swap(up, Ordering::Relaxed);
         if up != was {

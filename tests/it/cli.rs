@@ -10,8 +10,8 @@ use crate::support::*;
 fn hookd(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let out = Command::new(hookd_bin())
         .args(args)
-        .envs(env.iter().copied())
         .env_remove("HOOKD_CONFIG")
+        .envs(env.iter().copied())
         .output()
         .expect("run hookd");
     (
@@ -109,6 +109,25 @@ fn check_config_names_the_bad_key_and_exits_1() {
     let (code, _, stderr) = hookd(&["check-config"], &[("HOOKD_REDIS__POOL_SIZE", "0")]);
     assert_eq!(code, 1);
     assert!(stderr.contains("redis.pool_size"), "{stderr}");
+}
+
+#[test]
+fn hookd_config_names_the_file_when_no_flag_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(&dir, "from-env.toml", "[worker]\nconcurrency = 3\n");
+    let (code, stdout, stderr) = hookd(&["check-config"], &[("HOOKD_CONFIG", &path)]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains(&path) && stdout.contains("concurrency = 3"),
+        "{stdout}"
+    );
+    // --config wins over HOOKD_CONFIG.
+    let other = write(&dir, "flag.toml", "[worker]\nconcurrency = 5\n");
+    let (_, stdout, _) = hookd(
+        &["check-config", "--config", &other],
+        &[("HOOKD_CONFIG", &path)],
+    );
+    assert!(stdout.contains("concurrency = 5"), "{stdout}");
 }
 
 #[test]
