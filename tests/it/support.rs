@@ -33,6 +33,16 @@ pub fn free_port() -> u16 {
 
 // ---------------------------------------------------------------- Redis --
 
+/// Persistence that loses nothing acknowledged: AOF fsynced on every write.
+const AOF_ALWAYS: [&str; 6] = [
+    "--save",
+    "",
+    "--appendonly",
+    "yes",
+    "--appendfsync",
+    "always",
+];
+
 pub struct TestRedis {
     pub port: u16,
     dir: TempDir,
@@ -49,14 +59,7 @@ impl TestRedis {
     /// With the append-only file fsynced on every write, so a restart keeps
     /// everything that was acknowledged.
     pub fn start_persistent() -> Self {
-        Self::start_with(&[
-            "--save",
-            "",
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "always",
-        ])
+        Self::start_with(&AOF_ALWAYS)
     }
 
     pub fn start_with(extra: &[&str]) -> Self {
@@ -293,14 +296,9 @@ impl TestCluster {
                         "nodes.conf",
                         "--cluster-node-timeout",
                         "2000",
-                        "--save",
-                        "",
-                        "--appendonly",
-                        "yes",
-                        "--appendfsync",
-                        "always",
                     ]
                     .iter()
+                    .chain(AOF_ALWAYS.iter())
                     .map(|s| s.to_string())
                     .collect(),
                 };
@@ -340,19 +338,6 @@ impl TestCluster {
             url.push_str(&format!("node=127.0.0.1:{}", node.port));
         }
         url
-    }
-
-    /// Runs a command on the node that owns `key`.
-    pub fn cli_for_key(&self, key: &str, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .arg("-c")
-            .arg("-p")
-            .arg(self.nodes[0].port.to_string())
-            .args(args)
-            .output()
-            .expect("redis-cli");
-        let _ = key;
-        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
 
