@@ -72,25 +72,33 @@ fn main() {
 /// check, no id extraction, no metrics. The ceiling hookd is compared to.
 mod baseline {
     use super::*;
-    use hookd::queue::{IngestOutcome, NewEvent, Queue, SourceKeys};
+    use hookd::queue::{IngestOutcome, Ingestor, NewEvent, Queue, SourceKeys};
 
     pub async fn serve(redis_url: String, port: u16) {
         let queue = Queue::connect(&redis_url, 4).unwrap();
         assert!(queue.wait_connected(Duration::from_secs(5)).await);
-        let keys = Arc::new(SourceKeys::new("baseline", "load"));
+        // Same group commit as hookd (two lanes, see hookd's INGEST_LANES).
+        let ingestor = Ingestor::start(
+            &queue,
+            SourceKeys::new("baseline", "load"),
+            2,
+            3600,
+            u64::MAX >> 2,
+        );
         let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         println!("ready");
         loop {
             let (stream, _) = listener.accept().await.unwrap();
             let _ = stream.set_nodelay(true);
-            let (queue, keys) = (queue.clone(), keys.clone());
+            let ingestor = ingestor.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |req: Request<Incoming>| {
-                    let (queue, keys) = (queue.clone(), keys.clone());
+                    let ingestor = ingestor.clone();
                     async move {
-                        let id = req
-                            .headers()
+                        let headers = req.headers();
+                        let id = headers
                             .get("webhook-id")
+                            .or_else(|| headers.get("x-github-delivery"))
                             .and_then(|v| v.to_str().ok())
                             .unwrap_or("")
                             .to_owned();
@@ -107,7 +115,7 @@ mod baseline {
                             body,
                             received_ms: 0,
                         };
-                        let status = match queue.ingest(&keys, &event, 3600, u64::MAX >> 2).await {
+                        let status = match ingestor.ingest(&event).await {
                             Ok(IngestOutcome::Queued { .. }) => StatusCode::ACCEPTED,
                             Ok(_) => StatusCode::OK,
                             Err(_) => StatusCode::SERVICE_UNAVAILABLE,

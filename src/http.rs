@@ -291,15 +291,7 @@ async fn ingest_inner(
         body,
         received_ms: unix_ms(),
     };
-    let result = app
-        .queue
-        .ingest(
-            &source.keys,
-            &event,
-            app.config.ingest.dedup_ttl.as_secs(),
-            app.config.ingest.max_backlog,
-        )
-        .await;
+    let result = source.ingestor.ingest(&event).await;
     match result {
         Ok(IngestOutcome::Queued { .. }) => (
             Outcome::Queued,

@@ -29,7 +29,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::config::{Config, SourceConfig};
-use crate::queue::{Queue, QueueError, SourceKeys};
+use crate::queue::{Ingestor, Queue, QueueError, SourceKeys};
 use crate::telemetry::SourceMetrics;
 use crate::verify::Verifier;
 
@@ -64,11 +64,18 @@ pub enum RunError {
     Listener(#[from] std::io::Error),
 }
 
+/// Concurrent ingest script calls per source. Redis runs scripts one at a
+/// time, so more lanes only overlap network time, while fewer lanes let
+/// bigger batches form under load (see `queue::Ingestor`).
+const INGEST_LANES: usize = 2;
+
 /// A configured source with everything derived from its config once.
 pub struct Source {
     pub config: SourceConfig,
     pub verifier: Verifier,
     pub keys: SourceKeys,
+    /// Stores accepted events (group commit, see `queue::Ingestor`).
+    pub ingestor: Ingestor,
     pub metrics: SourceMetrics,
     pub destination: DestinationState,
 }
@@ -163,12 +170,21 @@ impl App {
                     source_name: source.name.clone(),
                     source: source_err,
                 })?;
+            let keys = SourceKeys::new(&config.redis.key_prefix, &source.name);
+            let ingestor = Ingestor::start(
+                &queue,
+                keys.clone(),
+                INGEST_LANES,
+                config.ingest.dedup_ttl.as_secs(),
+                config.ingest.max_backlog,
+            );
             sources.insert(
                 source.name.clone(),
                 Arc::new(Source {
                     config: source.clone(),
                     verifier,
-                    keys: SourceKeys::new(&config.redis.key_prefix, &source.name),
+                    keys,
+                    ingestor,
                     metrics: SourceMetrics::new(&source.name),
                     destination: DestinationState::default(),
                 }),

@@ -19,8 +19,11 @@ use fred::interfaces::{ClientLike, LuaInterface, StreamsInterface};
 use fred::prelude::{Client, Config as FredConfig, Error as FredError, ReconnectPolicy};
 use fred::types::config::{Options, TcpConfig};
 use fred::types::scripts::Script;
-use fred::types::{Builder, Value};
+use fred::types::{Builder, ClusterHash, CustomCommand, Value};
 use http::HeaderMap;
+
+mod ingest;
+pub use ingest::{IngestOutcome, Ingestor, NewEvent};
 
 /// Consumer group every hookd process joins; entries are load-balanced
 /// across its consumers and XAUTOCLAIM moves them between consumers.
@@ -63,7 +66,7 @@ pub const READ_BLOCK: Duration = Duration::from_secs(1);
 /// Applies to every command; must exceed READ_BLOCK (see fred's notes).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum QueueError {
     #[error("redis {op} failed: {source}")]
     Redis {
@@ -73,6 +76,8 @@ pub enum QueueError {
     },
     #[error("unexpected redis reply to {op}: {detail}")]
     Reply { op: &'static str, detail: String },
+    #[error("redis {op} took longer than {after:?}")]
+    Timeout { op: &'static str, after: Duration },
 }
 
 impl QueueError {
@@ -148,23 +153,6 @@ impl Scripts {
             replay: Script::from_lua(include_str!("queue/replay.lua")),
         }
     }
-}
-
-/// A new event as the ingest path hands it over.
-pub struct NewEvent<'a> {
-    pub event_id: &'a str,
-    pub event_type: &'a str,
-    pub content_type: Option<&'a [u8]>,
-    pub headers: Bytes,
-    pub body: Bytes,
-    pub received_ms: u64,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-pub enum IngestOutcome {
-    Queued { entry_id: String },
-    Duplicate { first_entry_id: String },
-    BacklogFull { backlog: u64 },
 }
 
 /// An entry read back from the stream, ready to deliver.
@@ -371,7 +359,7 @@ impl Queue {
             ingest_options: Options {
                 fail_fast: true,
                 max_attempts: Some(1),
-                timeout: Some(Duration::from_secs(2)),
+                timeout: Some(ingest::INGEST_TIMEOUT),
                 ..Default::default()
             },
         })
@@ -394,33 +382,60 @@ impl Queue {
         op: &'static str,
         script: &Script,
         keys: Vec<&str>,
-        args: impl Fn() -> Vec<Value>,
+        args: impl FnOnce() -> Vec<Value>,
         options: Option<&Options>,
     ) -> Result<Value, QueueError> {
-        let keys: Vec<fred::types::Key> = keys.into_iter().map(Into::into).collect();
+        let keys = keys.into_iter().map(Into::into).collect();
+        self.eval_values(op, script, keys, args(), options).await
+    }
+
+    /// Runs a script by hash; loads it first if Redis lost it (restart,
+    /// SCRIPT FLUSH) and runs it again.
+    async fn eval_values(
+        &self,
+        op: &'static str,
+        script: &Script,
+        keys: Vec<fred::types::Key>,
+        args: Vec<Value>,
+        options: Option<&Options>,
+    ) -> Result<Value, QueueError> {
         let client = self.pool.next();
-        let run = |args: Vec<Value>| {
-            let keys = keys.clone();
-            async move {
-                match options {
-                    Some(o) => {
-                        client
-                            .with_options(o)
-                            .evalsha::<Value, _, _, _>(script.sha1().clone(), keys, args)
-                            .await
-                    }
-                    None => {
-                        client
-                            .evalsha::<Value, _, _, _>(script.sha1().clone(), keys, args)
-                            .await
-                    }
+        let run = |keys: Vec<fred::types::Key>, args: Vec<Value>| async move {
+            match options {
+                // fred 10 has no `LuaInterface` for `WithOptions`, so
+                // `with_options(o).evalsha(..)` derefs to the bare client and
+                // silently drops the options (fail-fast, timeout, attempts).
+                // A custom command goes through `WithOptions` itself.
+                Some(o) => {
+                    // fred routes custom commands by an explicit slot only.
+                    let hash = keys.first().map_or(ClusterHash::Random, |key| {
+                        ClusterHash::Custom(fred::util::redis_keyslot(key.as_bytes()))
+                    });
+                    let mut command = Vec::with_capacity(2 + keys.len() + args.len());
+                    command.push(Value::from(script.sha1().clone()));
+                    command.push(Value::Integer(keys.len() as i64));
+                    command.extend(keys.into_iter().map(|k| Value::Bytes(k.into_bytes())));
+                    command.extend(args);
+                    client
+                        .with_options(o)
+                        .custom::<Value, Value>(
+                            CustomCommand::new_static("EVALSHA", hash, false),
+                            command,
+                        )
+                        .await
+                }
+                None => {
+                    client
+                        .evalsha::<Value, _, _, _>(script.sha1().clone(), keys, args)
+                        .await
                 }
             }
         };
-        match run(args()).await {
+        let r = run(keys.clone(), args.clone()).await;
+        match r {
             Err(e) if e.details().starts_with("NOSCRIPT") => {
                 script.load(client).await.map_err(redis(op))?;
-                run(args()).await.map_err(redis(op))
+                run(keys, args).await.map_err(redis(op))
             }
             other => other.map_err(redis(op)),
         }
@@ -439,64 +454,6 @@ impl Queue {
             .ping::<String>(None)
             .await
             .is_ok()
-    }
-
-    /// Dedup + append, atomically (`ingest.lua`).
-    pub async fn ingest(
-        &self,
-        keys: &SourceKeys,
-        event: &NewEvent<'_>,
-        dedup_ttl_secs: u64,
-        max_backlog: u64,
-    ) -> Result<IngestOutcome, QueueError> {
-        const OP: &str = "ingest";
-        let seen = keys.seen(event.event_id);
-        let args = || {
-            let mut args = Vec::with_capacity(16);
-            args.push(Value::Integer(dedup_ttl_secs as i64));
-            args.push(Value::Integer(max_backlog.min(i64::MAX as u64) as i64));
-            args.push(field::ID.into());
-            args.push(event.event_id.into());
-            args.push(field::TYPE.into());
-            args.push(event.event_type.into());
-            if let Some(ct) = event.content_type {
-                args.push(field::CONTENT_TYPE.into());
-                args.push(Value::Bytes(Bytes::copy_from_slice(ct)));
-            }
-            args.push(field::HEADERS.into());
-            args.push(Value::Bytes(event.headers.clone()));
-            args.push(field::BODY.into());
-            args.push(Value::Bytes(event.body.clone()));
-            args.push(field::RECEIVED.into());
-            args.push(Value::Integer(event.received_ms as i64));
-            args.push(field::ATTEMPTS.into());
-            args.push(Value::Integer(0));
-            args
-        };
-        let result = self
-            .eval(
-                OP,
-                &self.scripts.ingest,
-                vec![&keys.stream, &seen, &keys.delayed],
-                args,
-                Some(&self.ingest_options),
-            )
-            .await?;
-        let mut parts = match result {
-            Value::Array(parts) if parts.len() == 2 => parts,
-            other => return Err(reply(OP, format!("{other:?}"))),
-        };
-        let detail = value_string(&parts.pop().unwrap_or(Value::Null)).unwrap_or_default();
-        match value_string(&parts[0]).as_deref() {
-            Some("ok") => Ok(IngestOutcome::Queued { entry_id: detail }),
-            Some("dup") => Ok(IngestOutcome::Duplicate {
-                first_entry_id: detail,
-            }),
-            Some("full") => Ok(IngestOutcome::BacklogFull {
-                backlog: detail.parse().unwrap_or(0),
-            }),
-            other => Err(reply(OP, format!("status {other:?}"))),
-        }
     }
 
     /// Creates the consumer group (and the stream) if missing. Starts at

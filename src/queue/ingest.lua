@@ -1,17 +1,37 @@
 #!lua
--- Ingest: de-duplicate and append in one atomic step, so a dedup key never
--- exists without its stream entry (and vice versa).
--- KEYS[1] stream, KEYS[2] seen:<event id>, KEYS[3] delayed
--- ARGV[1] dedup ttl (s), ARGV[2] max backlog, ARGV[3..] entry field/value pairs
--- Returns {"dup", first entry id} | {"full", backlog} | {"ok", entry id}
-local first = redis.call('GET', KEYS[2])
-if first then
-  return {'dup', first}
+-- Ingest a batch (group commit, see ingest.rs): for each event, de-duplicate
+-- and append in one atomic step, so a dedup key never exists without its
+-- stream entry (and vice versa). A batch of one is the plain case.
+-- KEYS[1] stream, KEYS[2] delayed, KEYS[2 + i] seen:<event id> of event i
+-- ARGV[1] dedup ttl (s), ARGV[2] max backlog, then per event: the number n
+--   of its entry field/value items, followed by those n items
+-- Returns, per event in order, two items:
+--   "dup", first entry id | "full", backlog | "ok", entry id
+local max_backlog = tonumber(ARGV[2])
+local backlog = nil
+local out = {}
+local at = 3
+for i = 3, #KEYS do
+  local first, last = at + 1, at + tonumber(ARGV[at])
+  at = last + 1
+  local seen = redis.call('GET', KEYS[i])
+  if seen then
+    out[#out + 1] = 'dup'
+    out[#out + 1] = seen
+  else
+    if backlog == nil then
+      backlog = redis.call('XLEN', KEYS[1]) + redis.call('ZCARD', KEYS[2])
+    end
+    if backlog >= max_backlog then
+      out[#out + 1] = 'full'
+      out[#out + 1] = tostring(backlog)
+    else
+      local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, first, last))
+      redis.call('SET', KEYS[i], id, 'EX', ARGV[1])
+      backlog = backlog + 1
+      out[#out + 1] = 'ok'
+      out[#out + 1] = id
+    end
+  end
 end
-local backlog = redis.call('XLEN', KEYS[1]) + redis.call('ZCARD', KEYS[3])
-if backlog >= tonumber(ARGV[2]) then
-  return {'full', tostring(backlog)}
-end
-local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
-redis.call('SET', KEYS[2], id, 'EX', ARGV[1])
-return {'ok', id}
+return out

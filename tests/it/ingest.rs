@@ -308,6 +308,16 @@ async fn redis_outage_gives_503_then_recovers_without_restart() {
         .await,
         "ready stayed 200 with redis down"
     );
+    // Once the outage is known, ingest fails fast: no waiting for a
+    // reconnect or a command timeout.
+    let started = std::time::Instant::now();
+    let reply = send_event(&daemon, "demo", "evt_during", "{}").await;
+    assert_eq!(reply.status, 503);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "503 took {:?}",
+        started.elapsed()
+    );
     assert_eq!(get(&daemon.url("/health/live")).await.status, 200);
     let health = get(&daemon.url("/health")).await;
     assert_eq!(health.json()["redis"], "down");
@@ -406,4 +416,136 @@ async fn health_endpoints_and_metrics() {
         .await
     );
     assert_eq!(get(&daemon.admin_url("/health/ready")).await.status, 200);
+}
+
+/// Sends `ids` at once (one task each) and returns the statuses in order.
+async fn send_concurrently(daemon: &Daemon, ids: Vec<String>) -> Vec<u16> {
+    let url = daemon.url("/webhooks/demo");
+    let tasks: Vec<_> = ids
+        .into_iter()
+        .map(|id| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let body = format!(r#"{{"id":"{id}"}}"#);
+                request(
+                    Method::POST,
+                    &url,
+                    &signed(&id, body.as_bytes()),
+                    Bytes::from(body),
+                )
+                .await
+                .status
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.expect("request task"));
+    }
+    statuses
+}
+
+/// Group commit: concurrent requests share script calls, and every one is
+/// still answered for its own event.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_events_are_stored_in_shared_round_trips() {
+    let redis = TestRedis::start();
+    // Deliveries throttled so that script calls are (nearly) all ingest.
+    let toml = config(
+        &redis.url(),
+        "",
+        &[SourceSpec::standard("demo", &dead_url()).with("rate_per_sec = 1")],
+    );
+    let daemon = Daemon::start(&toml).await;
+    daemon.wait_ready().await;
+    redis.cli(&["CONFIG", "RESETSTAT"]);
+    let ids: Vec<String> = (0..300).map(|i| format!("evt_c{i}")).collect();
+    let statuses = send_concurrently(&daemon, ids).await;
+    assert!(statuses.iter().all(|&s| s == 202), "{statuses:?}");
+    assert_eq!(redis.keys("hookd:{demo}:seen:evt_c*").len(), 300);
+    // Each in the stream, or in the retry set after its failed attempt.
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            redis.stream_len("demo") + redis.delayed_len("demo") == 300
+        })
+        .await
+    );
+    let script_calls = redis
+        .cli(&["INFO", "commandstats"])
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
+        .and_then(|rest| rest.split(',').next()?.parse::<u64>().ok())
+        .expect("evalsha calls");
+    eprintln!("script calls for 300 concurrent events: {script_calls}");
+    // Unbatched, ingest alone would take 300; background scripts (promoter,
+    // claimer, the odd throttled delivery) add a few.
+    assert!(
+        script_calls < 200,
+        "300 concurrent events took {script_calls} script calls: no batching"
+    );
+}
+
+/// The same event id many times at once (a provider's impatient retries)
+/// is stored once, even when the copies share one batch.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_duplicates_are_stored_once() {
+    let (redis, daemon) = setup("").await;
+    let statuses = send_concurrently(&daemon, vec!["evt_same".to_owned(); 40]).await;
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 202).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 200).count(),
+        39,
+        "{statuses:?}"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            redis.stream_len("demo") + redis.delayed_len("demo") == 1
+        })
+        .await
+    );
+}
+
+/// A batch that crosses `max_backlog` stores up to the limit and refuses
+/// the rest, storing nothing for them.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_events_over_the_backlog_limit_are_refused_exactly() {
+    let (redis, daemon) = setup("[ingest]\nmax_backlog = 5\n").await;
+    let ids: Vec<String> = (0..40).map(|i| format!("evt_b{i}")).collect();
+    let statuses = send_concurrently(&daemon, ids).await;
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 202).count(),
+        5,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 503).count(),
+        35,
+        "{statuses:?}"
+    );
+    assert_eq!(redis.keys("hookd:{demo}:seen:evt_b*").len(), 5);
+}
+
+/// Redis forgetting the scripts (restart, SCRIPT FLUSH) costs a reload,
+/// not an answer: ingest loads the script again and stores the event.
+#[tokio::test(flavor = "multi_thread")]
+async fn flushed_scripts_are_reloaded_transparently() {
+    let (redis, daemon) = setup("").await;
+    assert_eq!(
+        send_event(&daemon, "demo", "evt_s1", "{}").await.status,
+        202
+    );
+    assert_eq!(redis.cli(&["SCRIPT", "FLUSH"]).trim(), "OK");
+    assert_eq!(
+        send_event(&daemon, "demo", "evt_s2", "{}").await.status,
+        202
+    );
+    assert_eq!(
+        send_event(&daemon, "demo", "evt_s2", "{}").await.status,
+        200
+    );
+    assert_eq!(redis.keys("hookd:{demo}:seen:evt_s*").len(), 2);
 }

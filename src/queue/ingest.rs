@@ -1,0 +1,248 @@
+//! Group commit for ingest.
+//!
+//! Every accepted webhook needs its dedup check and XADD to be durable
+//! before hookd answers. Doing that as one script call per request costs
+//! Redis a script invocation and hookd a socket write per event (fred
+//! flushes every EVALSHA at once). Instead each source has a few *lanes*;
+//! a lane takes whatever requests are waiting, runs them through
+//! `ingest.lua` in one call, and answers each from its own slot in the
+//! reply. An idle lane sends a lone request straight away, so a quiet
+//! daemon answers as fast as before; under load batches form by
+//! themselves while the previous call is in flight, which is when they
+//! pay. Every request still costs exactly one round trip (its batch's),
+//! and is answered only after Redis has run its part.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use fred::types::{Key, Value};
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use super::{Queue, QueueError, SourceKeys, field, reply, value_string};
+
+/// Most events one script call carries: Redis runs a script without
+/// serving anyone else, so a batch must stay short.
+const MAX_BATCH_EVENTS: usize = 128;
+
+/// A batch closes once it carries this many body/header bytes (a single
+/// larger event still goes, alone).
+const MAX_BATCH_BYTES: usize = 1 << 20;
+
+/// Requests waiting for a lane. When it is full, request handlers wait
+/// for room: it bounds memory; the HTTP connection limit bounds requests.
+const WAITING_CAPACITY: usize = 4096;
+
+/// How long a request waits for its batch, queueing included. Matches the
+/// script call's own timeout, so a stuck Redis turns into a 503 (the
+/// provider retries; dedup catches the event if it did land).
+pub(super) const INGEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A new event as the ingest path hands it over.
+pub struct NewEvent<'a> {
+    pub event_id: &'a str,
+    pub event_type: &'a str,
+    pub content_type: Option<&'a [u8]>,
+    pub headers: Bytes,
+    pub body: Bytes,
+    pub received_ms: u64,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum IngestOutcome {
+    Queued { entry_id: String },
+    Duplicate { first_entry_id: String },
+    BacklogFull { backlog: u64 },
+}
+
+type Answer = Result<IngestOutcome, QueueError>;
+
+/// One request waiting for its batch.
+struct Waiting {
+    seen_key: Key,
+    /// `[field count, field, value, ...]`, the event's slice of ARGV.
+    args: Vec<Value>,
+    bytes: usize,
+    answer: oneshot::Sender<Answer>,
+}
+
+/// Accepts events for one source and stores them through group commit.
+#[derive(Clone)]
+pub struct Ingestor {
+    waiting: mpsc::Sender<Waiting>,
+    keys: Arc<SourceKeys>,
+}
+
+/// What every batch of a source shares.
+struct Lane {
+    queue: Queue,
+    stream: Key,
+    delayed: Key,
+    dedup_ttl_secs: i64,
+    max_backlog: i64,
+    waiting: Arc<Mutex<mpsc::Receiver<Waiting>>>,
+}
+
+impl Ingestor {
+    /// Starts `lanes` lane tasks; they end when the last `Ingestor` clone
+    /// is dropped and the waiting requests are answered.
+    pub fn start(
+        queue: &Queue,
+        keys: SourceKeys,
+        lanes: usize,
+        dedup_ttl_secs: u64,
+        max_backlog: u64,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel(WAITING_CAPACITY);
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..lanes.max(1) {
+            let lane = Lane {
+                queue: queue.clone(),
+                stream: Key::from(keys.stream.as_str()),
+                delayed: Key::from(keys.delayed.as_str()),
+                dedup_ttl_secs: i64::try_from(dedup_ttl_secs).unwrap_or(i64::MAX),
+                max_backlog: i64::try_from(max_backlog).unwrap_or(i64::MAX),
+                waiting: rx.clone(),
+            };
+            tokio::spawn(lane.run());
+        }
+        Self {
+            waiting: tx,
+            keys: Arc::new(keys),
+        }
+    }
+
+    /// Dedup + append, atomically; resolves once Redis has run it.
+    pub async fn ingest(&self, event: &NewEvent<'_>) -> Answer {
+        const OP: &str = "ingest";
+        let mut args = Vec::with_capacity(15);
+        args.push(Value::Integer(0));
+        args.push(field::ID.into());
+        args.push(event.event_id.into());
+        args.push(field::TYPE.into());
+        args.push(event.event_type.into());
+        if let Some(ct) = event.content_type {
+            args.push(field::CONTENT_TYPE.into());
+            args.push(Value::Bytes(Bytes::copy_from_slice(ct)));
+        }
+        args.push(field::HEADERS.into());
+        args.push(Value::Bytes(event.headers.clone()));
+        args.push(field::BODY.into());
+        args.push(Value::Bytes(event.body.clone()));
+        args.push(field::RECEIVED.into());
+        args.push(Value::Integer(event.received_ms as i64));
+        args.push(field::ATTEMPTS.into());
+        args.push(Value::Integer(0));
+        args[0] = Value::Integer(args.len() as i64 - 1);
+
+        let (answer, answered) = oneshot::channel();
+        let waiting = Waiting {
+            seen_key: Key::from(self.keys.seen(event.event_id)),
+            args,
+            bytes: event.headers.len() + event.body.len(),
+            answer,
+        };
+        let closed = || reply(OP, "ingest lanes stopped");
+        let wait = async {
+            self.waiting.send(waiting).await.map_err(|_| closed())?;
+            answered.await.map_err(|_| closed())?
+        };
+        match tokio::time::timeout(INGEST_TIMEOUT, wait).await {
+            Ok(answer) => answer,
+            Err(_) => Err(QueueError::Timeout {
+                op: OP,
+                after: INGEST_TIMEOUT,
+            }),
+        }
+    }
+}
+
+impl Lane {
+    async fn run(self) {
+        let mut batch = Vec::with_capacity(MAX_BATCH_EVENTS);
+        let mut answers = Vec::with_capacity(MAX_BATCH_EVENTS);
+        while self.take_batch(&mut batch).await {
+            self.store(&mut batch, &mut answers).await;
+        }
+    }
+
+    /// Waits for one request, then takes those already waiting behind it.
+    /// Returns false once every sender is gone.
+    async fn take_batch(&self, batch: &mut Vec<Waiting>) -> bool {
+        let mut waiting = self.waiting.lock().await;
+        let Some(first) = waiting.recv().await else {
+            return false;
+        };
+        let mut bytes = first.bytes;
+        batch.push(first);
+        while batch.len() < MAX_BATCH_EVENTS && bytes < MAX_BATCH_BYTES {
+            match waiting.try_recv() {
+                Ok(next) => {
+                    bytes += next.bytes;
+                    batch.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        true
+    }
+
+    /// One `ingest.lua` call for the whole batch; answers every request.
+    async fn store(&self, batch: &mut Vec<Waiting>, answers: &mut Vec<oneshot::Sender<Answer>>) {
+        const OP: &str = "ingest";
+        let mut keys = Vec::with_capacity(2 + batch.len());
+        keys.push(self.stream.clone());
+        keys.push(self.delayed.clone());
+        let mut args = Vec::with_capacity(2 + batch.iter().map(|w| w.args.len()).sum::<usize>());
+        args.push(Value::Integer(self.dedup_ttl_secs));
+        args.push(Value::Integer(self.max_backlog));
+        for waiting in batch.drain(..) {
+            keys.push(waiting.seen_key);
+            args.extend(waiting.args);
+            answers.push(waiting.answer);
+        }
+        let result = self
+            .queue
+            .eval_values(
+                OP,
+                &self.queue.scripts.ingest,
+                keys,
+                args,
+                Some(&self.queue.ingest_options),
+            )
+            .await;
+        match result {
+            Ok(Value::Array(parts)) if parts.len() == 2 * answers.len() => {
+                for (answer, pair) in answers.drain(..).zip(parts.chunks_exact(2)) {
+                    let _ = answer.send(outcome(OP, pair));
+                }
+            }
+            Ok(other) => {
+                let detail = format!("{} events, reply {other:?}", answers.len());
+                for answer in answers.drain(..) {
+                    let _ = answer.send(Err(reply(OP, detail.clone())));
+                }
+            }
+            Err(e) => {
+                for answer in answers.drain(..) {
+                    let _ = answer.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// `[status, detail]` for one event of the batch.
+fn outcome(op: &'static str, pair: &[Value]) -> Answer {
+    let detail = value_string(&pair[1]).unwrap_or_default();
+    match value_string(&pair[0]).as_deref() {
+        Some("ok") => Ok(IngestOutcome::Queued { entry_id: detail }),
+        Some("dup") => Ok(IngestOutcome::Duplicate {
+            first_entry_id: detail,
+        }),
+        Some("full") => Ok(IngestOutcome::BacklogFull {
+            backlog: detail.parse().unwrap_or(0),
+        }),
+        other => Err(reply(op, format!("status {other:?}"))),
+    }
+}
