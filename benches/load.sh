@@ -4,5 +4,9 @@
 # for the knobs, e.g. `E2E_SECONDS=60 SOAK_SECONDS=600 benches/load.sh`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if ! command -v wrk >/dev/null; then
+  echo "wrk not found: the closed-loop phases use the in-repo driver," >&2
+  echo "which costs the shared CPUs more (apt-get install wrk)" >&2
+fi
 cargo build --release --locked
 cargo bench --bench load
