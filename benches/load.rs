@@ -359,25 +359,41 @@ fn median_run(runs: &[Summary]) -> &Summary {
     runs.iter().find(|r| r.rate == rate).unwrap_or(&runs[0])
 }
 
-/// wrk paced to about `rate`: each connection pauses 2 ms after every
-/// answer; a short calibration run sizes the connection count.
-async fn paced_wrk(addr: SocketAddr, path: &'static str, rate: f64, duration: Duration) -> Summary {
-    const PAUSE_MS: u64 = 2;
-    let run = move |connections: usize, duration: Duration, prefix: &'static str| {
-        tokio::task::spawn_blocking(move || {
-            wrk(addr, path, connections, duration, prefix, Some(PAUSE_MS))
-        })
-    };
-    // Latency grows with load, so size twice.
+/// Each connection of a paced wrk run pauses this long after every answer.
+const PAUSE_MS: u64 = 2;
+
+/// Runs paced wrk in the background.
+async fn paced_wrk(
+    addr: SocketAddr,
+    path: &'static str,
+    connections: usize,
+    duration: Duration,
+    prefix: String,
+) -> Summary {
+    tokio::task::spawn_blocking(move || {
+        wrk(addr, path, connections, duration, &prefix, Some(PAUSE_MS))
+    })
+    .await
+    .unwrap()
+}
+
+/// How many paced wrk connections make about `rate` requests/s: latency
+/// grows with load, so two short calibration runs size it.
+async fn pace(addr: SocketAddr, path: &'static str, rate: f64, tag: &str) -> usize {
     let mut connections = 16;
-    for prefix in ["pace_probe1", "pace_probe2"] {
-        let probe = run(connections, Duration::from_secs(2), prefix)
-            .await
-            .unwrap();
+    for step in 0..2 {
+        let probe = paced_wrk(
+            addr,
+            path,
+            connections,
+            Duration::from_secs(2),
+            format!("{tag}_probe{step}"),
+        )
+        .await;
         let per_connection = (probe.rate / connections as f64).max(1.0);
         connections = ((rate / per_connection).round() as usize).clamp(1, 1000);
     }
-    run(connections, duration, "paced").await.unwrap()
+    connections
 }
 
 fn use_wrk() -> bool {
@@ -839,7 +855,18 @@ async fn run() {
     // hookd's), and the in-repo driver in open loop (counts from each
     // request's scheduled send time, so a stall anywhere shows).
     let paced = if use_wrk() {
-        Some(paced_wrk(hookd.public, "/webhooks/ingest", max_rate / 2.0, seconds).await)
+        let path = "/webhooks/ingest";
+        let connections = pace(hookd.public, path, max_rate / 2.0, "half").await;
+        Some(
+            paced_wrk(
+                hookd.public,
+                path,
+                connections,
+                seconds,
+                "half_paced".into(),
+            )
+            .await,
+        )
     } else {
         None
     };
@@ -888,6 +915,8 @@ async fn run() {
             (peak, backlog)
         })
     };
+    // Open loop at a fixed offered rate (paced wrk backs off when hookd
+    // slows down, which would hide exactly what this phase looks for).
     let e2e = drive(
         hookd.public,
         "/webhooks/e2e",
@@ -896,7 +925,8 @@ async fn run() {
         Some(e2e_rate),
         "e2e",
     )
-    .await;
+    .await
+    .summary();
     let (peak_rss, backlog) = sampler.await.unwrap();
     let delivered_in_window = delivered.load(Ordering::Relaxed) - delivered_before;
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -1006,7 +1036,7 @@ async fn run() {
         "| end to end at {:.0}/s for {}s: accepted/s | {:.0} |",
         e2e_rate,
         e2e_seconds.as_secs(),
-        e2e.rate()
+        e2e.rate
     );
     println!(
         "| end to end: delivered/s during the window | {:.0} |",
