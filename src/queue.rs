@@ -431,8 +431,7 @@ impl Queue {
                 }
             }
         };
-        let r = run(keys.clone(), args.clone()).await;
-        match r {
+        match run(keys.clone(), args.clone()).await {
             Err(e) if e.details().starts_with("NOSCRIPT") => {
                 script.load(client).await.map_err(redis(op))?;
                 run(keys, args).await.map_err(redis(op))
