@@ -118,6 +118,28 @@ fn verify(c: &mut Criterion) {
     group.finish();
 }
 
+fn stream_entry(headers: bytes::Bytes, body: bytes::Bytes) -> fred::types::Value {
+    use fred::types::Value;
+    let fields = [
+        ("id", Value::from("evt_1NqZr2Ld8yKpR4")),
+        ("type", Value::from("invoice.paid")),
+        ("ct", Value::from("application/json")),
+        ("hdr", Value::Bytes(headers)),
+        ("body", Value::Bytes(body)),
+        ("rcv", Value::from("1700000000123")),
+        ("att", Value::from("0")),
+    ];
+    Value::Array(vec![
+        Value::from("1700000000123-0"),
+        Value::Array(
+            fields
+                .into_iter()
+                .flat_map(|(k, v)| [Value::from(k), v])
+                .collect(),
+        ),
+    ])
+}
+
 fn envelope(c: &mut Criterion) {
     let body = body_1k();
     let stripe = schemes().remove(2).1;
@@ -129,6 +151,15 @@ fn envelope(c: &mut Criterion) {
     let encoded = hookd::queue::encode_headers(&headers);
     c.bench_function("decode_headers", |b| {
         b.iter(|| hookd::queue::decode_headers(black_box(&encoded)).len())
+    });
+    // One stream entry as XREADGROUP returns it, decoded for delivery.
+    let entry = stream_entry(encoded.clone(), body.clone().into());
+    c.bench_function("decode_stream_entry", |b| {
+        b.iter(|| {
+            hookd::queue::Envelope::from_stream_entry("bench", black_box(entry.clone()))
+                .unwrap()
+                .attempts
+        })
     });
     c.bench_function("extract_id_and_type_json", |b| {
         b.iter(|| {

@@ -257,6 +257,10 @@ fn value_string(value: &Value) -> Option<String> {
     value_bytes(value).map(|b| String::from_utf8_lossy(&b).into_owned())
 }
 
+fn parse_ascii<T: std::str::FromStr>(bytes: &[u8]) -> Option<T> {
+    std::str::from_utf8(bytes).ok()?.parse().ok()
+}
+
 fn value_u64(value: &Value) -> Option<u64> {
     match value {
         Value::Integer(i) => u64::try_from(*i).ok(),
@@ -292,7 +296,16 @@ fn entry_pairs(op: &'static str, fields: Value) -> Result<Vec<(String, Bytes)>, 
 }
 
 impl Envelope {
-    fn from_pairs(entry_id: String, pairs: Vec<(String, Bytes)>) -> Self {
+    /// One `[id, fields]` entry as XREADGROUP, XRANGE and XAUTOCLAIM
+    /// return it. Runs once per delivered event, so field names are
+    /// matched as bytes and only the event id and type become Strings.
+    pub fn from_stream_entry(op: &'static str, entry: Value) -> Result<Self, QueueError> {
+        let mut parts = match entry {
+            Value::Array(parts) if parts.len() >= 2 => parts,
+            other => return Err(reply(op, format!("entry is {:?}", other.kind()))),
+        };
+        let fields = parts.swap_remove(1);
+        let entry_id = value_string(&parts[0]).ok_or_else(|| reply(op, "entry id"))?;
         let mut env = Envelope {
             entry_id,
             event_id: String::new(),
@@ -303,31 +316,43 @@ impl Envelope {
             received_ms: 0,
             attempts: 0,
         };
-        let text = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
-        for (name, value) in pairs {
-            match name.as_str() {
-                field::ID => env.event_id = text(&value),
-                field::TYPE => env.event_type = text(&value),
-                field::CONTENT_TYPE => env.content_type = Some(value),
-                field::HEADERS => env.headers = value,
-                field::BODY => env.body = value,
-                field::RECEIVED => env.received_ms = text(&value).parse().unwrap_or(0),
-                field::ATTEMPTS => env.attempts = text(&value).parse().unwrap_or(0),
+        let mut set = |name: &[u8], value: &Value| {
+            let bytes = value_bytes(value).ok_or_else(|| reply(op, "field value"))?;
+            let text = || String::from_utf8_lossy(&bytes).into_owned();
+            match name {
+                n if n == field::ID.as_bytes() => env.event_id = text(),
+                n if n == field::TYPE.as_bytes() => env.event_type = text(),
+                n if n == field::RECEIVED.as_bytes() => {
+                    env.received_ms = parse_ascii(&bytes).unwrap_or(0)
+                }
+                n if n == field::ATTEMPTS.as_bytes() => {
+                    env.attempts = parse_ascii(&bytes).unwrap_or(0)
+                }
+                n if n == field::CONTENT_TYPE.as_bytes() => env.content_type = Some(bytes),
+                n if n == field::HEADERS.as_bytes() => env.headers = bytes,
+                n if n == field::BODY.as_bytes() => env.body = bytes,
                 _ => {}
             }
-        }
-        env
-    }
-
-    /// `[id, fields]` as found in XREADGROUP/XRANGE replies.
-    fn from_entry_value(op: &'static str, entry: Value) -> Result<Self, QueueError> {
-        let mut parts = match entry {
-            Value::Array(parts) if parts.len() >= 2 => parts,
-            other => return Err(reply(op, format!("entry is {:?}", other.kind()))),
+            Ok::<_, QueueError>(())
         };
-        let fields = parts.swap_remove(1);
-        let id = value_string(&parts[0]).ok_or_else(|| reply(op, "entry id"))?;
-        Ok(Self::from_pairs(id, entry_pairs(op, fields)?))
+        match fields {
+            Value::Array(items) => {
+                if items.len() % 2 != 0 {
+                    return Err(reply(op, "odd field list"));
+                }
+                for pair in items.chunks_exact(2) {
+                    let name = pair[0].as_bytes().ok_or_else(|| reply(op, "field name"))?;
+                    set(name, &pair[1])?;
+                }
+            }
+            Value::Map(map) => {
+                for (name, value) in map.inner() {
+                    set(name.as_bytes(), &value)?;
+                }
+            }
+            other => return Err(reply(op, format!("entry fields are {:?}", other.kind()))),
+        }
+        Ok(env)
     }
 }
 
@@ -514,7 +539,7 @@ impl Queue {
         for list in entries {
             if let Value::Array(list) = list {
                 for entry in list {
-                    out.push(Envelope::from_entry_value(OP, entry)?);
+                    out.push(Envelope::from_stream_entry(OP, entry)?);
                 }
             }
         }
@@ -578,7 +603,7 @@ impl Queue {
             let deliveries = value_u64(&triple[2]).unwrap_or(1);
             triple.truncate(2);
             claimed.push((
-                Envelope::from_entry_value(OP, Value::Array(triple))?,
+                Envelope::from_stream_entry(OP, Value::Array(triple))?,
                 deliveries,
             ));
         }
@@ -971,18 +996,32 @@ mod tests {
     }
 
     #[test]
-    fn envelope_from_fields() {
-        let pairs = vec![
-            ("id".to_string(), Bytes::from("evt")),
-            ("type".to_string(), Bytes::from("t")),
-            ("body".to_string(), Bytes::from_static(b"\x00\xff")),
-            ("att".to_string(), Bytes::from("3")),
-            ("rcv".to_string(), Bytes::from("17")),
-        ];
-        let env = Envelope::from_pairs("1-0".into(), pairs);
+    fn envelope_from_stream_entry() {
+        let entry = |fields: Value| Value::Array(vec![Value::from("1-0"), fields]);
+        let flat = Value::Array(
+            [
+                ("id", Value::from("evt")),
+                ("type", Value::from("t")),
+                ("body", Value::Bytes(Bytes::from_static(b"\x00\xff"))),
+                ("att", Value::from("3")),
+                ("rcv", Value::Integer(17)),
+                ("unknown", Value::from("ignored")),
+            ]
+            .into_iter()
+            .flat_map(|(k, v)| [Value::from(k), v])
+            .collect(),
+        );
+        let env = Envelope::from_stream_entry("test", entry(flat)).unwrap();
+        assert_eq!(env.entry_id, "1-0");
         assert_eq!(env.event_id, "evt");
+        assert_eq!(env.event_type, "t");
         assert_eq!(env.attempts, 3);
         assert_eq!(env.received_ms, 17);
         assert_eq!(&env.body[..], b"\x00\xff");
+        assert_eq!(env.content_type, None);
+
+        let odd = Value::Array(vec![Value::from("id")]);
+        assert!(Envelope::from_stream_entry("test", entry(odd)).is_err());
+        assert!(Envelope::from_stream_entry("test", Value::Null).is_err());
     }
 }
