@@ -27,6 +27,18 @@ async fn setup_env(extra: &str, env: &[(&str, &str)]) -> (TestRedis, Daemon) {
     (redis, daemon)
 }
 
+/// Waits until the demo source holds `n` events, in the stream or (after
+/// a failed attempt) in the retry set.
+async fn assert_stored_eventually(redis: &TestRedis, n: i64) {
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            redis.stream_len("demo") + redis.delayed_len("demo") == n
+        })
+        .await,
+        "demo never held {n} events"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn accepts_a_signed_event_and_stores_it_once() {
     let (redis, daemon) = setup("").await;
@@ -43,12 +55,7 @@ async fn accepts_a_signed_event_and_stores_it_once() {
     let ttl = redis.int(&["TTL", "hookd:{demo}:seen:evt_1"]);
     assert!(ttl > 71 * 3600 && ttl <= 72 * 3600, "dedup ttl {ttl}");
     // The stream or (after the failed attempt) the delayed set holds it.
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            redis.stream_len("demo") + redis.delayed_len("demo") == 1
-        })
-        .await
-    );
+    assert_stored_eventually(&redis, 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -456,20 +463,14 @@ async fn concurrent_events_are_stored_in_shared_round_trips() {
         "",
         &[SourceSpec::standard("demo", &dead_url()).with("rate_per_sec = 1")],
     );
-    let daemon = Daemon::start(&toml).await;
-    daemon.wait_ready().await;
+    let daemon = Daemon::start_ready(&toml).await;
     redis.cli(&["CONFIG", "RESETSTAT"]);
     let ids: Vec<String> = (0..300).map(|i| format!("evt_c{i}")).collect();
     let statuses = send_concurrently(&daemon, ids).await;
     assert!(statuses.iter().all(|&s| s == 202), "{statuses:?}");
     assert_eq!(redis.keys("hookd:{demo}:seen:evt_c*").len(), 300);
     // Each in the stream, or in the retry set after its failed attempt.
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            redis.stream_len("demo") + redis.delayed_len("demo") == 300
-        })
-        .await
-    );
+    assert_stored_eventually(&redis, 300).await;
     let script_calls = redis
         .cli(&["INFO", "commandstats"])
         .lines()
@@ -501,12 +502,7 @@ async fn concurrent_duplicates_are_stored_once() {
         39,
         "{statuses:?}"
     );
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            redis.stream_len("demo") + redis.delayed_len("demo") == 1
-        })
-        .await
-    );
+    assert_stored_eventually(&redis, 1).await;
 }
 
 /// A batch that crosses `max_backlog` stores up to the limit and refuses
