@@ -86,11 +86,11 @@ mod baseline {
     pub async fn serve(redis_url: String, port: u16) {
         let queue = Queue::connect(&redis_url, 4).unwrap();
         assert!(queue.wait_connected(Duration::from_secs(5)).await);
-        // Same group commit as hookd (two lanes, see hookd's INGEST_LANES).
+        // Same group commit as hookd.
         let ingestor = Ingestor::start(
             &queue,
             SourceKeys::new("baseline", "load"),
-            2,
+            hookd::INGEST_LANES,
             3600,
             u64::MAX >> 2,
         );

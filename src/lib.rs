@@ -67,7 +67,7 @@ pub enum RunError {
 /// Concurrent ingest script calls per source. Redis runs scripts one at a
 /// time, so more lanes only overlap network time, while fewer lanes let
 /// bigger batches form under load (see `queue::Ingestor`).
-const INGEST_LANES: usize = 2;
+pub const INGEST_LANES: usize = 2;
 
 /// A configured source with everything derived from its config once.
 pub struct Source {
