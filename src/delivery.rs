@@ -135,6 +135,48 @@ struct Permits {
     _destination: OwnedSemaphorePermit,
 }
 
+/// The slots one read may fill: as many worker slots as destination slots,
+/// held as two multi-permit grants so that a read asking for 64 entries and
+/// getting 2 back costs two semaphore operations, not 128.
+struct Grant {
+    worker: OwnedSemaphorePermit,
+    destination: OwnedSemaphorePermit,
+}
+
+impl Grant {
+    fn len(&self) -> usize {
+        self.destination.num_permits()
+    }
+
+    /// Gives back all but `n` slots (at least one is always kept).
+    fn truncate(&mut self, n: usize) {
+        let excess = self.len().saturating_sub(n.max(1));
+        if excess > 0 {
+            drop(self.worker.split(excess));
+            drop(self.destination.split(excess));
+        }
+    }
+
+    /// One delivery's slots, while any are left.
+    fn take_one(&mut self) -> Option<Permits> {
+        if self.len() == 1 {
+            return None;
+        }
+        Some(Permits {
+            _worker: self.worker.split(1)?,
+            _destination: self.destination.split(1)?,
+        })
+    }
+
+    /// The last delivery's slots.
+    fn into_last(self) -> Permits {
+        Permits {
+            _worker: self.worker,
+            _destination: self.destination,
+        }
+    }
+}
+
 pub struct Pipeline {
     app: Arc<App>,
     consumer: String,
@@ -270,19 +312,19 @@ impl Reader {
                     }
                 }
             }
-            let Some(mut permits) = self.acquire_batch().await else {
+            let Some(mut grant) = self.acquire_batch().await else {
                 break;
             };
             let claiming = Instant::now() >= next_claim;
             if idle && !claiming {
-                permits.truncate(1);
+                grant.truncate(1);
             }
-            let Some(allowed) = rate.acquire(permits.len(), &self.token).await else {
+            let Some(allowed) = rate.acquire(grant.len(), &self.token).await else {
                 break;
             };
-            permits.truncate(allowed);
+            grant.truncate(allowed);
             let batch = if claiming {
-                let claimed = self.claim(&mut claim_cursor, permits.len()).await;
+                let claimed = self.claim(&mut claim_cursor, grant.len()).await;
                 if claimed.is_ok() && claim_cursor == "0-0" {
                     next_claim = Instant::now() + config.claim_interval;
                 }
@@ -290,7 +332,7 @@ impl Reader {
             } else {
                 self.app
                     .queue
-                    .read(&blocking, keys, &self.consumer, permits.len(), idle)
+                    .read(&blocking, keys, &self.consumer, grant.len(), idle)
                     .await
                     .inspect(|entries| idle = entries.is_empty())
             };
@@ -304,19 +346,36 @@ impl Reader {
                         debug!(source = %keys.source, error = %e, "reading the stream failed");
                         self.pause(Duration::from_millis(500)).await;
                     }
-                    rate.refund(permits.len());
+                    rate.refund(grant.len());
                     continue;
                 }
             };
-            rate.refund(permits.len().saturating_sub(entries.len()));
-            for (envelope, permit) in entries.into_iter().zip(permits.drain(..)) {
+            rate.refund(grant.len().saturating_sub(entries.len()));
+            if entries.is_empty() {
+                continue;
+            }
+            grant.truncate(entries.len());
+            let mut grant = Some(grant);
+            for envelope in entries {
+                // Reads never return more entries than they were given
+                // slots for, so this runs out only after the last entry.
+                let Some(permits) = grant
+                    .as_mut()
+                    .and_then(Grant::take_one)
+                    .or_else(|| grant.take().map(Grant::into_last))
+                else {
+                    break;
+                };
                 let job = Job {
                     app: self.app.clone(),
                     lane: self.lane.clone(),
                     client: self.client.clone(),
                     promoted: self.promoted.clone(),
                 };
-                self.deliveries.spawn(job.run(envelope, permit));
+                // Boxed: the task cell then holds a pointer, not the
+                // 2 KiB future, which tokio would otherwise copy on every
+                // move into the task and again when the task finishes.
+                self.deliveries.spawn(Box::pin(job.run(envelope, permits)));
             }
         }
         debug!(source = %keys.source, "reader stopped");
@@ -332,34 +391,33 @@ impl Reader {
     /// Waits for at least one free slot (destination, then worker), then
     /// takes whatever more is free right now, up to MAX_BATCH. None on
     /// shutdown.
-    async fn acquire_batch(&self) -> Option<Vec<Permits>> {
-        let destination = self.lane.in_flight.clone();
-        let workers = self.app.workers.clone();
-        let first_destination = tokio::select! {
-            _ = self.token.cancelled() => return None,
-            p = destination.clone().acquire_owned() => p.ok()?,
+    async fn acquire_batch(&self) -> Option<Grant> {
+        let destination = &self.lane.in_flight;
+        let workers = &self.app.workers;
+        let mut grant = Grant {
+            destination: tokio::select! {
+                _ = self.token.cancelled() => return None,
+                p = destination.clone().acquire_owned() => p.ok()?,
+            },
+            worker: tokio::select! {
+                _ = self.token.cancelled() => return None,
+                p = workers.clone().acquire_owned() => p.ok()?,
+            },
         };
-        let first_worker = tokio::select! {
-            _ = self.token.cancelled() => return None,
-            p = workers.clone().acquire_owned() => p.ok()?,
-        };
-        let mut permits = vec![Permits {
-            _worker: first_worker,
-            _destination: first_destination,
-        }];
-        while permits.len() < MAX_BATCH {
-            let Ok(d) = destination.clone().try_acquire_owned() else {
-                break;
-            };
-            let Ok(w) = workers.clone().try_acquire_owned() else {
-                break;
-            };
-            permits.push(Permits {
-                _worker: w,
-                _destination: d,
-            });
+        let more = (MAX_BATCH - 1)
+            .min(destination.available_permits())
+            .min(workers.available_permits());
+        if more > 0 {
+            // Other sources' readers take worker slots concurrently; if they
+            // got there first, this read makes do with what it has.
+            if let Ok(d) = destination.clone().try_acquire_many_owned(more as u32)
+                && let Ok(w) = workers.clone().try_acquire_many_owned(more as u32)
+            {
+                grant.destination.merge(d);
+                grant.worker.merge(w);
+            }
         }
-        Some(permits)
+        Some(grant)
     }
 
     /// One XAUTOCLAIM step. Entries handed out more than
@@ -673,23 +731,21 @@ impl Job {
                 let history = history_line(attempt, now, status, &error);
                 if attempt >= retry.max_attempts {
                     warn!(?status, error = %error, "giving up after destination.retry.max_attempts");
-                    queue
-                        .dead_letter(
-                            keys,
-                            &envelope.entry_id,
-                            "max_attempts",
-                            status,
-                            &error,
-                            &history,
-                            true,
-                        )
-                        .await?;
+                    Box::pin(queue.dead_letter(
+                        keys,
+                        &envelope.entry_id,
+                        "max_attempts",
+                        status,
+                        &error,
+                        &history,
+                        true,
+                    ))
+                    .await?;
                     source.metrics.delivery(DeliveryOutcome::Dead);
                 } else {
                     let delay = backoff_delay(retry, attempt, retry_after, rand::random::<f64>());
                     debug!(?status, error = %error, ?delay, "will retry");
-                    queue
-                        .schedule_retry(keys, &envelope.entry_id, delay, &history)
+                    Box::pin(queue.schedule_retry(keys, &envelope.entry_id, delay, &history))
                         .await?;
                     source.metrics.delivery(DeliveryOutcome::Retry);
                     self.promoted.notify_one();
@@ -698,17 +754,16 @@ impl Job {
             Attempt::Rejected { status, error } => {
                 warn!(status, error = %error, "destination rejected the event: dead-lettering");
                 let history = history_line(attempt, now, Some(status), &error);
-                queue
-                    .dead_letter(
-                        keys,
-                        &envelope.entry_id,
-                        "rejected",
-                        Some(status),
-                        &error,
-                        &history,
-                        true,
-                    )
-                    .await?;
+                Box::pin(queue.dead_letter(
+                    keys,
+                    &envelope.entry_id,
+                    "rejected",
+                    Some(status),
+                    &error,
+                    &history,
+                    true,
+                ))
+                .await?;
                 source.metrics.delivery(DeliveryOutcome::Dead);
             }
         }
