@@ -150,7 +150,7 @@ fn envelope(c: &mut Criterion) {
     });
     let encoded = hookd::queue::encode_headers(&headers);
     c.bench_function("decode_headers", |b| {
-        b.iter(|| hookd::queue::decode_headers(black_box(&encoded)).len())
+        b.iter(|| hookd::queue::decode_headers(black_box(&encoded)).count())
     });
     // One stream entry as XREADGROUP returns it, decoded for delivery.
     let entry = stream_entry(encoded.clone(), body.clone().into());

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, RETRY_AFTER};
-use http::{HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -24,7 +24,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 pub use backoff::{backoff_delay, parse_retry_after};
 use rate::RateLimiter;
 
-use crate::queue::{Envelope, QueueError, decode_headers, history_line};
+use crate::queue::{Envelope, QueueError, decode_headers, header_count, history_line};
 use crate::telemetry::DeliveryOutcome;
 use crate::{App, Source, unix_ms};
 
@@ -75,6 +75,10 @@ const NOT_FORWARDED: &[&str] = &[
     "content-length",
     "expect",
 ];
+
+/// Headers hookd sets on every delivery (content-type, the webhook-* trio
+/// and the x-hookd-* trio).
+const ADDED_HEADERS: usize = 7;
 
 static WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
 static WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
@@ -659,6 +663,8 @@ impl Job {
             .uri(self.lane.uri.clone())
             .body(Full::new(envelope.body.clone()))?;
         let headers = request.headers_mut();
+        // Sized once: growing the map while inserting rehashes it.
+        *headers = HeaderMap::with_capacity(header_count(&envelope.headers) + ADDED_HEADERS);
         for (name, value) in decode_headers(&envelope.headers) {
             let (Ok(name), Ok(value)) =
                 (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))

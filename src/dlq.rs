@@ -126,7 +126,6 @@ impl DlqItem {
             ),
         };
         let headers: Vec<(String, String)> = decode_headers(&self.headers)
-            .into_iter()
             .map(|(k, v)| {
                 (
                     String::from_utf8_lossy(k).into_owned(),

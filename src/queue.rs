@@ -215,15 +215,27 @@ pub fn encode_headers(headers: &HeaderMap) -> Bytes {
 }
 
 /// Inverse of [`encode_headers`]; lines that do not parse are skipped.
-pub fn decode_headers(raw: &[u8]) -> Vec<(&[u8], &[u8])> {
-    raw.split(|b| *b == b'\n')
-        .filter_map(|line| {
-            let colon = line.iter().position(|b| *b == b':')?;
-            let value = &line[colon + 1..];
-            let value = value.strip_prefix(b" ").unwrap_or(value);
-            Some((&line[..colon], value))
-        })
-        .collect()
+/// Runs once per delivery, so it scans with memchr and allocates nothing.
+pub fn decode_headers(raw: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+    let mut rest = raw;
+    std::iter::from_fn(move || {
+        while !rest.is_empty() {
+            let end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+            let line = &rest[..end];
+            rest = rest.get(end + 1..).unwrap_or_default();
+            if let Some(colon) = memchr::memchr(b':', line) {
+                let value = &line[colon + 1..];
+                let value = value.strip_prefix(b" ").unwrap_or(value);
+                return Some((&line[..colon], value));
+            }
+        }
+        None
+    })
+}
+
+/// How many headers [`decode_headers`] will yield at most.
+pub fn header_count(raw: &[u8]) -> usize {
+    memchr::memchr_iter(b'\n', raw).count() + usize::from(!raw.ends_with(b"\n"))
 }
 
 /// One line of an entry's attempt history; tabs and newlines are replaced
@@ -977,7 +989,8 @@ mod tests {
             http::HeaderValue::from_bytes(b"caf\xc3\xa9 \xff").unwrap(),
         );
         let raw = encode_headers(&headers);
-        let decoded = decode_headers(&raw);
+        let decoded: Vec<_> = decode_headers(&raw).collect();
+        assert_eq!(header_count(&raw), 3);
         assert_eq!(
             decoded,
             vec![

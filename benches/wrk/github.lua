@@ -33,3 +33,33 @@ if pause then
     return pause
   end
 end
+
+-- With WRK_RATE set (requests/s for the whole run; use -t1), requests
+-- follow a fixed schedule, one slot every 1/WRK_RATE s: a connection whose
+-- answer came back early waits for the next free slot, and if hookd falls
+-- behind the schedule the connections send at once to catch up (open loop,
+-- bounded by the connection count).
+local rate = tonumber(os.getenv("WRK_RATE") or "")
+if rate then
+  local ffi = require("ffi")
+  ffi.cdef[[
+    typedef struct { long tv_sec; long tv_nsec; } hookd_timespec;
+    int clock_gettime(int clock, hookd_timespec *tp);
+  ]]
+  local ts = ffi.new("hookd_timespec")
+  local function now_ms()
+    ffi.C.clock_gettime(1, ts) -- CLOCK_MONOTONIC
+    return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
+  end
+  local interval = 1000 / rate
+  local next_at = nil
+  function delay()
+    local now = now_ms()
+    next_at = (next_at or now) + interval
+    local wait = next_at - now
+    if wait < 0 then
+      return 0
+    end
+    return wait
+  end
+end
