@@ -161,23 +161,16 @@ impl Grant {
         }
     }
 
-    /// One delivery's slots, while any are left.
+    /// One delivery's slots, while any are left; what is left when the
+    /// grant is dropped goes back at once.
     fn take_one(&mut self) -> Option<Permits> {
-        if self.len() == 1 {
+        if self.len() == 0 {
             return None;
         }
         Some(Permits {
             _worker: self.worker.split(1)?,
             _destination: self.destination.split(1)?,
         })
-    }
-
-    /// The last delivery's slots.
-    fn into_last(self) -> Permits {
-        Permits {
-            _worker: self.worker,
-            _destination: self.destination,
-        }
     }
 }
 
@@ -355,19 +348,10 @@ impl Reader {
                 }
             };
             rate.refund(grant.len().saturating_sub(entries.len()));
-            if entries.is_empty() {
-                continue;
-            }
-            grant.truncate(entries.len());
-            let mut grant = Some(grant);
             for envelope in entries {
                 // Reads never return more entries than they were given
                 // slots for, so this runs out only after the last entry.
-                let Some(permits) = grant
-                    .as_mut()
-                    .and_then(Grant::take_one)
-                    .or_else(|| grant.take().map(Grant::into_last))
-                else {
+                let Some(permits) = grant.take_one() else {
                     break;
                 };
                 let job = Job {
