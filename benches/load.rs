@@ -262,6 +262,88 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time used so far, in clock ticks (USER_HZ, 100 per second on
+/// Linux): per process from /proc/<pid>/stat, and for the whole machine
+/// from /proc/stat, split into busy and stolen (taken by the hypervisor).
+#[derive(Clone, Copy, Default)]
+struct CpuTicks {
+    hookd: u64,
+    /// The part of `hookd` spent in the kernel (system time).
+    hookd_kernel: u64,
+    redis: u64,
+    /// This process: the sink, plus the in-repo driver when wrk is absent.
+    bench: u64,
+    machine_busy: u64,
+    machine_steal: u64,
+}
+
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// (user, system) ticks of a process.
+fn process_ticks(pid: u32) -> (u64, u64) {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // Fields after the parenthesised command name; utime and stime
+            // are the 14th and 15th fields of the whole line.
+            let rest = s.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            Some((fields.get(11)?.parse().ok()?, fields.get(12)?.parse().ok()?))
+        })
+        .unwrap_or_default()
+}
+
+fn process_total(pid: u32) -> u64 {
+    let (user, system) = process_ticks(pid);
+    user + system
+}
+
+impl CpuTicks {
+    fn now(hookd: u32, redis: u32) -> Self {
+        let (mut busy, mut steal) = (0, 0);
+        if let Some(line) = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| s.lines().next().map(str::to_owned))
+        {
+            // cpu user nice system idle iowait irq softirq steal ...
+            let ticks: Vec<u64> = line
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|t| t.parse().ok())
+                .collect();
+            if ticks.len() >= 8 {
+                busy = ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6];
+                steal = ticks[7];
+            }
+        }
+        let (hookd_user, hookd_kernel) = process_ticks(hookd);
+        Self {
+            hookd: hookd_user + hookd_kernel,
+            hookd_kernel,
+            redis: process_total(redis),
+            bench: process_total(std::process::id()),
+            machine_busy: busy,
+            machine_steal: steal,
+        }
+    }
+
+    fn since(self, earlier: Self) -> Self {
+        Self {
+            hookd: self.hookd - earlier.hookd,
+            hookd_kernel: self.hookd_kernel - earlier.hookd_kernel,
+            redis: self.redis - earlier.redis,
+            bench: self.bench - earlier.bench,
+            machine_busy: self.machine_busy - earlier.machine_busy,
+            machine_steal: self.machine_steal - earlier.machine_steal,
+        }
+    }
+
+    /// Microseconds of CPU per event.
+    fn per_event(ticks: u64, events: u64) -> f64 {
+        ticks as f64 / TICKS_PER_SECOND * 1e6 / events.max(1) as f64
+    }
+}
+
 /// Builds the driver's requests. GitHub's signature covers only the body,
 /// so the body is signed once (by hookd's own signer) and each request
 /// differs only in its `X-GitHub-Delivery` id, like wrk's script: the
@@ -793,6 +875,8 @@ fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
 /// Steps of the end-to-end rate search, and how long each lasts.
 const E2E_SEARCH_STEPS: usize = 4;
 const E2E_STEP_SECONDS: u64 = 15;
+/// Issue #6's end-to-end target, events/s.
+const E2E_TARGET: u64 = 25_000;
 
 /// One end-to-end phase at a fixed offered rate.
 struct E2e {
@@ -802,6 +886,8 @@ struct E2e {
     /// The e2e source's backlog, sampled every second.
     backlog: Vec<u64>,
     peak_rss_kib: u64,
+    /// CPU used during the phase, by process and by the whole machine.
+    cpu: CpuTicks,
 }
 
 impl E2e {
@@ -827,6 +913,7 @@ impl E2e {
 /// less), else the in-repo driver.
 async fn e2e_step(
     hookd: &Hookd,
+    redis: &Redis,
     delivered: &AtomicU64,
     rate: f64,
     duration: Duration,
@@ -835,7 +922,9 @@ async fn e2e_step(
     let path = "/webhooks/e2e";
     let before = delivered.load(Ordering::Relaxed);
     let pid = hookd.child.id();
+    let redis_pid = redis.child.id();
     let admin = hookd.admin;
+    let cpu_before = CpuTicks::now(pid, redis_pid);
     let sampler = tokio::task::spawn_blocking(move || {
         let mut peak = 0;
         let mut backlog = Vec::new();
@@ -865,6 +954,7 @@ async fn e2e_step(
         delivered: delivered.load(Ordering::Relaxed) - before,
         backlog,
         peak_rss_kib,
+        cpu: CpuTicks::now(pid, redis_pid).since(cpu_before),
     }
 }
 
@@ -1034,6 +1124,7 @@ async fn run() {
         }
         let probe = e2e_step(
             &hookd,
+            &redis,
             &delivered,
             e2e_rate,
             Duration::from_secs(E2E_STEP_SECONDS),
@@ -1059,7 +1150,7 @@ async fn run() {
     }
     let calls_before = redis.calls();
     let delivered_before = delivered.load(Ordering::Relaxed);
-    let e2e = e2e_step(&hookd, &delivered, e2e_rate, e2e_seconds, "e2e").await;
+    let e2e = e2e_step(&hookd, &redis, &delivered, e2e_rate, e2e_seconds, "e2e").await;
     let deadline = Instant::now() + Duration::from_secs(60);
     while delivered.load(Ordering::Relaxed) - delivered_before < e2e.run.accepted
         && Instant::now() < deadline
@@ -1187,6 +1278,48 @@ async fn run() {
         e2e_calls.0 as f64 / e2e.run.accepted.max(1) as f64,
         e2e_calls.1 as f64 / e2e.run.accepted.max(1) as f64
     );
+    {
+        // Where the shared CPUs went, per event: the share that is not
+        // hookd's bounds what any hookd could reach on this machine.
+        let cpu = e2e.cpu;
+        let events = e2e.run.accepted;
+        let per = |ticks| CpuTicks::per_event(ticks, events);
+        let rest = cpu
+            .machine_busy
+            .saturating_sub(cpu.hookd + cpu.redis + cpu.bench);
+        let (bench, rest_label) = if use_wrk() {
+            ("sink", "wrk, kernel and the rest")
+        } else {
+            ("sink + driver", "kernel and the rest")
+        };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let window = cores * e2e_seconds.as_secs_f64() * TICKS_PER_SECOND;
+        println!(
+            "| end to end: CPU µs per event: hookd (of which kernel) / Redis / {bench} / {rest_label} (whole machine) | {:.1} ({:.1}) / {:.1} / {:.1} / {:.1} ({:.1}) |",
+            per(cpu.hookd),
+            per(cpu.hookd_kernel),
+            per(cpu.redis),
+            per(cpu.bench),
+            per(rest),
+            per(cpu.machine_busy),
+        );
+        println!(
+            "| end to end: machine busy, hookd's share of it, VM steal | {:.0}%, {:.0}%, {:.1}% |",
+            100.0 * cpu.machine_busy as f64 / window,
+            100.0 * cpu.hookd as f64 / cpu.machine_busy.max(1) as f64,
+            100.0 * cpu.machine_steal as f64 / window,
+        );
+        let others = (per(cpu.machine_busy) - per(cpu.hookd)).max(1.0);
+        println!(
+            "| end to end: ceiling on this machine if hookd used no CPU at all ({cores:.0} cores ÷ everything else's µs per event) | {:.0}/s |",
+            cores * 1e6 / others,
+        );
+        println!(
+            "| end to end: hookd's CPU budget per event at {E2E_TARGET}/s, if everything else costs what it did here | {:.1} µs (used {:.1}) |",
+            (cores * 1e6 - E2E_TARGET as f64 * others) / E2E_TARGET as f64,
+            per(cpu.hookd),
+        );
+    }
     println!(
         "| hookd peak RSS under end-to-end load | {:.1} MiB |",
         peak_rss as f64 / 1024.0
