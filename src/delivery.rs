@@ -4,6 +4,7 @@
 //! through XAUTOCLAIM.
 
 mod backoff;
+mod pool;
 mod rate;
 
 use std::sync::Arc;
@@ -13,15 +14,13 @@ use bytes::Bytes;
 use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::Client as HyperClient;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 pub use backoff::{backoff_delay, parse_retry_after};
+use pool::Connections;
 use rate::RateLimiter;
 
 use crate::queue::{Envelope, QueueError, decode_headers, header_count, history_line};
@@ -36,8 +35,6 @@ const PROMOTE_BATCH: usize = 512;
 const PROMOTE_POLL: Duration = Duration::from_secs(1);
 /// Bytes of a failed response kept as the error text.
 const ERROR_SNIPPET: usize = 512;
-
-type HttpsClient = HyperClient<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
@@ -76,9 +73,9 @@ const NOT_FORWARDED: &[&str] = &[
     "expect",
 ];
 
-/// Headers hookd sets on every delivery (content-type, the webhook-* trio
-/// and the x-hookd-* trio).
-const ADDED_HEADERS: usize = 7;
+/// Headers hookd sets on every delivery (host, content-type, the webhook-*
+/// trio and the x-hookd-* trio).
+const ADDED_HEADERS: usize = 8;
 
 static WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
 static WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
@@ -125,7 +122,8 @@ pub enum AttemptClass {
 /// Per-source delivery state.
 struct Lane {
     source: Arc<Source>,
-    uri: Uri,
+    /// Keep-alive connections to the destination.
+    connections: Connections,
     in_flight: Arc<Semaphore>,
     signing_key: Option<ring::hmac::Key>,
     /// Delivered entries waiting to be acknowledged in a batch.
@@ -192,9 +190,6 @@ impl Pipeline {
             .https_or_http()
             .enable_http1()
             .build();
-        let client: HttpsClient = HyperClient::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
         let consumer = consumer_name();
         info!(consumer = %consumer, "delivery pipeline starting");
         let promoted = Arc::new(Notify::new());
@@ -209,7 +204,7 @@ impl Pipeline {
             ackers.spawn(acker(app.clone(), source.clone(), pending_acks));
             let lane = Arc::new(Lane {
                 source: source.clone(),
-                uri,
+                connections: Connections::new(connector.clone(), uri),
                 in_flight: Arc::new(Semaphore::new(destination.max_in_flight)),
                 signing_key,
                 acks,
@@ -217,7 +212,6 @@ impl Pipeline {
             let reader = Reader {
                 app: app.clone(),
                 lane,
-                client: client.clone(),
                 consumer: consumer.clone(),
                 token: token.clone(),
                 deliveries: deliveries.clone(),
@@ -277,7 +271,6 @@ fn signing_key(secret: &str) -> ring::hmac::Key {
 struct Reader {
     app: Arc<App>,
     lane: Arc<Lane>,
-    client: HttpsClient,
     consumer: String,
     token: CancellationToken,
     deliveries: TaskTracker,
@@ -357,7 +350,6 @@ impl Reader {
                 let job = Job {
                     app: self.app.clone(),
                     lane: self.lane.clone(),
-                    client: self.client.clone(),
                     promoted: self.promoted.clone(),
                 };
                 // Boxed: the task cell then holds a pointer, not the
@@ -533,7 +525,6 @@ async fn promoter(app: Arc<App>, token: CancellationToken, scheduled: Arc<Notify
 struct Job {
     app: Arc<App>,
     lane: Arc<Lane>,
-    client: HttpsClient,
     promoted: Arc<Notify>,
 }
 
@@ -586,8 +577,9 @@ impl Job {
                 };
             }
         };
+        let connections = &self.lane.connections;
         let exchange = async {
-            let response = self.client.request(request).await?;
+            let (response, lease) = connections.send(request).await?;
             let status = response.status();
             let retry_after = response
                 .headers()
@@ -595,13 +587,19 @@ impl Job {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
             // Read (a bounded part of) the body so the connection can be
-            // reused and a failure has its explanation.
-            let body = Limited::new(response.into_body(), ERROR_SNIPPET * 8)
+            // reused and a failure has its explanation; a longer or broken
+            // body closes the connection.
+            let body = match Limited::new(response.into_body(), ERROR_SNIPPET * 8)
                 .collect()
                 .await
-                .map(|b| b.to_bytes())
-                .unwrap_or_default();
-            Ok::<_, hyper_util::client::legacy::Error>((status, retry_after, body))
+            {
+                Ok(body) => {
+                    connections.release(lease);
+                    body.to_bytes()
+                }
+                Err(_) => Bytes::new(),
+            };
+            Ok::<_, pool::SendError>((status, retry_after, body))
         };
         match tokio::time::timeout(destination.timeout, exchange).await {
             Err(_) => Attempt::Failed {
@@ -644,11 +642,12 @@ impl Job {
     ) -> Result<Request<Full<Bytes>>, http::Error> {
         let mut request = Request::builder()
             .method(Method::POST)
-            .uri(self.lane.uri.clone())
             .body(Full::new(envelope.body.clone()))?;
-        let headers = request.headers_mut();
         // Sized once: growing the map while inserting rehashes it.
-        *headers = HeaderMap::with_capacity(header_count(&envelope.headers) + ADDED_HEADERS);
+        *request.headers_mut() =
+            HeaderMap::with_capacity(header_count(&envelope.headers) + ADDED_HEADERS);
+        self.lane.connections.prepare(&mut request);
+        let headers = request.headers_mut();
         for (name, value) in decode_headers(&envelope.headers) {
             let (Ok(name), Ok(value)) =
                 (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))

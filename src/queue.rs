@@ -19,7 +19,7 @@ use fred::interfaces::{ClientLike, LuaInterface, StreamsInterface};
 use fred::prelude::{Client, Config as FredConfig, Error as FredError, ReconnectPolicy};
 use fred::types::config::{Options, TcpConfig};
 use fred::types::scripts::Script;
-use fred::types::{Builder, ClusterHash, CustomCommand, Value};
+use fred::types::{Builder, ClusterHash, CustomCommand, Resp3Frame, Value};
 use http::HeaderMap;
 
 mod ingest;
@@ -308,17 +308,8 @@ fn entry_pairs(op: &'static str, fields: Value) -> Result<Vec<(String, Bytes)>, 
 }
 
 impl Envelope {
-    /// One `[id, fields]` entry as XREADGROUP, XRANGE and XAUTOCLAIM
-    /// return it. Runs once per delivered event, so field names are
-    /// matched as bytes and only the event id and type become Strings.
-    pub fn from_stream_entry(op: &'static str, entry: Value) -> Result<Self, QueueError> {
-        let mut parts = match entry {
-            Value::Array(parts) if parts.len() >= 2 => parts,
-            other => return Err(reply(op, format!("entry is {:?}", other.kind()))),
-        };
-        let fields = parts.swap_remove(1);
-        let entry_id = value_string(&parts[0]).ok_or_else(|| reply(op, "entry id"))?;
-        let mut env = Envelope {
+    fn empty(entry_id: String) -> Self {
+        Envelope {
             entry_id,
             event_id: String::new(),
             event_type: String::new(),
@@ -327,26 +318,39 @@ impl Envelope {
             body: Bytes::new(),
             received_ms: 0,
             attempts: 0,
-        };
-        let mut set = |name: &[u8], value: &Value| {
-            let bytes = value_bytes(value).ok_or_else(|| reply(op, "field value"))?;
-            let text = || String::from_utf8_lossy(&bytes).into_owned();
-            match name {
-                n if n == field::ID.as_bytes() => env.event_id = text(),
-                n if n == field::TYPE.as_bytes() => env.event_type = text(),
-                n if n == field::RECEIVED.as_bytes() => {
-                    env.received_ms = parse_ascii(&bytes).unwrap_or(0)
-                }
-                n if n == field::ATTEMPTS.as_bytes() => {
-                    env.attempts = parse_ascii(&bytes).unwrap_or(0)
-                }
-                n if n == field::CONTENT_TYPE.as_bytes() => env.content_type = Some(bytes),
-                n if n == field::HEADERS.as_bytes() => env.headers = bytes,
-                n if n == field::BODY.as_bytes() => env.body = bytes,
-                _ => {}
+        }
+    }
+
+    /// Runs once per field of every delivered event, so names are matched
+    /// as bytes and only the event id and type become Strings.
+    fn set_field(&mut self, name: &[u8], value: Bytes) {
+        let text = || String::from_utf8_lossy(&value).into_owned();
+        match name {
+            n if n == field::ID.as_bytes() => self.event_id = text(),
+            n if n == field::TYPE.as_bytes() => self.event_type = text(),
+            n if n == field::RECEIVED.as_bytes() => {
+                self.received_ms = parse_ascii(&value).unwrap_or(0)
             }
-            Ok::<_, QueueError>(())
+            n if n == field::ATTEMPTS.as_bytes() => {
+                self.attempts = parse_ascii(&value).unwrap_or(0)
+            }
+            n if n == field::CONTENT_TYPE.as_bytes() => self.content_type = Some(value),
+            n if n == field::HEADERS.as_bytes() => self.headers = value,
+            n if n == field::BODY.as_bytes() => self.body = value,
+            _ => {}
+        }
+    }
+
+    /// One `[id, fields]` entry as XRANGE and XAUTOCLAIM (through fred's
+    /// reply conversion) return it.
+    pub fn from_stream_entry(op: &'static str, entry: Value) -> Result<Self, QueueError> {
+        let mut parts = match entry {
+            Value::Array(parts) if parts.len() >= 2 => parts,
+            other => return Err(reply(op, format!("entry is {:?}", other.kind()))),
         };
+        let fields = parts.swap_remove(1);
+        let entry_id = value_string(&parts[0]).ok_or_else(|| reply(op, "entry id"))?;
+        let mut env = Envelope::empty(entry_id);
         match fields {
             Value::Array(items) => {
                 if items.len() % 2 != 0 {
@@ -354,18 +358,101 @@ impl Envelope {
                 }
                 for pair in items.chunks_exact(2) {
                     let name = pair[0].as_bytes().ok_or_else(|| reply(op, "field name"))?;
-                    set(name, &pair[1])?;
+                    let value = value_bytes(&pair[1]).ok_or_else(|| reply(op, "field value"))?;
+                    env.set_field(name, value);
                 }
             }
             Value::Map(map) => {
                 for (name, value) in map.inner() {
-                    set(name.as_bytes(), &value)?;
+                    let value = value_bytes(&value).ok_or_else(|| reply(op, "field value"))?;
+                    env.set_field(name.as_bytes(), value);
                 }
             }
             other => return Err(reply(op, format!("entry fields are {:?}", other.kind()))),
         }
         Ok(env)
     }
+
+    /// The same entry as a raw reply frame: the delivery read takes this
+    /// path, skipping fred's conversion of every field into a `Value`
+    /// (which also checks each body for UTF-8).
+    fn from_stream_frame(op: &'static str, entry: Resp3Frame) -> Result<Self, QueueError> {
+        let mut parts = match entry {
+            Resp3Frame::Array { data, .. } if data.len() >= 2 => data,
+            other => return Err(reply(op, format!("entry is {}", frame_kind(&other)))),
+        };
+        let fields = parts.swap_remove(1);
+        let entry_id = frame_bytes(&parts[0])
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .ok_or_else(|| reply(op, "entry id"))?;
+        let mut env = Envelope::empty(entry_id);
+        let mut set = |name: &Resp3Frame, value: &Resp3Frame| {
+            let name = frame_bytes(name).ok_or_else(|| reply(op, "field name"))?;
+            let value = frame_bytes(value).ok_or_else(|| reply(op, "field value"))?;
+            env.set_field(&name, value);
+            Ok::<_, QueueError>(())
+        };
+        match fields {
+            Resp3Frame::Array { data, .. } => {
+                if data.len() % 2 != 0 {
+                    return Err(reply(op, "odd field list"));
+                }
+                for pair in data.chunks_exact(2) {
+                    set(&pair[0], &pair[1])?;
+                }
+            }
+            Resp3Frame::Map { data, .. } => {
+                for (name, value) in &data {
+                    set(name, value)?;
+                }
+            }
+            other => {
+                return Err(reply(
+                    op,
+                    format!("entry fields are {}", frame_kind(&other)),
+                ));
+            }
+        }
+        Ok(env)
+    }
+}
+
+/// A string frame's bytes (a cheap `Bytes` clone).
+fn frame_bytes(frame: &Resp3Frame) -> Option<Bytes> {
+    match frame {
+        Resp3Frame::BlobString { data, .. } | Resp3Frame::SimpleString { data, .. } => {
+            Some(data.clone())
+        }
+        Resp3Frame::Number { data, .. } => Some(Bytes::from(data.to_string())),
+        _ => None,
+    }
+}
+
+/// For error messages about unexpected replies.
+fn frame_kind(frame: &Resp3Frame) -> &'static str {
+    match frame {
+        Resp3Frame::Array { .. } => "an array",
+        Resp3Frame::Map { .. } => "a map",
+        Resp3Frame::Set { .. } => "a set",
+        Resp3Frame::Null => "nil",
+        Resp3Frame::Number { .. } => "a number",
+        Resp3Frame::BlobString { .. } | Resp3Frame::SimpleString { .. } => "a string",
+        _ => "another kind of frame",
+    }
+}
+
+/// An error reply that arrived as a raw frame, as the error fred would
+/// have made of it (so `is_no_group` and the logs see the same text).
+fn frame_error(op: &'static str, frame: &Resp3Frame) -> Option<QueueError> {
+    let text = match frame {
+        Resp3Frame::SimpleError { data, .. } => data.to_string(),
+        Resp3Frame::BlobError { data, .. } => String::from_utf8_lossy(data).into_owned(),
+        _ => return None,
+    };
+    Some(QueueError::Redis {
+        op,
+        source: FredError::new(fred::error::ErrorKind::Unknown, text),
+    })
 }
 
 impl Queue {
@@ -519,39 +606,52 @@ impl Queue {
         block: bool,
     ) -> Result<Vec<Envelope>, QueueError> {
         const OP: &str = "xreadgroup";
-        let value: Value = client
-            .xreadgroup(
-                GROUP,
-                consumer,
-                Some(count as u64),
-                block.then_some(READ_BLOCK.as_millis() as u64),
-                false,
-                keys.stream.as_str(),
-                ">",
-            )
-            .await
-            .map_err(redis(OP))?;
-        if value.is_null() {
-            return Ok(Vec::new());
+        let mut args: Vec<Value> = Vec::with_capacity(10);
+        args.extend([
+            Value::from_static_str("GROUP"),
+            Value::from_static_str(GROUP),
+            consumer.into(),
+            Value::from_static_str("COUNT"),
+            Value::Integer(count as i64),
+        ]);
+        if block {
+            args.push(Value::from_static_str("BLOCK"));
+            args.push(Value::Integer(READ_BLOCK.as_millis() as i64));
         }
-        let entries = match value {
+        args.push(Value::from_static_str("STREAMS"));
+        let key_at = args.len();
+        args.push(keys.stream.as_str().into());
+        args.push(Value::from_static_str(">"));
+        // Raw reply: the entries are taken apart straight from the frame.
+        // Blocking as fred's own XREADGROUP marks it, so it is never
+        // pipelined behind other commands.
+        let command = CustomCommand::new_static("XREADGROUP", ClusterHash::Offset(key_at), block);
+        let frame = client.custom_raw(command, args).await.map_err(redis(OP))?;
+        if let Some(e) = frame_error(OP, &frame) {
+            return Err(e);
+        }
+        let lists: Vec<Resp3Frame> = match frame {
+            // BLOCK timed out (or nothing new).
+            Resp3Frame::Null => return Ok(Vec::new()),
             // RESP2: [[stream, [entry...]]]
-            Value::Array(streams) => streams
+            Resp3Frame::Array { data, .. } => data
                 .into_iter()
                 .filter_map(|s| match s {
-                    Value::Array(mut pair) if pair.len() == 2 => Some(pair.swap_remove(1)),
+                    Resp3Frame::Array { mut data, .. } if data.len() == 2 => {
+                        Some(data.swap_remove(1))
+                    }
                     _ => None,
                 })
-                .collect::<Vec<_>>(),
+                .collect(),
             // RESP3: {stream: [entry...]}
-            Value::Map(map) => map.inner().into_values().collect(),
-            other => return Err(reply(OP, format!("{:?}", other.kind()))),
+            Resp3Frame::Map { data, .. } => data.into_values().collect(),
+            other => return Err(reply(OP, frame_kind(&other))),
         };
         let mut out = Vec::with_capacity(count);
-        for list in entries {
-            if let Value::Array(list) = list {
-                for entry in list {
-                    out.push(Envelope::from_stream_entry(OP, entry)?);
+        for list in lists {
+            if let Resp3Frame::Array { data, .. } = list {
+                for entry in data {
+                    out.push(Envelope::from_stream_frame(OP, entry)?);
                 }
             }
         }

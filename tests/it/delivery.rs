@@ -50,6 +50,7 @@ async fn delivers_the_raw_body_with_the_documented_headers() {
     assert_eq!(got.header("x-hookd-source"), "gh");
     assert_eq!(got.header("x-hookd-event-type"), "push");
     assert_eq!(got.header("x-hookd-attempt"), "1");
+    assert_eq!(got.header("host"), sink.addr.to_string());
     // Acked and removed: nothing left behind.
     assert!(
         eventually(Duration::from_secs(5), || async {
@@ -251,6 +252,62 @@ async fn timeouts_and_connection_errors_are_retried() {
     );
     let entry = redis2.cli(&["XRANGE", "hookd:{d}:dlq", "-", "+"]);
     assert!(entry.contains("request failed"), "{entry}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn destination_connections_are_kept_alive() {
+    let redis = TestRedis::start();
+    let sink = Sink::start().await;
+    let source = SourceSpec::standard("s", &sink.url()).with("max_in_flight = 2");
+    let daemon = Daemon::start_ready(&config(&redis.url(), "", &[source])).await;
+    for i in 0..40 {
+        assert_eq!(
+            send_event(&daemon, "s", &format!("evt_{i}"), "{}")
+                .await
+                .status,
+            202
+        );
+    }
+    assert!(sink.wait_for(40, Duration::from_secs(20)).await);
+    // One connection per delivery slot at most, reused for every event.
+    assert!(
+        sink.connections() <= 2,
+        "{} connections for 40 deliveries",
+        sink.connections()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_destination_closing_idle_connections_costs_no_attempts() {
+    let redis = TestRedis::start();
+    let sink = IdleClosingSink::start(Duration::from_millis(100)).await;
+    let source = SourceSpec::standard("s", &sink.url())
+        .with("max_in_flight = 1")
+        .with(FAST_RETRY);
+    let daemon = Daemon::start_ready(&config(&redis.url(), "", &[source])).await;
+    for i in 0..5 {
+        // Each event finds the previous one's connection closed by the
+        // destination (idle > 100 ms).
+        assert_eq!(
+            send_event(&daemon, "s", &format!("evt_{i}"), "{}")
+                .await
+                .status,
+            202
+        );
+        assert!(
+            eventually(Duration::from_secs(5), || async {
+                sink.attempts().len() == i + 1
+            })
+            .await,
+            "{}",
+            daemon.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(sink.attempts(), vec!["1"; 5]);
+    assert_eq!(sink.connections(), 5);
+    assert_eq!(redis.delayed_len("s"), 0);
+    assert_eq!(redis.dlq_len("s"), 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -663,6 +663,7 @@ struct SinkState {
     received: Mutex<Vec<Received>>,
     current: AtomicUsize,
     max: AtomicUsize,
+    connections: AtomicUsize,
 }
 
 /// A real HTTP server standing in for the user's service.
@@ -690,6 +691,7 @@ impl Sink {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                st.connections.fetch_add(1, Ordering::SeqCst);
                 let st = st.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req: Request<Incoming>| {
@@ -738,6 +740,11 @@ impl Sink {
         self.state.max.load(Ordering::SeqCst)
     }
 
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.state.connections.load(Ordering::SeqCst)
+    }
+
     pub async fn wait_for(&self, n: usize, timeout: Duration) -> bool {
         eventually(timeout, || async { self.count() >= n }).await
     }
@@ -778,6 +785,94 @@ async fn handle(state: Arc<SinkState>, req: Request<Incoming>) -> Response<Full<
         );
     }
     response
+}
+
+/// A destination that keeps connections alive without announcing a limit,
+/// then closes each one after it has sat idle for `idle`, as servers with
+/// a keep-alive timeout do. A client that reuses such a connection must
+/// notice, or resend on a new one, without costing the event an attempt.
+/// Records the `x-hookd-attempt` header of every request.
+pub struct IdleClosingSink {
+    pub addr: SocketAddr,
+    attempts: Arc<Mutex<Vec<String>>>,
+    connections: Arc<AtomicUsize>,
+}
+
+impl IdleClosingSink {
+    pub async fn start(idle: Duration) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind sink");
+        let addr = listener.local_addr().expect("addr");
+        let attempts = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (seen, accepted) = (attempts.clone(), connections.clone());
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                accepted.fetch_add(1, Ordering::SeqCst);
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    loop {
+                        // The next request, or close once idle too long.
+                        let head_end = loop {
+                            if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                                break at + 4;
+                            }
+                            let mut chunk = [0u8; 4096];
+                            match tokio::time::timeout(idle, stream.read(&mut chunk)).await {
+                                Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                                _ => return,
+                            }
+                        };
+                        let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
+                        let header = |name: &str| {
+                            head.lines()
+                                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                                .map(|v| v.trim().to_owned())
+                        };
+                        let length: usize = header("content-length")
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(0);
+                        while buf.len() < head_end + length {
+                            let mut chunk = [0u8; 4096];
+                            match stream.read(&mut chunk).await {
+                                Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                                _ => return,
+                            }
+                        }
+                        buf.drain(..head_end + length);
+                        seen.lock()
+                            .unwrap()
+                            .push(header("x-hookd-attempt").unwrap_or_default());
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+                        if stream.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Self {
+            addr,
+            attempts,
+            connections,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    /// `x-hookd-attempt` of each request received, in order.
+    pub fn attempts(&self) -> Vec<String> {
+        self.attempts.lock().unwrap().clone()
+    }
+
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
 }
 
 /// A URL where nothing listens.
