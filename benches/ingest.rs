@@ -152,7 +152,8 @@ fn envelope(c: &mut Criterion) {
     c.bench_function("decode_headers", |b| {
         b.iter(|| hookd::queue::decode_headers(black_box(&encoded)).count())
     });
-    // One stream entry as XREADGROUP returns it, decoded for delivery.
+    // One stream entry as XAUTOCLAIM and XRANGE return it through fred's
+    // reply conversion (claimed and dead-lettered events take this path).
     let entry = stream_entry(encoded.clone(), body.clone().into());
     c.bench_function("decode_stream_entry", |b| {
         b.iter(|| {

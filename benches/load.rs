@@ -781,6 +781,7 @@ impl Hookd {
         );
         let (public, admin) = (free_port(), free_port());
         let dir = tempfile::tempdir().unwrap();
+        let in_flight = env_u64("E2E_IN_FLIGHT", 64);
         let config = format!(
             r#"
 [server]
@@ -791,6 +792,8 @@ listen = "127.0.0.1:{admin}"
 url = "redis://127.0.0.1:{redis_port}"
 [ingest]
 max_backlog = 100000000
+[worker]
+concurrency = {in_flight}
 # Ingest ceiling: deliveries throttled to 1/s so they do not compete.
 [[sources]]
 name = "ingest"
@@ -804,7 +807,7 @@ name = "e2e"
 verify = {{ scheme = "github", secrets = ["{SECRET}"] }}
 [sources.destination]
 url = "http://{sink}/hook"
-max_in_flight = 64
+max_in_flight = {in_flight}
 "#
         );
         let path = dir.path().join("hookd.toml");
@@ -920,6 +923,9 @@ async fn e2e_step(
     prefix: &str,
 ) -> E2e {
     let path = "/webhooks/e2e";
+    // Open loop still waits for each answer per connection, so the
+    // offered rate needs connections > rate × latency.
+    let connections = env_u64("E2E_CONNECTIONS", 64) as usize;
     let before = delivered.load(Ordering::Relaxed);
     let pid = hookd.child.id();
     let redis_pid = redis.child.id();
@@ -939,14 +945,28 @@ async fn e2e_step(
     let run = if use_wrk() {
         let (addr, prefix) = (hookd.public, prefix.to_owned());
         tokio::task::spawn_blocking(move || {
-            wrk(addr, path, 64, duration, &prefix, Pacing::Rate(rate))
+            wrk(
+                addr,
+                path,
+                connections,
+                duration,
+                &prefix,
+                Pacing::Rate(rate),
+            )
         })
         .await
         .unwrap()
     } else {
-        drive(hookd.public, path, 64, duration, Some(rate), prefix)
-            .await
-            .summary()
+        drive(
+            hookd.public,
+            path,
+            connections,
+            duration,
+            Some(rate),
+            prefix,
+        )
+        .await
+        .summary()
     };
     let (peak_rss_kib, backlog) = sampler.await.unwrap();
     E2e {

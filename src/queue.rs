@@ -1137,4 +1137,63 @@ mod tests {
         assert!(Envelope::from_stream_entry("test", entry(odd)).is_err());
         assert!(Envelope::from_stream_entry("test", Value::Null).is_err());
     }
+
+    #[test]
+    fn envelope_from_raw_stream_frame() {
+        let blob = |b: &'static [u8]| Resp3Frame::BlobString {
+            data: Bytes::from_static(b),
+            attributes: None,
+        };
+        let pairs = [
+            (blob(b"id"), blob(b"evt")),
+            (blob(b"type"), blob(b"t")),
+            (blob(b"ct"), blob(b"application/json")),
+            (blob(b"body"), blob(b"\x00\xff")),
+            (blob(b"att"), blob(b"2")),
+            (
+                blob(b"rcv"),
+                Resp3Frame::Number {
+                    data: 17,
+                    attributes: None,
+                },
+            ),
+            (blob(b"unknown"), blob(b"ignored")),
+        ];
+        let entry = |fields: Resp3Frame| Resp3Frame::Array {
+            data: vec![blob(b"1-0"), fields],
+            attributes: None,
+        };
+        // RESP2 replies arrive as flat arrays, RESP3 ones as maps.
+        let flat = Resp3Frame::Array {
+            data: pairs.iter().cloned().flat_map(|(k, v)| [k, v]).collect(),
+            attributes: None,
+        };
+        let map = Resp3Frame::Map {
+            data: pairs.iter().cloned().collect(),
+            attributes: None,
+        };
+        for fields in [flat, map] {
+            let env = Envelope::from_stream_frame("test", entry(fields)).unwrap();
+            assert_eq!(env.entry_id, "1-0");
+            assert_eq!(env.event_id, "evt");
+            assert_eq!(env.event_type, "t");
+            assert_eq!(env.content_type.as_deref(), Some(&b"application/json"[..]));
+            assert_eq!(&env.body[..], b"\x00\xff");
+            assert_eq!(env.attempts, 2);
+            assert_eq!(env.received_ms, 17);
+        }
+
+        let odd = Resp3Frame::Array {
+            data: vec![blob(b"id")],
+            attributes: None,
+        };
+        assert!(Envelope::from_stream_frame("test", entry(odd)).is_err());
+        assert!(Envelope::from_stream_frame("test", Resp3Frame::Null).is_err());
+        let error = Resp3Frame::SimpleError {
+            data: "NOGROUP No such key or consumer group".into(),
+            attributes: None,
+        };
+        assert!(frame_error("test", &error).is_some_and(|e| e.is_no_group()));
+        assert!(frame_error("test", &blob(b"OK")).is_none());
+    }
 }

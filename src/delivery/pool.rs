@@ -24,19 +24,21 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use tower_service::Service;
 use tracing::debug;
 
-/// A connection idle this long is closed rather than reused (servers
-/// commonly drop idle keep-alive connections after 60 s or more; closing
-/// first avoids sending into a connection the server is closing).
+/// A connection idle this long is dropped rather than reused. Servers
+/// close idle connections after anything from a few seconds (Node.js: 5 s)
+/// to minutes; the closed check and the resend cover the short ones, and
+/// this bound keeps a long-idle connection (a NAT or proxy on the way may
+/// have forgotten it without telling anyone) from taking a real attempt.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Connection or protocol failure of one request.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
-    #[error("cannot connect")]
+    #[error("cannot connect to the destination")]
     Connect(#[source] Box<dyn std::error::Error + Send + Sync>),
-    #[error("http handshake failed")]
+    #[error("http/1 handshake with the destination failed")]
     Handshake(#[source] hyper::Error),
-    #[error("exchange failed")]
+    #[error("exchange with the destination failed")]
     Exchange(#[source] hyper::Error),
 }
 
