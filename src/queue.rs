@@ -1139,6 +1139,23 @@ mod tests {
     }
 
     #[test]
+    fn ingest_script_writes_the_entry_fields() {
+        // ingest.lua names the fields itself (they are not sent per event).
+        let script = include_str!("queue/ingest.lua");
+        for name in [
+            field::ID,
+            field::TYPE,
+            field::CONTENT_TYPE,
+            field::HEADERS,
+            field::BODY,
+            field::RECEIVED,
+            field::ATTEMPTS,
+        ] {
+            assert!(script.contains(&format!("'{name}', ")), "{name}");
+        }
+    }
+
+    #[test]
     fn envelope_from_raw_stream_frame() {
         let blob = |b: &'static [u8]| Resp3Frame::BlobString {
             data: Bytes::from_static(b),

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use fred::types::{Key, Value};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::{Queue, QueueError, SourceKeys, field, reply, value_string};
+use super::{Queue, QueueError, SourceKeys, reply, value_string};
 
 /// Most events one script call carries: Redis runs a script without
 /// serving anyone else, so a batch must stay short.
@@ -32,6 +32,9 @@ const MAX_BATCH_BYTES: usize = 1 << 20;
 /// Requests waiting for a lane. When it is full, request handlers wait
 /// for room: it bounds memory; the HTTP connection limit bounds requests.
 const WAITING_CAPACITY: usize = 4096;
+
+/// ARGV items per event: id, type, content type, headers, body, received.
+const ARGS_PER_EVENT: usize = 6;
 
 /// How long a request waits for its batch, queueing included. Matches the
 /// script call's own timeout, so a stuck Redis turns into a 503 (the
@@ -60,8 +63,8 @@ type Answer = Result<IngestOutcome, QueueError>;
 /// One request waiting for its batch.
 struct Waiting {
     seen_key: Key,
-    /// `[field count, field, value, ...]`, the event's slice of ARGV.
-    args: Vec<Value>,
+    /// The event's slice of ARGV (see ingest.lua).
+    args: [Value; ARGS_PER_EVENT],
     bytes: usize,
     answer: oneshot::Sender<Answer>,
 }
@@ -115,25 +118,19 @@ impl Ingestor {
     /// Dedup + append, atomically; resolves once Redis has run it.
     pub async fn ingest(&self, event: &NewEvent<'_>) -> Answer {
         const OP: &str = "ingest";
-        let mut args = Vec::with_capacity(15);
-        args.push(Value::Integer(0));
-        args.push(field::ID.into());
-        args.push(event.event_id.into());
-        args.push(field::TYPE.into());
-        args.push(event.event_type.into());
-        if let Some(ct) = event.content_type {
-            args.push(field::CONTENT_TYPE.into());
-            args.push(Value::Bytes(Bytes::copy_from_slice(ct)));
-        }
-        args.push(field::HEADERS.into());
-        args.push(Value::Bytes(event.headers.clone()));
-        args.push(field::BODY.into());
-        args.push(Value::Bytes(event.body.clone()));
-        args.push(field::RECEIVED.into());
-        args.push(Value::Integer(event.received_ms as i64));
-        args.push(field::ATTEMPTS.into());
-        args.push(Value::Integer(0));
-        args[0] = Value::Integer(args.len() as i64 - 1);
+        // The event's slice of ARGV, in the order ingest.lua reads it.
+        let args = [
+            event.event_id.into(),
+            event.event_type.into(),
+            Value::Bytes(
+                event
+                    .content_type
+                    .map_or_else(Bytes::new, Bytes::copy_from_slice),
+            ),
+            Value::Bytes(event.headers.clone()),
+            Value::Bytes(event.body.clone()),
+            Value::Integer(event.received_ms as i64),
+        ];
 
         let (answer, answered) = oneshot::channel();
         let waiting = Waiting {
@@ -193,7 +190,7 @@ impl Lane {
         let mut keys = Vec::with_capacity(2 + batch.len());
         keys.push(self.stream.clone());
         keys.push(self.delayed.clone());
-        let mut args = Vec::with_capacity(2 + batch.iter().map(|w| w.args.len()).sum::<usize>());
+        let mut args = Vec::with_capacity(2 + batch.len() * ARGS_PER_EVENT);
         args.push(Value::Integer(self.dedup_ttl_secs));
         args.push(Value::Integer(self.max_backlog));
         for waiting in batch.drain(..) {
