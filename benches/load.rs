@@ -1334,9 +1334,14 @@ async fn run() {
             "| end to end: ceiling on this machine if hookd used no CPU at all ({cores:.0} cores ÷ everything else's µs per event) | {:.0}/s |",
             cores * 1e6 / others,
         );
+        let budget = (cores * 1e6 - E2E_TARGET as f64 * others) / E2E_TARGET as f64;
         println!(
-            "| end to end: hookd's CPU budget per event at {E2E_TARGET}/s, if everything else costs what it did here | {:.1} µs (used {:.1}) |",
-            (cores * 1e6 - E2E_TARGET as f64 * others) / E2E_TARGET as f64,
+            "| end to end: hookd's CPU budget per event at {E2E_TARGET}/s, if everything else costs what it did here | {} (used {:.1} µs) |",
+            if budget > 0.0 {
+                format!("{budget:.1} µs")
+            } else {
+                "none: everything else alone would need more than the machine".to_owned()
+            },
             per(cpu.hookd),
         );
     }
