@@ -455,26 +455,19 @@ fn median_run(runs: &[Summary]) -> &Summary {
 /// Each connection of a paced wrk run pauses this long after every answer.
 const PAUSE_MS: u64 = 2;
 
-/// Runs paced wrk in the background.
-async fn paced_wrk(
+/// Runs wrk on a blocking thread, so the sink in this process keeps its
+/// runtime.
+async fn wrk_in_background(
     addr: SocketAddr,
     path: &'static str,
     connections: usize,
     duration: Duration,
     prefix: String,
+    pacing: Pacing,
 ) -> Summary {
-    tokio::task::spawn_blocking(move || {
-        wrk(
-            addr,
-            path,
-            connections,
-            duration,
-            &prefix,
-            Pacing::PauseMs(PAUSE_MS),
-        )
-    })
-    .await
-    .unwrap()
+    tokio::task::spawn_blocking(move || wrk(addr, path, connections, duration, &prefix, pacing))
+        .await
+        .unwrap()
 }
 
 /// How many paced wrk connections make about `rate` requests/s: latency
@@ -482,12 +475,13 @@ async fn paced_wrk(
 async fn pace(addr: SocketAddr, path: &'static str, rate: f64, tag: &str) -> usize {
     let mut connections = 16;
     for step in 0..2 {
-        let probe = paced_wrk(
+        let probe = wrk_in_background(
             addr,
             path,
             connections,
             Duration::from_secs(2),
             format!("{tag}_probe{step}"),
+            Pacing::PauseMs(PAUSE_MS),
         )
         .await;
         let per_connection = (probe.rate / connections as f64).max(1.0);
@@ -943,19 +937,15 @@ async fn e2e_step(
         (peak, backlog)
     });
     let run = if use_wrk() {
-        let (addr, prefix) = (hookd.public, prefix.to_owned());
-        tokio::task::spawn_blocking(move || {
-            wrk(
-                addr,
-                path,
-                connections,
-                duration,
-                &prefix,
-                Pacing::Rate(rate),
-            )
-        })
+        wrk_in_background(
+            hookd.public,
+            path,
+            connections,
+            duration,
+            prefix.to_owned(),
+            Pacing::Rate(rate),
+        )
         .await
-        .unwrap()
     } else {
         drive(
             hookd.public,
@@ -1101,12 +1091,13 @@ async fn run() {
         let path = "/webhooks/ingest";
         let connections = pace(hookd.public, path, max_rate / 2.0, "half").await;
         Some(
-            paced_wrk(
+            wrk_in_background(
                 hookd.public,
                 path,
                 connections,
                 seconds,
                 "half_paced".into(),
+                Pacing::PauseMs(PAUSE_MS),
             )
             .await,
         )
