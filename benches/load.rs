@@ -872,6 +872,8 @@ fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
 /// Steps of the end-to-end rate search, and how long each lasts.
 const E2E_SEARCH_STEPS: usize = 4;
 const E2E_STEP_SECONDS: u64 = 15;
+/// The step after the hold that counts hookd's system calls.
+const E2E_CENSUS_SECONDS: u64 = 10;
 /// Issue #6's end-to-end target, events/s.
 const E2E_TARGET: u64 = 25_000;
 
@@ -885,6 +887,9 @@ struct E2e {
     peak_rss_kib: u64,
     /// CPU used during the phase, by process and by the whole machine.
     cpu: CpuTicks,
+    /// hookd's system calls during the phase, by name, when counted (empty
+    /// without perf).
+    syscalls: Vec<(String, u64)>,
 }
 
 impl E2e {
@@ -915,6 +920,7 @@ async fn e2e_step(
     rate: f64,
     duration: Duration,
     prefix: &str,
+    count_syscalls: bool,
 ) -> E2e {
     let path = "/webhooks/e2e";
     // Open loop still waits for each answer per connection, so the
@@ -925,6 +931,15 @@ async fn e2e_step(
     let redis_pid = redis.child.id();
     let admin = hookd.admin;
     let cpu_before = CpuTicks::now(pid, redis_pid);
+    // Tracepoints cost each system call about a microsecond, so calls are
+    // counted in a step of their own, not in one whose CPU is reported.
+    let census = tokio::task::spawn_blocking(move || {
+        if count_syscalls {
+            syscall_census(pid, duration)
+        } else {
+            Vec::new()
+        }
+    });
     let sampler = tokio::task::spawn_blocking(move || {
         let mut peak = 0;
         let mut backlog = Vec::new();
@@ -965,7 +980,57 @@ async fn e2e_step(
         backlog,
         peak_rss_kib,
         cpu: CpuTicks::now(pid, redis_pid).since(cpu_before),
+        syscalls: census.await.unwrap(),
     }
+}
+
+/// The system calls hookd's kernel time goes to, counted by perf's
+/// tracepoints over `duration`: the kernel share of hookd's CPU is mostly
+/// per-call loopback work, so calls per event is the lever. Empty when perf
+/// or its tracepoints are not available here.
+fn syscall_census(pid: u32, duration: Duration) -> Vec<(String, u64)> {
+    const CALLS: [&str; 9] = [
+        "read",
+        "write",
+        "writev",
+        "recvfrom",
+        "sendto",
+        "epoll_wait",
+        "futex",
+        "sched_yield",
+        "accept4",
+    ];
+    let mut events = vec!["raw_syscalls:sys_enter".to_owned()];
+    events.extend(CALLS.iter().map(|c| format!("syscalls:sys_enter_{c}")));
+    let output = Command::new("perf")
+        .args([
+            "stat",
+            "-x",
+            ",",
+            "-e",
+            &events.join(","),
+            "-p",
+            &pid.to_string(),
+        ])
+        .args(["--", "sleep", &duration.as_secs_f64().to_string()])
+        .stdout(Stdio::null())
+        .output();
+    let Ok(output) = output else {
+        return Vec::new();
+    };
+    // perf stat -x, writes "count,unit,event,..." lines to stderr.
+    String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split(',');
+            let count = fields.next()?.parse().ok()?;
+            let event = fields.nth(1)?;
+            let name = event
+                .strip_prefix("syscalls:sys_enter_")
+                .or(event.strip_prefix("raw_syscalls:sys_enter").map(|_| "all"))?;
+            Some((name.to_owned(), count))
+        })
+        .collect()
 }
 
 fn e2e_backlog(admin: SocketAddr) -> u64 {
@@ -1140,6 +1205,7 @@ async fn run() {
             e2e_rate,
             Duration::from_secs(E2E_STEP_SECONDS),
             &format!("e2e_search{step}"),
+            false,
         )
         .await;
         let kept_up = probe.kept_up();
@@ -1161,7 +1227,16 @@ async fn run() {
     }
     let calls_before = redis.calls();
     let delivered_before = delivered.load(Ordering::Relaxed);
-    let e2e = e2e_step(&hookd, &redis, &delivered, e2e_rate, e2e_seconds, "e2e").await;
+    let e2e = e2e_step(
+        &hookd,
+        &redis,
+        &delivered,
+        e2e_rate,
+        e2e_seconds,
+        "e2e",
+        false,
+    )
+    .await;
     let deadline = Instant::now() + Duration::from_secs(60);
     while delivered.load(Ordering::Relaxed) - delivered_before < e2e.run.accepted
         && Instant::now() < deadline
@@ -1177,6 +1252,20 @@ async fn run() {
     let (early, late) = e2e.backlog_thirds();
     let peak_rss = e2e.peak_rss_kib;
     let pid = hookd.child.id();
+
+    // Where hookd's kernel time goes: system calls per event at the same
+    // rate, in a short step after the hold.
+    hookd.drain(Duration::from_secs(120)).await;
+    let census = e2e_step(
+        &hookd,
+        &redis,
+        &delivered,
+        e2e_rate,
+        Duration::from_secs(E2E_CENSUS_SECONDS),
+        "e2e_census",
+        true,
+    )
+    .await;
 
     let mut soak = String::new();
     if soak_seconds > 0 {
@@ -1336,6 +1425,20 @@ async fn run() {
             per(cpu.hookd),
         );
     }
+    if !census.syscalls.is_empty() {
+        let events = census.run.accepted.max(1) as f64;
+        let calls: Vec<String> = census
+            .syscalls
+            .iter()
+            .filter(|(_, count)| *count > 0)
+            .map(|(name, count)| format!("{name} {:.2}", *count as f64 / events))
+            .collect();
+        println!(
+            "| end to end: hookd system calls per event ({E2E_CENSUS_SECONDS}s more at {:.0}/s, perf tracepoints) | {} |",
+            census.run.rate,
+            calls.join(", ")
+        );
+    }
     println!(
         "| hookd peak RSS under end-to-end load | {:.1} MiB |",
         peak_rss as f64 / 1024.0
@@ -1351,7 +1454,8 @@ async fn run() {
             .sum::<u64>()
             + half.other
             + mixed.other
-            + e2e.run.other,
+            + e2e.run.other
+            + census.run.other,
         bases
             .iter()
             .chain(&maxes)
@@ -1361,6 +1465,7 @@ async fn run() {
             + half.errors
             + mixed.errors
             + e2e.run.errors
+            + census.run.errors
     );
 }
 
