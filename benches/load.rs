@@ -49,6 +49,11 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// CPUs this machine gives the bench, hookd, Redis and the driver to share.
+fn cores() -> f64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -907,8 +912,7 @@ impl E2e {
 
     /// The rate the machine could reach if hookd used no CPU at all.
     fn ceiling(&self) -> f64 {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-        cores * 1e6 / self.others_per_event()
+        cores() * 1e6 / self.others_per_event()
     }
 
     /// Largest backlog seen in the first and in the last third.
@@ -1279,11 +1283,9 @@ async fn run() {
     )
     .await;
 
-    let mut soak = String::new();
-    // The soak's length, and RSS in MiB at its start and after each minute.
-    let mut soak_rss: Option<(u64, u64, Vec<u64>)> = None;
+    let mut soak: Option<Soak> = None;
     if soak_seconds > 0 {
-        let before = rss_kib(pid);
+        let start_mib = rss_kib(pid) / 1024;
         let samples = tokio::task::spawn_blocking(move || {
             let mut samples = Vec::new();
             let start = Instant::now();
@@ -1303,17 +1305,13 @@ async fn run() {
             "soak",
         )
         .await;
-        let samples = samples.await.unwrap();
-        let series: Vec<String> = samples.iter().map(|m| m.to_string()).collect();
-        soak_rss = Some((soak_seconds, before / 1024, samples.clone()));
-        soak = format!(
-            "| soak {}s at {:.0}/s: RSS MiB at start, then every minute | {} → {} (accepted {}) |\n",
-            soak_seconds,
-            e2e_rate,
-            before / 1024,
-            series.join(", "),
-            run.accepted
-        );
+        soak = Some(Soak {
+            seconds: soak_seconds,
+            rate: e2e_rate,
+            accepted: run.accepted,
+            start_mib,
+            minutes_mib: samples.await.unwrap(),
+        });
     }
 
     println!();
@@ -1408,7 +1406,7 @@ async fn run() {
         } else {
             ("sink + driver", "kernel and the rest")
         };
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let cores = cores();
         let window = cores * e2e_seconds.as_secs_f64() * TICKS_PER_SECOND;
         println!(
             "| end to end: CPU µs per event: hookd (of which kernel) / Redis / {bench} / {rest_label} (whole machine) | {:.1} ({:.1}) / {:.1} / {:.1} / {:.1} ({:.1}) |",
@@ -1459,7 +1457,17 @@ async fn run() {
         "| hookd peak RSS under end-to-end load | {:.1} MiB |",
         peak_rss as f64 / 1024.0
     );
-    print!("{soak}");
+    if let Some(soak) = &soak {
+        let series: Vec<String> = soak.minutes_mib.iter().map(|m| m.to_string()).collect();
+        println!(
+            "| soak {}s at {:.0}/s: RSS MiB at start, then every minute | {} → {} (accepted {}) |",
+            soak.seconds,
+            soak.rate,
+            soak.start_mib,
+            series.join(", "),
+            soak.accepted
+        );
+    }
     println!(
         "| non-202 answers / connection errors (all phases) | {} / {} |",
         bases
@@ -1494,11 +1502,21 @@ async fn run() {
         lost: e2e.run.accepted.saturating_sub(delivered_total),
         ceiling: e2e.ceiling(),
         peak_rss_mib: peak_rss as f64 / 1024.0,
-        soak_rss,
+        soak,
         ingest_round_trips: ingest_calls.0 as f64 / max_accepted.max(1) as f64,
         e2e_commands: e2e_calls.1 as f64 / e2e.run.accepted.max(1) as f64,
     };
     targets.print();
+}
+
+/// hookd's memory over the soak at the end-to-end rate.
+struct Soak {
+    seconds: u64,
+    rate: f64,
+    accepted: u64,
+    /// RSS at the start, then after each minute (the last may be shorter).
+    start_mib: u64,
+    minutes_mib: Vec<u64>,
 }
 
 /// Issue #6's targets next to what this run measured.
@@ -1512,7 +1530,7 @@ struct Targets<'a> {
     lost: u64,
     ceiling: f64,
     peak_rss_mib: f64,
-    soak_rss: Option<(u64, u64, Vec<u64>)>,
+    soak: Option<Soak>,
     ingest_round_trips: f64,
     e2e_commands: f64,
 }
@@ -1581,13 +1599,18 @@ impl Targets<'_> {
             self.peak_rss_mib,
             met(self.peak_rss_mib <= Self::RSS_MIB)
         );
-        match &self.soak_rss {
-            Some((seconds, start, minutes)) if !minutes.is_empty() => {
-                let first = minutes[0];
-                let last = minutes[minutes.len() - 1];
+        match &self.soak {
+            Some(Soak {
+                seconds,
+                start_mib,
+                minutes_mib,
+                ..
+            }) if !minutes_mib.is_empty() => {
+                let first = minutes_mib[0];
+                let last = minutes_mib[minutes_mib.len() - 1];
                 let long_enough = *seconds >= Self::SOAK_SECONDS;
                 println!(
-                    "| RSS flat over a {}-minute soak (last minute ≤ first + {} MiB) | {start} → {first} … {last} MiB over {seconds}s | {} |",
+                    "| RSS flat over a {}-minute soak (last minute ≤ first + {} MiB) | {start_mib} → {first} … {last} MiB over {seconds}s | {} |",
                     Self::SOAK_SECONDS / 60,
                     Self::SOAK_GROWTH_MIB,
                     match (long_enough, last <= first + Self::SOAK_GROWTH_MIB) {
