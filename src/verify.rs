@@ -4,11 +4,14 @@
 //! one the client sent is constant-time. Each scheme accepts a list of
 //! secrets so secrets can be rotated without downtime.
 
+use std::iter::once;
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use http::{HeaderMap, HeaderName};
 use ring::hmac;
 
+use crate::config::SignatureEncoding::{Base64, Hex};
 use crate::config::{HmacAlgorithm, SignatureEncoding, VerifyConfig};
 
 #[cfg(test)]
@@ -240,12 +243,10 @@ impl Verifier {
                 let ts = header_either(req.headers, "webhook-timestamp", "svix-timestamp")?;
                 let sigs = header_either(req.headers, "webhook-signature", "svix-signature")?;
                 check_timestamp(ts, now, *tolerance)?;
-                let candidates = sigs
-                    .split(' ')
-                    .filter_map(|s| s.strip_prefix("v1,"))
-                    .filter_map(|s| BASE64.decode(s).ok());
+                let candidates = sigs.split(' ').filter_map(|s| s.strip_prefix("v1,"));
                 any_match(
                     keys,
+                    Base64,
                     candidates,
                     &[id.as_bytes(), b".", ts.as_bytes(), b".", req.body],
                 )
@@ -262,30 +263,29 @@ impl Verifier {
                 check_timestamp(ts, now, *tolerance)?;
                 let candidates = header
                     .split(',')
-                    .filter_map(|p| p.trim().strip_prefix("v1="))
-                    .filter_map(|s| hex::decode(s).ok());
-                any_match(keys, candidates, &[ts.as_bytes(), b".", req.body])
+                    .filter_map(|p| p.trim().strip_prefix("v1="));
+                any_match(keys, Hex, candidates, &[ts.as_bytes(), b".", req.body])
             }
             Scheme::Github { keys, sha1_keys } => {
                 if let Some(sig) = optional(req.headers, "x-hub-signature-256")? {
                     let sig = sig
                         .strip_prefix("sha256=")
                         .ok_or(VerifyError::Malformed("x-hub-signature-256"))?;
-                    return any_match(keys, hex::decode(sig).ok(), &[req.body]);
+                    return any_match(keys, Hex, once(sig), &[req.body]);
                 }
                 match (sha1_keys, optional(req.headers, "x-hub-signature")?) {
                     (Some(keys), Some(sig)) => {
                         let sig = sig
                             .strip_prefix("sha1=")
                             .ok_or(VerifyError::Malformed("x-hub-signature"))?;
-                        any_match(keys, hex::decode(sig).ok(), &[req.body])
+                        any_match(keys, Hex, once(sig), &[req.body])
                     }
                     _ => Err(VerifyError::MissingHeader("x-hub-signature-256")),
                 }
             }
             Scheme::Shopify { keys } => {
                 let sig = required(req.headers, "x-shopify-hmac-sha256")?;
-                any_match(keys, BASE64.decode(sig).ok(), &[req.body])
+                any_match(keys, Base64, once(sig), &[req.body])
             }
             Scheme::Slack { keys, tolerance } => {
                 let ts = required(req.headers, "x-slack-request-timestamp")?;
@@ -296,16 +296,16 @@ impl Verifier {
                     .ok_or(VerifyError::Malformed("x-slack-signature"))?;
                 any_match(
                     keys,
-                    hex::decode(sig).ok(),
+                    Hex,
+                    once(sig),
                     &[b"v0:", ts.as_bytes(), b":", req.body],
                 )
             }
             Scheme::Twilio { keys, url } => {
                 let sig = required(req.headers, "x-twilio-signature")?;
-                let provided = BASE64.decode(sig).ok();
                 let content_type = optional(req.headers, "content-type")?.unwrap_or("");
                 let message = twilio_message(url, req.query, content_type, req.body)?;
-                any_match(keys, provided, &[message.as_bytes()])
+                any_match(keys, Base64, once(sig), &[message.as_bytes()])
             }
             Scheme::Gitlab { token_digests, .. } => {
                 let token = required(req.headers, "x-gitlab-token")?;
@@ -330,13 +330,12 @@ impl Verifier {
                 check_timestamp(ts, now, *tolerance)?;
                 let candidates = header
                     .split(';')
-                    .filter_map(|p| p.trim().strip_prefix("h1="))
-                    .filter_map(|s| hex::decode(s).ok());
-                any_match(keys, candidates, &[ts.as_bytes(), b":", req.body])
+                    .filter_map(|p| p.trim().strip_prefix("h1="));
+                any_match(keys, Hex, candidates, &[ts.as_bytes(), b":", req.body])
             }
             Scheme::Square { keys, url } => {
                 let sig = required(req.headers, "x-square-hmacsha256-signature")?;
-                any_match(keys, BASE64.decode(sig).ok(), &[url.as_bytes(), req.body])
+                any_match(keys, Base64, once(sig), &[url.as_bytes(), req.body])
             }
             Scheme::Hmac {
                 keys,
@@ -354,11 +353,7 @@ impl Verifier {
                 let value = value
                     .strip_prefix(prefix.as_str())
                     .ok_or(VerifyError::Malformed("signature prefix"))?;
-                let decoded = match encoding {
-                    SignatureEncoding::Hex => hex::decode(value).ok(),
-                    SignatureEncoding::Base64 => BASE64.decode(value).ok(),
-                };
-                any_match(keys, decoded, &[req.body])
+                any_match(keys, *encoding, once(value), &[req.body])
             }
             Scheme::None => Ok(()),
         }
@@ -548,13 +543,28 @@ fn check_timestamp(ts: &str, now: i64, tolerance: i64) -> Result<(), VerifyError
     Ok(())
 }
 
-/// True if any provided signature equals the MAC of `parts` under any key.
-fn any_match<I>(keys: &[hmac::Key], provided: I, parts: &[&[u8]]) -> Result<(), VerifyError>
+/// Room for the longest MAC any scheme checks (HMAC-SHA512, 64 bytes)
+/// plus slack for base64's padding; a longer signature cannot match.
+const SIGNATURE_BUF: usize = 96;
+
+/// True if any provided signature (text in `encoding`) equals the MAC of
+/// `parts` under any key. Signatures are decoded into a stack buffer once
+/// per key rather than collected on the heap: there are one or two of each,
+/// and decoding 64 characters costs less than an allocation.
+fn any_match<'a, I>(
+    keys: &[hmac::Key],
+    encoding: SignatureEncoding,
+    provided: I,
+    parts: &[&[u8]],
+) -> Result<(), VerifyError>
 where
-    I: IntoIterator<Item = Vec<u8>>,
+    I: Iterator<Item = &'a str> + Clone,
 {
-    let provided: Vec<Vec<u8>> = provided.into_iter().collect();
-    if provided.is_empty() {
+    let mut buf = [0u8; SIGNATURE_BUF];
+    if !provided
+        .clone()
+        .any(|sig| decode_signature(encoding, sig, &mut buf).is_some())
+    {
         return Err(VerifyError::Mismatch);
     }
     for key in keys {
@@ -563,14 +573,36 @@ where
             ctx.update(part);
         }
         let tag = ctx.sign();
-        if provided
-            .iter()
-            .any(|sig| constant_time_eq(tag.as_ref(), sig))
-        {
-            return Ok(());
+        for sig in provided.clone() {
+            if decode_signature(encoding, sig, &mut buf)
+                .is_some_and(|sig| constant_time_eq(tag.as_ref(), sig))
+            {
+                return Ok(());
+            }
         }
     }
     Err(VerifyError::Mismatch)
+}
+
+/// The signature's bytes, or None if it is not valid `encoding` or too
+/// long to be any MAC.
+fn decode_signature<'b>(
+    encoding: SignatureEncoding,
+    text: &str,
+    buf: &'b mut [u8; SIGNATURE_BUF],
+) -> Option<&'b [u8]> {
+    let len = match encoding {
+        SignatureEncoding::Hex => {
+            let len = text.len() / 2;
+            if !text.len().is_multiple_of(2) || len > buf.len() {
+                return None;
+            }
+            hex::decode_to_slice(text, &mut buf[..len]).ok()?;
+            len
+        }
+        SignatureEncoding::Base64 => BASE64.decode_slice(text, buf).ok()?,
+    };
+    Some(&buf[..len])
 }
 
 /// Runs in time independent of where the inputs differ (the length of a

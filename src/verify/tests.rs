@@ -421,6 +421,40 @@ fn generic_hmac_sha512_base64_with_prefix() {
 }
 
 #[test]
+fn unreadable_or_overlong_signatures_are_mismatches() {
+    let config = |encoding| VerifyConfig::Hmac {
+        secrets: secrets(&["k"]),
+        header: "x-sig".into(),
+        algorithm: HmacAlgorithm::Sha512,
+        encoding,
+        prefix: String::new(),
+    };
+    // HMAC-SHA512("k", "payload") in hex, from Python's hmac module.
+    let good = "9f91797f8ce53a1e037a21da4a51ba140b4bd22177df823eddf2eb651c3393c4384168a7ced8ea53cc6d73faee64a0eeb8c4eb420e67f933a583df750a54a94b";
+    let hex = config(SignatureEncoding::Hex);
+    assert_eq!(
+        check(hex.clone(), &[("x-sig", good)], None, b"payload", 0),
+        Ok(())
+    );
+    let long_hex = format!("{good}{good}");
+    let long_b64 = "QUFB".repeat(40);
+    for (config, sig) in [
+        (hex.clone(), &good[1..]),
+        (hex.clone(), "zz"),
+        (hex.clone(), ""),
+        (hex, long_hex.as_str()),
+        (config(SignatureEncoding::Base64), long_b64.as_str()),
+        (config(SignatureEncoding::Base64), "not base64!"),
+    ] {
+        assert_eq!(
+            check(config, &[("x-sig", sig)], None, b"payload", 0),
+            Err(VerifyError::Mismatch),
+            "{sig}"
+        );
+    }
+}
+
+#[test]
 fn none_accepts_anything() {
     assert_eq!(check(VerifyConfig::None, &[], None, b"x", 0), Ok(()));
 }
