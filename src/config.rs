@@ -296,7 +296,8 @@ pub enum SignatureEncoding {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DestinationConfig {
-    /// `http://` or `https://` URL receiving a POST per event.
+    /// `http://` or `https://` URL receiving a POST per event. https trusts
+    /// the built-in Mozilla roots and the system store (`SSL_CERT_FILE`).
     pub url: String,
     /// Per attempt, from connect to the last response byte we read.
     #[serde(default = "default_destination_timeout", with = "humantime_serde")]

@@ -534,3 +534,67 @@ async fn crash_loops_are_dead_lettered() {
     let entry = redis.cli(&["XRANGE", "hookd:{s}:dlq", "-", "+"]);
     assert!(entry.contains("max_deliveries"), "{entry}");
 }
+
+/// An https destination behind a private CA: hookd trusts the system's
+/// store, which `SSL_CERT_FILE` replaces, on top of its built-in roots.
+/// Without the CA the same certificate is refused: nothing reaches the
+/// sink and the event is dead-lettered with the TLS error.
+#[tokio::test(flavor = "multi_thread")]
+async fn https_destination_behind_a_private_ca() {
+    let ca = TestCa::new();
+    let sink = Sink::start_tls(&ca).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.ca_pem).unwrap();
+    let no_retry = r#"retry = { max_attempts = 1, base = "100ms", max = "1s" }"#;
+
+    let redis = TestRedis::start();
+    let source = SourceSpec::standard("s", &sink.url()).with(no_retry);
+    let trusting = Daemon::start_env(
+        &config(&redis.url(), "", &[source]),
+        &[("SSL_CERT_FILE", ca_file.to_str().unwrap())],
+    )
+    .await;
+    trusting.wait_ready().await;
+    assert_eq!(
+        send_event(&trusting, "s", "evt_tls", "{}").await.status,
+        202
+    );
+    assert!(
+        sink.wait_for(1, Duration::from_secs(10)).await,
+        "{}",
+        trusting.logs()
+    );
+    assert_eq!(sink.received()[0].header("webhook-id"), "evt_tls");
+
+    let redis2 = TestRedis::start();
+    let source = SourceSpec::standard("s", &sink.url()).with(no_retry);
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let refusing = Daemon::start_env(
+        &config(&redis2.url(), "", &[source]),
+        &[("SSL_CERT_FILE", empty.to_str().unwrap())],
+    )
+    .await;
+    refusing.wait_ready().await;
+    assert_eq!(
+        send_event(&refusing, "s", "evt_untrusted", "{}")
+            .await
+            .status,
+        202
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            redis2.dlq_len("s") == 1
+        })
+        .await,
+        "{}",
+        refusing.logs()
+    );
+    let entry = redis2.cli(&["XRANGE", "hookd:{s}:dlq", "-", "+"]);
+    assert!(
+        entry.contains("invalid peer certificate: UnknownIssuer"),
+        "{entry}"
+    );
+    assert_eq!(sink.count(), 1, "an untrusted certificate was accepted");
+}

@@ -671,6 +671,7 @@ struct SinkState {
 pub struct Sink {
     pub addr: SocketAddr,
     state: Arc<SinkState>,
+    scheme: &'static str,
 }
 
 impl Sink {
@@ -680,12 +681,31 @@ impl Sink {
     }
 
     pub async fn start_on(addr: &str) -> Self {
+        Self::serve(addr, None).await
+    }
+
+    /// The same sink over https, with a certificate for 127.0.0.1 and
+    /// localhost issued by `ca`.
+    pub async fn start_tls(ca: &TestCa) -> Self {
+        let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(
+            tokio_rustls::rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("tls versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![ca.leaf.clone()], ca.leaf_key.clone_key())
+        .expect("sink certificate");
+        Self::serve("127.0.0.1:0", Some(Arc::new(config).into())).await
+    }
+
+    async fn serve(addr: &str, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .expect("bind sink");
         let addr = listener.local_addr().expect("addr");
         let state = Arc::new(SinkState::default());
         let st = state.clone();
+        let scheme = if tls.is_some() { "https" } else { "http" };
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -693,22 +713,42 @@ impl Sink {
                 };
                 st.connections.fetch_add(1, Ordering::SeqCst);
                 let st = st.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req: Request<Incoming>| {
                         let st = st.clone();
                         async move { Ok::<_, std::convert::Infallible>(handle(st, req).await) }
                     });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    match tls {
+                        None => {
+                            let _ = builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        }
+                        // A client that refuses the certificate ends the
+                        // handshake; that connection simply goes away.
+                        Some(tls) => {
+                            if let Ok(stream) = tls.accept(stream).await {
+                                let _ = builder
+                                    .serve_connection(TokioIo::new(stream), service)
+                                    .await;
+                            }
+                        }
+                    }
                 });
             }
         });
-        Self { addr, state }
+        Self {
+            addr,
+            state,
+            scheme,
+        }
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}/hook", self.addr)
+        format!("{}://{}/hook", self.scheme, self.addr)
     }
 
     /// Answers for the next requests, in order; then the default.
@@ -878,4 +918,42 @@ impl IdleClosingSink {
 /// A URL where nothing listens.
 pub fn dead_url() -> String {
     format!("http://127.0.0.1:{}/hook", free_port())
+}
+
+// --------------------------------------------------------------- TestCa --
+
+/// A private certificate authority and a server certificate it issued for
+/// 127.0.0.1 and localhost, as a company CA would for an internal service.
+pub struct TestCa {
+    /// The CA certificate, PEM, for `SSL_CERT_FILE`.
+    pub ca_pem: String,
+    leaf: tokio_rustls::rustls::pki_types::CertificateDer<'static>,
+    leaf_key: tokio_rustls::rustls::pki_types::PrivateKeyDer<'static>,
+}
+
+impl TestCa {
+    pub fn new() -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let ca_key = KeyPair::generate().expect("ca key");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "hookd test CA");
+        let ca_cert = ca_params.self_signed(&ca_key).expect("ca certificate");
+        let issuer = Issuer::new(ca_params, ca_key);
+        let leaf_key = KeyPair::generate().expect("leaf key");
+        let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .expect("leaf params")
+            .signed_by(&leaf_key, &issuer)
+            .expect("leaf certificate");
+        Self {
+            ca_pem: ca_cert.pem(),
+            leaf: leaf.der().clone(),
+            leaf_key: tokio_rustls::rustls::pki_types::PrivatePkcs8KeyDer::from(
+                leaf_key.serialize_der(),
+            )
+            .into(),
+        }
+    }
 }
