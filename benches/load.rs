@@ -1266,6 +1266,7 @@ async fn run() {
         calls_after.1 - calls_before.1,
     );
     let (early, late) = e2e.backlog_thirds();
+    let last_backlog = e2e.backlog.last().copied().unwrap_or(0);
     let peak_rss = e2e.peak_rss_kib;
     let pid = hookd.child.id();
 
@@ -1382,7 +1383,9 @@ async fn run() {
         "| end to end: delivered/s during the window | {:.0} |",
         e2e.delivered as f64 / e2e_seconds.as_secs_f64()
     );
-    println!("| end to end: backlog max first third → last third | {early} → {late} |");
+    println!(
+        "| end to end: backlog max first third → last third; last sample | {early} → {late}; {last_backlog} |"
+    );
     println!(
         "| end to end: lost (accepted − delivered after drain) | {} |",
         e2e.run.accepted.saturating_sub(delivered_total)
