@@ -544,22 +544,27 @@ async fn https_destination_behind_a_private_ca() {
     let ca = TestCa::new();
     let sink = Sink::start_tls(&ca).await;
     let dir = tempfile::tempdir().unwrap();
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, &ca.ca_pem).unwrap();
-    let no_retry = r#"retry = { max_attempts = 1, base = "100ms", max = "1s" }"#;
+    // One daemon (and Redis) per trust store, each sending one event.
+    let send_trusting = |name: &str, pem: &str| {
+        let file = dir.path().join(name);
+        std::fs::write(&file, pem).unwrap();
+        let url = sink.url();
+        async move {
+            let redis = TestRedis::start();
+            let source = SourceSpec::standard("s", &url)
+                .with(r#"retry = { max_attempts = 1, base = "100ms", max = "1s" }"#);
+            let daemon = Daemon::start_env(
+                &config(&redis.url(), "", &[source]),
+                &[("SSL_CERT_FILE", file.to_str().unwrap())],
+            )
+            .await;
+            daemon.wait_ready().await;
+            assert_eq!(send_event(&daemon, "s", "evt_tls", "{}").await.status, 202);
+            (redis, daemon)
+        }
+    };
 
-    let redis = TestRedis::start();
-    let source = SourceSpec::standard("s", &sink.url()).with(no_retry);
-    let trusting = Daemon::start_env(
-        &config(&redis.url(), "", &[source]),
-        &[("SSL_CERT_FILE", ca_file.to_str().unwrap())],
-    )
-    .await;
-    trusting.wait_ready().await;
-    assert_eq!(
-        send_event(&trusting, "s", "evt_tls", "{}").await.status,
-        202
-    );
+    let (_redis, trusting) = send_trusting("ca.pem", &ca.ca_pem).await;
     assert!(
         sink.wait_for(1, Duration::from_secs(10)).await,
         "{}",
@@ -567,31 +572,16 @@ async fn https_destination_behind_a_private_ca() {
     );
     assert_eq!(sink.received()[0].header("webhook-id"), "evt_tls");
 
-    let redis2 = TestRedis::start();
-    let source = SourceSpec::standard("s", &sink.url()).with(no_retry);
-    let empty = dir.path().join("empty.pem");
-    std::fs::write(&empty, "").unwrap();
-    let refusing = Daemon::start_env(
-        &config(&redis2.url(), "", &[source]),
-        &[("SSL_CERT_FILE", empty.to_str().unwrap())],
-    )
-    .await;
-    refusing.wait_ready().await;
-    assert_eq!(
-        send_event(&refusing, "s", "evt_untrusted", "{}")
-            .await
-            .status,
-        202
-    );
+    let (redis, refusing) = send_trusting("empty.pem", "").await;
     assert!(
         eventually(Duration::from_secs(10), || async {
-            redis2.dlq_len("s") == 1
+            redis.dlq_len("s") == 1
         })
         .await,
         "{}",
         refusing.logs()
     );
-    let entry = redis2.cli(&["XRANGE", "hookd:{s}:dlq", "-", "+"]);
+    let entry = redis.cli(&["XRANGE", "hookd:{s}:dlq", "-", "+"]);
     assert!(
         entry.contains("invalid peer certificate: UnknownIssuer"),
         "{entry}"
