@@ -899,9 +899,16 @@ struct E2e {
 
 impl E2e {
     /// Delivery kept pace with ingest: at most 2% of what was accepted is
-    /// still waiting at the end.
+    /// still waiting at the end, and the backlog did not drift upwards: its
+    /// mean over the last third is at most half a second of traffic above
+    /// its mean over the first third. (Near the machine's limit delivery
+    /// can run at 99.5% of ingest, well inside the 2%, while the backlog
+    /// grows by a few hundred events every second.)
     fn kept_up(&self) -> bool {
-        self.run.accepted > 0 && self.delivered as f64 >= 0.98 * self.run.accepted as f64
+        let [(early, _), (late, _)] = self.backlog_thirds();
+        self.run.accepted > 0
+            && self.delivered as f64 >= 0.98 * self.run.accepted as f64
+            && late as f64 <= early as f64 + 0.5 * self.run.rate
     }
 
     /// CPU µs per event of everything on the machine but hookd.
@@ -915,14 +922,19 @@ impl E2e {
         cores() * 1e6 / self.others_per_event()
     }
 
-    /// Largest backlog seen in the first and in the last third.
-    fn backlog_thirds(&self) -> (u64, u64) {
-        let third = (self.backlog.len() / 3).max(1);
-        let max = |s: &[u64]| s.iter().copied().max().unwrap_or(0);
-        (
-            max(&self.backlog[..third.min(self.backlog.len())]),
-            max(&self.backlog[self.backlog.len().saturating_sub(third)..]),
-        )
+    /// Mean and largest backlog in the first and in the last third of the
+    /// samples: near the machine's limit the backlog swings by thousands
+    /// within seconds, and the means show a trend the maxima hide.
+    fn backlog_thirds(&self) -> [(u64, u64); 2] {
+        let third = (self.backlog.len() / 3).max(1).min(self.backlog.len());
+        let mean_max = |s: &[u64]| {
+            let mean = s.iter().sum::<u64>() / (s.len() as u64).max(1);
+            (mean, s.iter().copied().max().unwrap_or(0))
+        };
+        [
+            mean_max(&self.backlog[..third]),
+            mean_max(&self.backlog[self.backlog.len() - third..]),
+        ]
     }
 }
 
@@ -1265,7 +1277,7 @@ async fn run() {
         calls_after.0 - calls_before.0,
         calls_after.1 - calls_before.1,
     );
-    let (early, late) = e2e.backlog_thirds();
+    let [(early_mean, early_max), (late_mean, late_max)] = e2e.backlog_thirds();
     let last_backlog = e2e.backlog.last().copied().unwrap_or(0);
     let peak_rss = e2e.peak_rss_kib;
     let pid = hookd.child.id();
@@ -1384,7 +1396,7 @@ async fn run() {
         e2e.delivered as f64 / e2e_seconds.as_secs_f64()
     );
     println!(
-        "| end to end: backlog max first third → last third; last sample | {early} → {late}; {last_backlog} |"
+        "| end to end: backlog mean (max) first third → last third; last sample | {early_mean} ({early_max}) → {late_mean} ({late_max}); {last_backlog} |"
     );
     println!(
         "| end to end: lost (accepted − delivered after drain) | {} |",
