@@ -1272,6 +1272,7 @@ async fn run() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let delivered_total = delivered.load(Ordering::Relaxed) - delivered_before;
+    let lost = e2e.run.accepted.saturating_sub(delivered_total);
     let calls_after = redis.calls();
     let e2e_calls = (
         calls_after.0 - calls_before.0,
@@ -1398,10 +1399,7 @@ async fn run() {
     println!(
         "| end to end: backlog mean (max) first third → last third; last sample | {early_mean} ({early_max}) → {late_mean} ({late_max}); {last_backlog} |"
     );
-    println!(
-        "| end to end: lost (accepted − delivered after drain) | {} |",
-        e2e.run.accepted.saturating_sub(delivered_total)
-    );
+    println!("| end to end: lost (accepted − delivered after drain) | {lost} |");
     println!(
         "| Redis round trips per event, ingest + delivery + ack (commands incl. inside Lua) | {:.2} ({:.2}) |",
         e2e_calls.0 as f64 / e2e.run.accepted.max(1) as f64,
@@ -1514,8 +1512,7 @@ async fn run() {
         half_rate: paced.as_ref().unwrap_or(&half),
         e2e: &e2e,
         e2e_seconds,
-        lost: e2e.run.accepted.saturating_sub(delivered_total),
-        ceiling: e2e.ceiling(),
+        lost,
         peak_rss_mib: peak_rss as f64 / 1024.0,
         soak,
         ingest_round_trips: ingest_calls.0 as f64 / max_accepted.max(1) as f64,
@@ -1543,7 +1540,6 @@ struct Targets<'a> {
     e2e: &'a E2e,
     e2e_seconds: Duration,
     lost: u64,
-    ceiling: f64,
     peak_rss_mib: f64,
     soak: Option<Soak>,
     ingest_round_trips: f64,
@@ -1590,22 +1586,19 @@ impl Targets<'_> {
         // The open-loop driver starts its schedule with the first request,
         // so a full-rate hold accepts a fraction of a percent less.
         let e2e_rate = self.e2e.run.rate;
+        let kept_up = self.e2e.kept_up();
         let e2e_met = e2e_rate >= 0.99 * E2E_TARGET as f64
             && self.e2e_seconds.as_secs() >= Self::E2E_SECONDS
-            && self.e2e.kept_up()
+            && kept_up
             && self.lost == 0;
         println!(
             "| end to end ≥ {E2E_TARGET}/s for {}s, backlog not growing, 0 lost | {:.0}/s for {}s, {}, {} lost (this machine's ceiling with a hookd that cost nothing: {:.0}/s) | {} |",
             Self::E2E_SECONDS,
             e2e_rate,
             self.e2e_seconds.as_secs(),
-            if self.e2e.kept_up() {
-                "kept up"
-            } else {
-                "fell behind"
-            },
+            if kept_up { "kept up" } else { "fell behind" },
             self.lost,
-            self.ceiling,
+            self.e2e.ceiling(),
             met(e2e_met)
         );
         println!(
