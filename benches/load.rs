@@ -11,13 +11,18 @@
 //! baseline, hookd's ingest ceiling, ingest while delivering) are driven
 //! by `wrk` with `benches/wrk/github.lua` when `wrk` is installed, because
 //! it costs the shared CPUs far less than an in-process driver; the
-//! open-loop phases (latency at half rate, sustained end to end, soak) need
-//! a fixed request rate and use the in-repo driver, which signs each
-//! request itself.
+//! open-loop phases (latency at half rate, sustained end to end, soak) use
+//! wrk on a fixed schedule too (`WRK_RATE`), or the in-repo driver, which
+//! signs each request itself, when wrk is missing.
 //!
 //! Knobs (environment): LOAD_SECONDS (10), LOAD_CONNECTIONS (64),
-//! LOAD_DRIVER (auto | wrk | builtin), E2E_SECONDS (60), E2E_RATE (0 = 60%
-//! of the measured ingest maximum), SOAK_SECONDS (0 = skip the soak).
+//! LOAD_DRIVER (auto | wrk | builtin), E2E_SECONDS (60), E2E_RATE (0 =
+//! search for the highest rate delivery keeps up with, else hold this
+//! rate), E2E_IN_FLIGHT (64: hookd's worker.concurrency and the e2e
+//! destination's max_in_flight), E2E_CONNECTIONS (64), E2E_TRACE (set:
+//! print every backlog sample), SOAK_SECONDS (0 = skip the soak).
+//! hookd inherits the environment, so TOKIO_WORKER_THREADS sizes its
+//! runtime (and the baseline's) as it would in production.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -41,6 +46,17 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 const SECRET: &str = "load-test-secret-for-hookd";
 const BODY_BYTES: usize = 1024;
+
+/// Deliveries under way at once in the end-to-end phases: hookd's
+/// `worker.concurrency` and the e2e destination's `max_in_flight`.
+fn e2e_in_flight() -> u64 {
+    env_u64("E2E_IN_FLIGHT", 64)
+}
+
+/// Connections the end-to-end driver offers its fixed rate over.
+fn e2e_connections() -> u64 {
+    env_u64("E2E_CONNECTIONS", 64)
+}
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -780,7 +796,7 @@ impl Hookd {
         );
         let (public, admin) = (free_port(), free_port());
         let dir = tempfile::tempdir().unwrap();
-        let in_flight = env_u64("E2E_IN_FLIGHT", 64);
+        let in_flight = e2e_in_flight();
         let config = format!(
             r#"
 [server]
@@ -953,7 +969,7 @@ async fn e2e_step(
     let path = "/webhooks/e2e";
     // Open loop still waits for each answer per connection, so the
     // offered rate needs connections > rate × latency.
-    let connections = env_u64("E2E_CONNECTIONS", 64) as usize;
+    let connections = e2e_connections() as usize;
     let before = delivered.load(Ordering::Relaxed);
     let pid = hookd.child.id();
     let redis_pid = redis.child.id();
@@ -968,13 +984,22 @@ async fn e2e_step(
             Vec::new()
         }
     });
+    // E2E_TRACE=1 prints every sample, to see how the backlog moves.
+    let trace = std::env::var_os("E2E_TRACE").is_some();
     let sampler = tokio::task::spawn_blocking(move || {
         let mut peak = 0;
         let mut backlog = Vec::new();
         let start = Instant::now();
         while start.elapsed() < duration {
             peak = peak.max(rss_kib(pid));
-            backlog.push(e2e_backlog(admin));
+            let waiting = e2e_backlog(admin);
+            if trace {
+                eprintln!(
+                    "e2e {:>4} ms: backlog {waiting}",
+                    start.elapsed().as_millis()
+                );
+            }
+            backlog.push(waiting);
             std::thread::sleep(Duration::from_secs(1));
         }
         (peak, backlog)
@@ -1094,6 +1119,9 @@ async fn run() {
         "load: {connections} keep-alive connections, {BODY_BYTES} B signed bodies, {}s per phase",
         seconds.as_secs()
     );
+    if let Ok(threads) = std::env::var("TOKIO_WORKER_THREADS") {
+        println!("hookd and baseline runtimes: TOKIO_WORKER_THREADS={threads}");
+    }
 
     // The baseline and hookd, each on its own Redis, both up for the whole
     // ingest comparison so their rounds can alternate: this VM's speed
@@ -1385,10 +1413,12 @@ async fn run() {
         );
     }
     println!(
-        "| end to end for {}s at {:.0}/s offered ({}): accepted/s | {:.0} ({:.0}% of the baseline's ingest ceiling) |",
+        "| end to end for {}s at {:.0}/s offered ({}, {} connections, {} deliveries in flight): accepted/s | {:.0} ({:.0}% of the baseline's ingest ceiling) |",
         e2e_seconds.as_secs(),
         e2e_rate,
         e2e.run.driver,
+        e2e_connections(),
+        e2e_in_flight(),
         e2e.run.rate,
         100.0 * e2e.run.rate / base_rate
     );
