@@ -223,6 +223,10 @@ fn run_daemon(path: Option<PathBuf>) -> anyhow::Result<()> {
         .build()
         .context("starting the tokio runtime")?;
     runtime.block_on(async move {
+        // One worker per CPU unless TOKIO_WORKER_THREADS says otherwise
+        // (README: fewer pays off where hookd shares a small host).
+        let workers = tokio::runtime::Handle::current().metrics().num_workers();
+        info!(workers, "runtime started");
         let listeners = crate::Listeners::bind(&config).await.with_context(|| {
             format!(
                 "binding server.listen {} / admin.listen {}",

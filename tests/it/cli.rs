@@ -293,3 +293,24 @@ fn json_logs() {
     let _ = child.wait();
     assert!(bound.is_some(), "no structured listener line");
 }
+
+/// README (Command line): `TOKIO_WORKER_THREADS` sizes the daemon's
+/// runtime, the knob for hosts where hookd shares a few cores with Redis
+/// and the services it delivers to; the startup log says what was chosen.
+#[tokio::test(flavor = "multi_thread")]
+async fn runtime_workers_follow_tokio_worker_threads() {
+    let redis = TestRedis::start();
+    let toml = config(&redis.url(), "", &[]);
+    for workers in [1, 3] {
+        let daemon =
+            Daemon::start_env(&toml, &[("TOKIO_WORKER_THREADS", &workers.to_string())]).await;
+        daemon.wait_ready().await;
+        assert!(
+            daemon
+                .logs()
+                .contains(&format!("runtime started workers={workers}")),
+            "{}",
+            daemon.logs()
+        );
+    }
+}
