@@ -224,11 +224,9 @@ impl Redis {
     /// rounds 10-25% slower (baseline and hookd alike), a drift of the
     /// bench's own making.
     fn forget_ingested(&self, keys: &SourceKeys) {
-        const FORGET: &str = "local n = 0 \
-            for _, key in ipairs(redis.call('KEYS', ARGV[2] .. '*')) do \
-              redis.call('UNLINK', key) n = n + 1 end \
-            redis.call('XTRIM', ARGV[1], 'MAXLEN', 0) \
-            return n";
+        const FORGET: &str = "for _, key in ipairs(redis.call('KEYS', ARGV[2] .. '*')) do \
+              redis.call('UNLINK', key) end \
+            redis.call('XTRIM', ARGV[1], 'MAXLEN', 0)";
         self.cli(&["EVAL", FORGET, "0", &keys.stream, &keys.seen("")]);
     }
 
