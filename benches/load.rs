@@ -500,6 +500,11 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
+/// Events the runs accepted, all together.
+fn accepted(runs: &[Summary]) -> u64 {
+    runs.iter().map(|r| r.accepted).sum()
+}
+
 /// The run whose rate is the median.
 fn median_run(runs: &[Summary]) -> &Summary {
     let rate = median(runs.iter().map(|r| r.rate).collect());
@@ -1250,7 +1255,7 @@ async fn run() {
     let ratio = median(ratios.clone());
     let base_rate = median(bases.iter().map(|b| b.rate).collect());
     let max_rate = median(maxes.iter().map(|m| m.rate).collect());
-    let max_accepted: u64 = maxes.iter().map(|m| m.accepted).sum();
+    let max_accepted = accepted(&maxes);
 
     // Latency at half that rate: paced wrk (cheap, so the figure is
     // hookd's), and the in-repo driver in open loop (counts from each
@@ -1435,8 +1440,7 @@ async fn run() {
         // Where a closed-loop event's CPU goes, over all rounds: the 40k/s
         // target leaves the shared cores a fixed number of µs per event.
         let split = |cpu: &CpuTicks, runs: &[Summary]| {
-            let events = runs.iter().map(|r| r.accepted).sum();
-            let per = |ticks| CpuTicks::per_event(ticks, events);
+            let per = |ticks| CpuTicks::per_event(ticks, accepted(runs));
             format!(
                 "{:.1} ({:.1}) / {:.1} / {:.1} ({:.1})",
                 per(cpu.server),
@@ -1612,9 +1616,8 @@ async fn run() {
         ratio,
         ingest_rate: max_rate,
         base_rate,
-        busy_per_event: [(&base_cpu, &bases), (&max_cpu, &maxes)].map(|(cpu, runs)| {
-            CpuTicks::per_event(cpu.machine_busy, runs.iter().map(|r| r.accepted).sum())
-        }),
+        busy_per_event: [(&base_cpu, &bases), (&max_cpu, &maxes)]
+            .map(|(cpu, runs)| CpuTicks::per_event(cpu.machine_busy, accepted(runs))),
         half_rate: paced.as_ref().unwrap_or(&half),
         e2e: &e2e,
         e2e_seconds,
