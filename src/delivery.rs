@@ -14,6 +14,7 @@ use bytes::Bytes;
 use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -215,11 +216,19 @@ impl Pipeline {
         token: CancellationToken,
         deliveries: TaskTracker,
     ) -> Result<Self, DeliveryError> {
+        let mut http = HttpConnector::new();
+        // The scheme is the TLS wrapper's business (https_or_http).
+        http.enforce_http(false);
+        // Each delivery is written whole and then waits for its answer, so
+        // Nagle's algorithm has nothing to coalesce; left on, it could hold
+        // a large body's last partial segment back until the peer
+        // acknowledges the one before (up to its delayed-ACK timer).
+        http.set_nodelay(true);
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(destination_tls()?)
             .https_or_http()
             .enable_http1()
-            .build();
+            .wrap_connector(http);
         let consumer = consumer_name();
         info!(consumer = %consumer, "delivery pipeline starting");
         let promoted = Arc::new(Notify::new());
