@@ -1439,15 +1439,19 @@ async fn run() {
     {
         // Where a closed-loop event's CPU goes, over all rounds: the 40k/s
         // target leaves the shared cores a fixed number of µs per event.
+        // How busy the machine was shows whether the closed loop's
+        // connections kept it saturated or the rate was latency-bound.
+        let window = cores() * (ROUNDS as f64 * seconds.as_secs_f64()) * TICKS_PER_SECOND;
         let split = |cpu: &CpuTicks, runs: &[Summary]| {
             let per = |ticks| CpuTicks::per_event(ticks, accepted(runs));
             format!(
-                "{:.1} ({:.1}) / {:.1} / {:.1} ({:.1})",
+                "{:.1} ({:.1}) / {:.1} / {:.1} ({:.1}, {:.0}% busy)",
                 per(cpu.server),
                 per(cpu.server_kernel),
                 per(cpu.redis),
                 per(cpu.machine_busy.saturating_sub(cpu.server + cpu.redis)),
                 per(cpu.machine_busy),
+                100.0 * cpu.machine_busy as f64 / window,
             )
         };
         let rest = if use_wrk() {
@@ -1456,7 +1460,7 @@ async fn run() {
             "driver, kernel and the rest"
         };
         println!(
-            "| ingest rounds: CPU µs per event: server (of which kernel) / its Redis / {rest} (whole machine) | baseline {}; hookd {} |",
+            "| ingest rounds: CPU µs per event: server (of which kernel) / its Redis / {rest} (whole machine, how busy) | baseline {}; hookd {} |",
             split(&base_cpu, &bases),
             split(&max_cpu, &maxes),
         );
