@@ -7,20 +7,6 @@ use http::Method;
 
 use crate::support::*;
 
-fn hookd(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let out = Command::new(hookd_bin())
-        .args(args)
-        .env_remove("HOOKD_CONFIG")
-        .envs(env.iter().copied())
-        .output()
-        .expect("run hookd");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// `hookd sign` prints `Name: value` lines.
 fn parse_headers(stdout: &str) -> Vec<(String, String)> {
     stdout

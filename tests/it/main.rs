@@ -8,5 +8,6 @@ mod cli;
 mod delivery;
 mod ingest;
 mod load;
+mod packaging;
 mod shutdown;
 mod support;

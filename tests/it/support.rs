@@ -347,6 +347,21 @@ pub fn hookd_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_hookd"))
 }
 
+/// Runs the binary to completion (CLI commands): exit code, stdout, stderr.
+pub fn hookd(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(hookd_bin())
+        .args(args)
+        .env_remove("HOOKD_CONFIG")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run hookd");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 pub struct Daemon {
     child: Child,
     pub public: SocketAddr,

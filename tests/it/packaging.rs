@@ -1,0 +1,235 @@
+//! The deployment files (Dockerfile, docker-compose.yml, deploy/) agree
+//! with the binary: its config keys and validation, its listeners and
+//! health path, and the metric series and label values it exports. No
+//! container engine is needed: the files are read as text and the claims
+//! they make are checked against the real daemon.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crate::support::*;
+
+fn repo_file(path: &str) -> String {
+    let full = format!("{}/{path}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("read {full}: {e}"))
+}
+
+/// `KEY: value` lines of the compose file's `hookd` service environment.
+fn compose_hookd_environment(compose: &str) -> Vec<(String, String)> {
+    let mut in_hookd = false;
+    let mut in_environment = false;
+    let mut env = Vec::new();
+    for line in compose.lines() {
+        let indent = line.len() - line.trim_start().len();
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        match indent {
+            2 => {
+                in_hookd = trimmed == "hookd:";
+                in_environment = false;
+            }
+            4 => in_environment = in_hookd && trimmed == "environment:",
+            6 if in_environment => {
+                let (key, value) = trimmed.split_once(": ").expect("KEY: value");
+                env.push((key.to_string(), value.trim_matches('"').to_string()));
+            }
+            _ => {}
+        }
+    }
+    env
+}
+
+/// The port of a `host:port` listen address in `hookd check-config`'s
+/// output, under the given section.
+fn listen_port(effective: &str, section: &str) -> u16 {
+    let after = effective
+        .split_once(&format!("[{section}]\n"))
+        .unwrap_or_else(|| panic!("no [{section}] in {effective}"))
+        .1;
+    let listen = after
+        .lines()
+        .find_map(|l| l.strip_prefix("listen = "))
+        .expect("listen key");
+    listen
+        .trim_matches('"')
+        .rsplit_once(':')
+        .and_then(|(_, port)| port.parse().ok())
+        .unwrap_or_else(|| panic!("port of {listen}"))
+}
+
+#[test]
+fn compose_and_dockerfile_agree_with_the_binary() {
+    let compose = repo_file("docker-compose.yml");
+    let env = compose_hookd_environment(&compose);
+    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert!(
+        env_refs.iter().any(|(k, _)| *k == "HOOKD_REDIS__URL"),
+        "{env:?}"
+    );
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/config/hookd.toml");
+
+    // The image runs the shipped config with the compose overrides.
+    let (code, effective, stderr) = hookd(&["check-config", "--config", shipped], &env_refs);
+    assert_eq!(code, 0, "compose's environment is rejected: {stderr}");
+    let public_port = listen_port(&effective, "server");
+    let admin_port = listen_port(&effective, "admin");
+    assert!(
+        effective.contains("listen = \"0.0.0.0:"),
+        "Prometheus in another container cannot reach a loopback admin listener: {effective}"
+    );
+    // The admin token is what makes that override legal.
+    let without_token: Vec<(&str, &str)> = env_refs
+        .iter()
+        .copied()
+        .filter(|(k, _)| *k != "HOOKD_ADMIN__TOKEN")
+        .collect();
+    let (code, _, stderr) = hookd(&["check-config", "--config", shipped], &without_token);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("admin.token"), "{stderr}");
+
+    assert!(
+        compose.contains(&format!("\"{public_port}:{public_port}\"")),
+        "compose publishes the public listener"
+    );
+    let prometheus = repo_file("deploy/prometheus/prometheus.yml");
+    assert!(
+        prometheus.contains(&format!("targets: [\"hookd:{admin_port}\"]")),
+        "Prometheus scrapes the admin listener: {prometheus}"
+    );
+    assert!(prometheus.contains("job_name: hookd"));
+    for mounted in [
+        "./deploy/prometheus/prometheus.yml:",
+        "./deploy/prometheus/alerts.yml:",
+    ] {
+        assert!(compose.contains(mounted), "{mounted} is mounted");
+    }
+
+    let dockerfile = repo_file("Dockerfile");
+    for expected in [
+        // The build stage runs exactly CI's command before the release build.
+        "RUN bash .ci/run".to_string(),
+        "COPY config/hookd.toml /app/config/hookd.toml".to_string(),
+        r#"CMD ["run", "--config", "/app/config/hookd.toml"]"#.to_string(),
+        format!("EXPOSE {public_port} {admin_port}"),
+        format!("http://127.0.0.1:{public_port}/health/live"),
+        "USER hookd".to_string(),
+    ] {
+        assert!(
+            dockerfile.contains(&expected),
+            "Dockerfile lacks {expected}"
+        );
+    }
+}
+
+/// Every `hookd_*` name in the text, without the histogram suffixes
+/// Prometheus adds.
+fn metric_names(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("hookd_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        let name = &tail[..end];
+        let base = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .unwrap_or(name);
+        names.insert(base.to_string());
+        rest = &tail[end..];
+    }
+    names
+}
+
+/// `outcome` values the expressions select on (`="x"`, `!="x"`, `=~"x|y"`).
+fn outcome_values(text: &str) -> BTreeSet<String> {
+    let mut values = BTreeSet::new();
+    for (at, label) in text.match_indices("outcome") {
+        let after = &text[at + label.len()..];
+        let Some(quoted) = ["=~\"", "!=\"", "=\""]
+            .iter()
+            .find_map(|op| after.strip_prefix(op))
+        else {
+            continue;
+        };
+        let Some((alternatives, _)) = quoted.split_once('"') else {
+            continue;
+        };
+        values.extend(alternatives.split('|').map(str::to_string));
+    }
+    values
+}
+
+/// The `expr` strings of the dashboard's panels.
+fn dashboard_exprs(value: &serde_json::Value, out: &mut String) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, value) in map {
+                match (key.as_str(), value) {
+                    ("expr", serde_json::Value::String(expr)) => {
+                        out.push_str(expr);
+                        out.push('\n');
+                    }
+                    _ => dashboard_exprs(value, out),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| dashboard_exprs(v, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn alerts_and_dashboard_query_series_the_daemon_exports() {
+    let alerts = repo_file("deploy/prometheus/alerts.yml");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&repo_file("deploy/grafana/hookd.json")).expect("dashboard JSON");
+    let mut queries = String::new();
+    dashboard_exprs(&dashboard, &mut queries);
+    assert!(!queries.is_empty(), "the dashboard has panels");
+    queries.push_str(&alerts);
+
+    // Every series a panel or rule reads exists once the daemon has
+    // ingested and delivered one event.
+    let redis = TestRedis::start();
+    let sink = Sink::start().await;
+    let daemon = Daemon::start_ready(&config(
+        &redis.url(),
+        "",
+        &[SourceSpec::standard("demo", &sink.url())],
+    ))
+    .await;
+    assert_eq!(send_event(&daemon, "demo", "evt_1", "{}").await.status, 202);
+    assert!(sink.wait_for(1, Duration::from_secs(10)).await);
+    // The stats poller and the delivery's counters update on their own
+    // schedule; wait for the delivery to show.
+    let delivered = r#"hookd_deliveries_total{source="demo",outcome="success"} 1"#;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let exposition = loop {
+        let text =
+            String::from_utf8_lossy(&get(&daemon.admin_url("/metrics")).await.body).into_owned();
+        if text.contains(delivered) || tokio::time::Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(exposition.contains(delivered), "{exposition}");
+
+    let exported = metric_names(&exposition);
+    let queried = metric_names(&queries);
+    assert!(queried.len() >= 8, "{queried:?}");
+    let missing: Vec<_> = queried.difference(&exported).collect();
+    assert!(missing.is_empty(), "queried, not exported: {missing:?}");
+
+    let outcomes = outcome_values(&queries);
+    assert!(!outcomes.is_empty());
+    for outcome in &outcomes {
+        assert!(
+            exposition.contains(&format!("outcome=\"{outcome}\"")),
+            "no series has outcome=\"{outcome}\""
+        );
+    }
+}
