@@ -233,3 +233,28 @@ async fn alerts_and_dashboard_query_series_the_daemon_exports() {
         );
     }
 }
+
+/// `promtool` (Debian's `prometheus` package) checks the rules' syntax and
+/// runs `alerts_test.yml`: each alert fires on the series shape it is for
+/// and a busy, healthy source fires none.
+#[test]
+fn alert_rules_pass_their_promtool_tests() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/prometheus");
+    for args in [
+        ["check", "rules", "alerts.yml"],
+        ["test", "rules", "alerts_test.yml"],
+    ] {
+        let out = std::process::Command::new("promtool")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("promtool not found: install Debian's prometheus package (apt-get install prometheus)");
+        assert!(
+            out.status.success(),
+            "promtool {}: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
