@@ -1,9 +1,12 @@
 # syntax=docker/dockerfile:1
 # Build stage: the same commands as .ci/run (fmt, clippy, the full test suite
-# against a private redis-server), then the release binary.
+# against a private redis-server), then the release binary. The packages are
+# the ones .ci/run would install: Redis, Chromium for the dashboard test,
+# promtool for the alerting rules' test.
 FROM rust:1.95-bookworm AS build
 RUN apt-get update -qq \
  && apt-get install -y -qq --no-install-recommends redis-server \
+      chromium chromium-driver prometheus \
  && rm -rf /var/lib/apt/lists/* \
  && rustup component add rustfmt clippy
 WORKDIR /src
