@@ -204,19 +204,18 @@ async fn alerts_and_dashboard_query_series_the_daemon_exports() {
     .await;
     assert_eq!(send_event(&daemon, "demo", "evt_1", "{}").await.status, 202);
     assert!(sink.wait_for(1, Duration::from_secs(10)).await);
-    // The stats poller and the delivery's counters update on their own
-    // schedule; wait for the delivery to show.
+    // The delivery's counter is bumped after the sink has answered; wait
+    // for it to show.
+    let metrics_url = daemon.admin_url("/metrics");
     let delivered = r#"hookd_deliveries_total{source="demo",outcome="success"} 1"#;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let exposition = loop {
-        let text =
-            String::from_utf8_lossy(&get(&daemon.admin_url("/metrics")).await.body).into_owned();
-        if text.contains(delivered) || tokio::time::Instant::now() > deadline {
-            break text;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert!(exposition.contains(delivered), "{exposition}");
+    let scrape = || async { String::from_utf8_lossy(&get(&metrics_url).await.body).into_owned() };
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            scrape().await.contains(delivered)
+        })
+        .await
+    );
+    let exposition = scrape().await;
 
     let exported = metric_names(&exposition);
     let queried = metric_names(&queries);
