@@ -174,6 +174,7 @@ pub(crate) fn load(path: Option<PathBuf>) -> anyhow::Result<(Config, ConfigOrigi
 
 fn check_config(path: Option<PathBuf>) -> anyhow::Result<()> {
     let (config, origin) = load(path)?;
+    crate::check(&config)?;
     match origin {
         ConfigOrigin::File(path) => println!("# configuration from {}", path.display()),
         ConfigOrigin::Defaults => println!("# built-in defaults (no config file found)"),

@@ -48,6 +48,13 @@ pub struct ServerConfig {
     /// Bounds how long a client may take to send its body.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Closes a keep-alive or HTTP/2 connection that has had no request in
+    /// progress for this long, so idle sockets do not pile up.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Connections served at once; beyond it new connections wait in the
+    /// kernel's accept queue instead of each costing memory here.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -57,6 +64,8 @@ impl Default for ServerConfig {
             max_body_bytes: 1024 * 1024,
             header_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
         }
     }
 }
@@ -233,6 +242,12 @@ pub enum VerifyConfig {
     Twilio {
         /// Auth tokens; several during rotation.
         secrets: Vec<Secret>,
+        /// Secrets of the SharedKeys a Twilio Webhook Setting signs with
+        /// instead of the auth token; used for requests that announce one in
+        /// `X-Twilio-Webhooks-Signature-Settings` (HMAC-SHA1 or -SHA256).
+        /// Empty: such requests are checked against `secrets`.
+        #[serde(default)]
+        shared_keys: Vec<Secret>,
         /// The public URL Twilio calls (signatures cover it); the request's
         /// query string is appended.
         url: String,
@@ -412,6 +427,15 @@ impl Config {
         if self.server.max_body_bytes == 0 {
             bail!("server.max_body_bytes must be at least 1");
         }
+        if self.server.header_read_timeout.is_zero() {
+            bail!("server.header_read_timeout must be greater than 0");
+        }
+        if self.server.idle_timeout.is_zero() {
+            bail!("server.idle_timeout must be greater than 0");
+        }
+        if self.server.max_connections == 0 {
+            bail!("server.max_connections must be at least 1");
+        }
         if self.redis.pool_size == 0 {
             bail!("redis.pool_size must be at least 1");
         }
@@ -509,12 +533,37 @@ fn is_valid_source_name(name: &str) -> bool {
 }
 
 /// figment reports the failing key in its own words; this makes sure the
-/// dotted path is in the first line.
+/// dotted path is in the first line, and that no value from the file is
+/// quoted: the key may be a secret (and inside `verify`, serde loses the
+/// path below the table), so a wrong type is described by its kind only.
 fn describe_figment_error(error: figment::Error) -> anyhow::Error {
+    use figment::error::Kind;
     let mut lines = Vec::new();
     for e in error {
         let key = e.path.join(".");
-        let kind = e.kind.to_string();
+        let kind = match &e.kind {
+            Kind::InvalidType(actual, expected) => {
+                format!(
+                    "invalid type: found {}, expected {expected}",
+                    kind_of(actual)
+                )
+            }
+            Kind::InvalidValue(actual, expected) => {
+                format!(
+                    "invalid value: found {}, expected {expected}",
+                    kind_of(actual)
+                )
+            }
+            Kind::Unsupported(actual) => format!("unsupported type: {}", kind_of(actual)),
+            Kind::UnsupportedKey(actual, expected) => {
+                format!(
+                    "unsupported key type: found {}, expected {expected}",
+                    kind_of(actual)
+                )
+            }
+            Kind::Message(message) => without_source_lines(message),
+            other => other.to_string(),
+        };
         if key.is_empty() {
             lines.push(format!("invalid configuration: {kind}"));
         } else {
@@ -522,6 +571,39 @@ fn describe_figment_error(error: figment::Error) -> anyhow::Error {
         }
     }
     anyhow::anyhow!(lines.join("; "))
+}
+
+/// A value's kind for error messages, never the value itself.
+fn kind_of(actual: &figment::error::Actual) -> &'static str {
+    use figment::error::Actual;
+    match actual {
+        Actual::Bool(_) => "a boolean",
+        Actual::Unsigned(_) | Actual::Signed(_) => "an integer",
+        Actual::Float(_) => "a float",
+        Actual::Char(_) | Actual::Str(_) => "a string",
+        Actual::Bytes(_) => "bytes",
+        Actual::Unit | Actual::Option => "nothing",
+        Actual::Seq => "a list",
+        Actual::Map | Actual::NewtypeStruct | Actual::StructVariant => "a table",
+        _ => "another kind of value",
+    }
+}
+
+/// A TOML syntax error quotes the offending line (which may hold a
+/// secret) between gutter marks; keep the position and the reason only.
+fn without_source_lines(message: &str) -> String {
+    message
+        .lines()
+        .filter(|line| {
+            !line
+                .trim_start()
+                .split_once('|')
+                .is_some_and(|(gutter, _)| gutter.trim().chars().all(|c| c.is_ascii_digit()))
+        })
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 #[cfg(test)]
@@ -622,6 +704,27 @@ url = "http://127.0.0.1:1/"
         let bad = source_toml("").replace("name = \"gh\"", "name = \"a/b\"");
         let err = Config::from_toml_str(&bad).unwrap_err();
         assert!(err.to_string().contains("sources[0].name"), "{err}");
+    }
+
+    #[test]
+    fn type_errors_never_quote_a_value() {
+        let cases = [
+            source_toml("").replace(r#"secrets = ["s3cret"]"#, r#"secrets = "s3cret""#),
+            "[admin]\ntoken = 987654321\n".to_owned(),
+            "[redis]\nurl = [\"redis://:s3cret@host\"]\n".to_owned(),
+            format!("{}signing_secret = 1234567\n", source_toml("")),
+            "[admin]\ntoken = \"s3cret\n".to_owned(),
+        ];
+        for toml in cases {
+            let err = Config::from_toml_str(&toml).unwrap_err().to_string();
+            for value in ["s3cret", "987654321", "1234567"] {
+                assert!(!err.contains(value), "{err}");
+            }
+            assert!(err.contains("invalid"), "{err}");
+        }
+        let err = Config::from_toml_str("[admin]\ntoken = 987654321\n").unwrap_err();
+        assert!(err.to_string().contains("admin.token"), "{err}");
+        assert!(err.to_string().contains("an integer"), "{err}");
     }
 
     #[test]

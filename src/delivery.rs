@@ -73,6 +73,15 @@ fn destination_tls() -> Result<rustls::ClientConfig, DeliveryError> {
         .with_no_client_auth())
 }
 
+/// What [`Pipeline::start`] would refuse, without starting it.
+pub fn check(config: &crate::config::Config) -> Result<(), DeliveryError> {
+    destination_tls()?;
+    for source in &config.sources {
+        validate_destination_url(&source.destination.url)?;
+    }
+    Ok(())
+}
+
 pub fn validate_destination_url(url: &str) -> Result<Uri, DeliveryError> {
     let bad = |reason: &str| DeliveryError::BadUrl {
         url: url.to_owned(),
@@ -102,6 +111,18 @@ const NOT_FORWARDED: &[&str] = &[
     "host",
     "content-length",
     "expect",
+];
+
+/// A provider's Standard Webhooks / Svix signature set. When hookd signs a
+/// delivery itself these go, so the destination never sees two sets (the
+/// svix libraries read `svix-*` first and would check the provider's).
+const SIGNATURE_HEADERS: &[&str] = &[
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+    "svix-id",
+    "svix-timestamp",
+    "svix-signature",
 ];
 
 /// Headers hookd sets on every delivery (host, content-type, the webhook-*
@@ -208,6 +229,9 @@ pub struct Pipeline {
     consumer: String,
     readers: TaskTracker,
     ackers: TaskTracker,
+    /// Cancelled at the shutdown deadline: deliveries still waiting for
+    /// their destination give up and stay pending for another consumer.
+    abandon: CancellationToken,
 }
 
 impl Pipeline {
@@ -232,6 +256,7 @@ impl Pipeline {
         let consumer = consumer_name();
         info!(consumer = %consumer, "delivery pipeline starting");
         let promoted = Arc::new(Notify::new());
+        let abandon = CancellationToken::new();
         let readers = TaskTracker::new();
         let ackers = TaskTracker::new();
         for source in app.sources.values() {
@@ -255,6 +280,7 @@ impl Pipeline {
                 token: token.clone(),
                 deliveries: deliveries.clone(),
                 promoted: promoted.clone(),
+                abandon: abandon.clone(),
             };
             readers.spawn(reader.run());
         }
@@ -266,7 +292,15 @@ impl Pipeline {
             consumer,
             readers,
             ackers,
+            abandon,
         })
+    }
+
+    /// Makes every delivery still in flight give up at once, without
+    /// recording an outcome: its entry stays pending in Redis and is
+    /// claimed after `claim_idle`.
+    pub fn abandon_deliveries(&self) {
+        self.abandon.cancel();
     }
 
     /// Resolves once every reader and the promoter have stopped.
@@ -314,6 +348,7 @@ struct Reader {
     token: CancellationToken,
     deliveries: TaskTracker,
     promoted: Arc<Notify>,
+    abandon: CancellationToken,
 }
 
 impl Reader {
@@ -390,6 +425,7 @@ impl Reader {
                     app: self.app.clone(),
                     lane: self.lane.clone(),
                     promoted: self.promoted.clone(),
+                    abandon: self.abandon.clone(),
                 };
                 // Boxed: the task cell then holds a pointer, not the
                 // 2 KiB future, which tokio would otherwise copy on every
@@ -565,6 +601,7 @@ struct Job {
     app: Arc<App>,
     lane: Arc<Lane>,
     promoted: Arc<Notify>,
+    abandon: CancellationToken,
 }
 
 impl Job {
@@ -583,8 +620,15 @@ impl Job {
             let started = Instant::now();
             let destination = &self.lane.source.destination;
             destination.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let result = self.attempt(&envelope, attempt).await;
+            let result = tokio::select! {
+                result = self.attempt(&envelope, attempt) => Some(result),
+                _ = self.abandon.cancelled() => None,
+            };
             destination.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(result) = result else {
+                info!("delivery abandoned at the shutdown deadline; the entry stays pending");
+                return;
+            };
             match &result {
                 Attempt::Delivered { .. } => destination.record(true, None),
                 Attempt::Failed { status, .. } => destination.record(false, *status),
@@ -593,7 +637,13 @@ impl Job {
             metrics
                 .delivery_duration
                 .record(started.elapsed().as_secs_f64());
-            if let Err(e) = self.settle(&envelope, attempt, result).await {
+            let settled = tokio::select! {
+                settled = self.settle(&envelope, attempt, result) => settled,
+                // Redis hung at the deadline: whether the script ran or
+                // not, the entry is settled or still pending.
+                _ = self.abandon.cancelled() => Ok(()),
+            };
+            if let Err(e) = settled {
                 // The entry stays pending and is claimed again after
                 // claim_idle: at-least-once, never lost.
                 warn!(error = %e, "could not record the delivery outcome; the entry will be retried");
@@ -687,13 +737,34 @@ impl Job {
             HeaderMap::with_capacity(header_count(&envelope.headers) + ADDED_HEADERS);
         self.lane.connections.prepare(&mut request);
         let headers = request.headers_mut();
+        // Headers the provider's `Connection` names are hop-by-hop too.
+        let mut hop_by_hop: Vec<&[u8]> = Vec::new();
+        for (name, value) in decode_headers(&envelope.headers) {
+            if name.eq_ignore_ascii_case(b"connection") {
+                hop_by_hop.extend(
+                    value
+                        .split(|b| *b == b',')
+                        .map(<[u8]>::trim_ascii)
+                        .filter(|token| !token.is_empty()),
+                );
+            }
+        }
+        let secret_headers = self.lane.source.verifier.secret_headers();
+        let signing = self.lane.signing_key.is_some();
         for (name, value) in decode_headers(&envelope.headers) {
             let (Ok(name), Ok(value)) =
                 (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
             else {
                 continue;
             };
-            if NOT_FORWARDED.contains(&name.as_str()) {
+            let lower = name.as_str();
+            if NOT_FORWARDED.contains(&lower)
+                || secret_headers.contains(&lower)
+                || (signing && SIGNATURE_HEADERS.contains(&lower))
+                || hop_by_hop
+                    .iter()
+                    .any(|token| token.eq_ignore_ascii_case(lower.as_bytes()))
+            {
                 continue;
             }
             headers.append(name, value);

@@ -8,30 +8,22 @@ use base64::Engine;
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::queue::{DlqEntry, Queue, QueueError, SourceKeys, decode_headers, field};
+use crate::queue::{DlqEntry, DlqMatch, Queue, QueueError, SourceKeys, decode_headers, field};
 
-/// Entries scanned per source per page before giving up on a sparse filter.
-const SCAN_LIMIT: usize = 10_000;
-const SCAN_BATCH: usize = 200;
+/// Entries one scan step examines inside Redis (only matches come back).
+const SCAN_BATCH: usize = 1000;
+/// Entries examined per source for one page: a sparse filter gets a short
+/// page with a cursor rather than a request that walks a huge DLQ.
+const SCAN_PER_PAGE: usize = 10_000;
 pub const MAX_PAGE: usize = 500;
+/// Shown instead of a secret-bearing header's value.
+const REDACTED: &str = "[redacted]";
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {
     pub source: Option<String>,
     pub event_type: Option<String>,
     pub reason: Option<String>,
-}
-
-impl Filter {
-    fn matches(&self, item: &DlqItem) -> bool {
-        self.event_type
-            .as_deref()
-            .is_none_or(|t| t.is_empty() || item.event_type == t)
-            && self
-                .reason
-                .as_deref()
-                .is_none_or(|r| r.is_empty() || item.reason == r)
-    }
 }
 
 /// One attempt from an entry's history.
@@ -79,6 +71,26 @@ pub struct DlqDetail<'a> {
 }
 
 impl DlqItem {
+    /// A listing row, from a scan match (no body, headers or history).
+    pub fn from_match(source: &str, m: DlqMatch) -> Self {
+        DlqItem {
+            source: source.to_owned(),
+            id: m.dlq_id,
+            event_id: m.event_id,
+            event_type: m.event_type,
+            reason: m.reason,
+            status: m.status,
+            error: m.error,
+            attempts: m.attempts,
+            received_ms: m.received_ms,
+            dead_at_ms: m.dead_at_ms,
+            body_bytes: m.body_bytes,
+            body: Bytes::new(),
+            headers: Bytes::new(),
+            history: Vec::new(),
+        }
+    }
+
     pub fn from_entry(source: &str, entry: DlqEntry) -> Self {
         let mut item = DlqItem {
             source: source.to_owned(),
@@ -127,10 +139,13 @@ impl DlqItem {
         };
         let headers: Vec<(String, String)> = decode_headers(&self.headers)
             .map(|(k, v)| {
-                (
-                    String::from_utf8_lossy(k).into_owned(),
-                    String::from_utf8_lossy(v).into_owned(),
-                )
+                let name = String::from_utf8_lossy(k).into_owned();
+                let value = if crate::verify::is_hidden_in_views(&name) {
+                    REDACTED.to_owned()
+                } else {
+                    String::from_utf8_lossy(v).into_owned()
+                };
+                (name, value)
             })
             .collect();
         let content_type = headers
@@ -148,9 +163,8 @@ impl DlqItem {
         }
     }
 
-    fn order_key(&self) -> (u64, u64, &str) {
-        let (ms, seq) = parse_id(&self.id);
-        (ms, seq, &self.source)
+    fn order_key(&self) -> OrderKey {
+        OrderKey::new(&self.id, &self.source)
     }
 }
 
@@ -171,6 +185,32 @@ fn parse_history(log: &str) -> Vec<AttemptRecord> {
 fn parse_id(id: &str) -> (u64, u64) {
     let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
     (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
+}
+
+/// Where an entry sorts in the newest-first listing across sources.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct OrderKey {
+    ms: u64,
+    seq: u64,
+    source: String,
+}
+
+impl OrderKey {
+    fn new(id: &str, source: &str) -> Self {
+        let (ms, seq) = parse_id(id);
+        Self {
+            ms,
+            seq,
+            source: source.to_owned(),
+        }
+    }
+
+    fn cursor(&self) -> Cursor {
+        Cursor {
+            id: format!("{}-{}", self.ms, self.seq),
+            source: self.source.clone(),
+        }
+    }
 }
 
 /// A position in the newest-first listing: everything strictly older than
@@ -194,8 +234,7 @@ impl Cursor {
     }
 
     fn is_after(&self, item: &DlqItem) -> bool {
-        let (ms, seq) = parse_id(&self.id);
-        item.order_key().cmp(&(ms, seq, self.source.as_str())) == Ordering::Less
+        item.order_key().cmp(&OrderKey::new(&self.id, &self.source)) == Ordering::Less
     }
 }
 
@@ -212,50 +251,47 @@ pub struct Page {
     pub next_cursor: Option<String>,
 }
 
-/// Up to `limit` matching entries of one source older than `cursor`, and
-/// whether the source may hold more.
+/// Matching entries of one source older than `cursor`: at least `limit`
+/// of them unless the source ends first, or fewer once `SCAN_PER_PAGE`
+/// entries were examined. Also returns the last entry examined when the
+/// source goes on below it: everything newer has been looked at.
 async fn scan_source(
     queue: &Queue,
     keys: &SourceKeys,
     filter: &Filter,
     cursor: Option<&Cursor>,
     limit: usize,
-) -> Result<(Vec<DlqItem>, bool), QueueError> {
+) -> Result<(Vec<DlqItem>, Option<OrderKey>), QueueError> {
+    let event_type = filter.event_type.as_deref().unwrap_or("");
+    let reason = filter.reason.as_deref().unwrap_or("");
     let mut found = Vec::new();
     // Inclusive start at the cursor id: another source may share the id.
-    let mut before: Option<String> = None;
-    let mut start_inclusive = cursor.map(|c| c.id.clone());
-    let mut scanned = 0;
+    let mut from = cursor.map(|c| c.id.clone());
+    let mut examined = 0;
     loop {
-        let batch = match start_inclusive.take() {
-            Some(id) => queue.dlq_page_from(keys, &id, SCAN_BATCH).await?,
-            None => queue.dlq_page(keys, before.as_deref(), SCAN_BATCH).await?,
+        let step = queue
+            .dlq_scan(keys, from.as_deref(), SCAN_BATCH, event_type, reason)
+            .await?;
+        examined += step.examined;
+        for m in step.matches {
+            let item = DlqItem::from_match(&keys.source, m);
+            if cursor.is_none_or(|c| c.is_after(&item)) {
+                found.push(item);
+            }
+        }
+        let Some(last) = step.last.filter(|_| step.examined >= SCAN_BATCH) else {
+            return Ok((found, None));
         };
-        let exhausted = batch.len() < SCAN_BATCH;
-        scanned += batch.len();
-        if let Some(last) = batch.last() {
-            before = Some(last.dlq_id.clone());
+        if found.len() >= limit || examined >= SCAN_PER_PAGE {
+            return Ok((found, Some(OrderKey::new(&last, &keys.source))));
         }
-        for entry in batch {
-            let item = DlqItem::from_entry(&keys.source, entry);
-            if cursor.is_some_and(|c| !c.is_after(&item)) || !filter.matches(&item) {
-                continue;
-            }
-            found.push(item);
-            if found.len() >= limit {
-                return Ok((found, true));
-            }
-        }
-        if exhausted {
-            return Ok((found, false));
-        }
-        if scanned >= SCAN_LIMIT {
-            return Ok((found, true));
-        }
+        from = Some(format!("({last}"));
     }
 }
 
-/// Newest first across the selected sources.
+/// Newest first across the selected sources. A page may hold fewer than
+/// `limit` items (a sparse filter over a large DLQ) but is never the last
+/// one while matches may remain: `next_cursor` is then set.
 pub async fn list<'k>(
     queue: &Queue,
     sources: impl IntoIterator<Item = &'k SourceKeys>,
@@ -265,50 +301,33 @@ pub async fn list<'k>(
 ) -> Result<Page, QueueError> {
     let limit = limit.clamp(1, MAX_PAGE);
     let mut items = Vec::new();
-    let mut more = false;
+    // The highest point down to which some source was not yet examined:
+    // only what lies above it is known to be complete.
+    let mut floor: Option<OrderKey> = None;
     for keys in sources {
         if filter.source.as_deref().is_some_and(|s| s != keys.source) {
             continue;
         }
-        let (found, source_more) = scan_source(queue, keys, filter, cursor, limit).await?;
-        more |= source_more;
+        let (found, source_floor) = scan_source(queue, keys, filter, cursor, limit).await?;
         items.extend(found);
-    }
-    items.sort_by(|a, b| b.order_key().cmp(&a.order_key()));
-    if items.len() > limit {
-        items.truncate(limit);
-        more = true;
-    }
-    let next_cursor = if more {
-        items.last().map(|last| {
-            Cursor {
-                id: last.id.clone(),
-                source: last.source.clone(),
-            }
-            .to_string()
-        })
-    } else {
-        None
-    };
-    Ok(Page { items, next_cursor })
-}
-
-/// Every matching entry (for bulk replay and purge).
-pub async fn all_matching<'k>(
-    queue: &Queue,
-    sources: impl IntoIterator<Item = &'k SourceKeys> + Clone,
-    filter: &Filter,
-) -> Result<Vec<DlqItem>, QueueError> {
-    let mut out = Vec::new();
-    let mut cursor: Option<Cursor> = None;
-    loop {
-        let page = list(queue, sources.clone(), filter, cursor.as_ref(), MAX_PAGE).await?;
-        out.extend(page.items);
-        match page.next_cursor.as_deref().and_then(Cursor::parse) {
-            Some(next) => cursor = Some(next),
-            None => return Ok(out),
+        if let Some(source_floor) = source_floor {
+            floor = floor.max(Some(source_floor));
         }
     }
+    if let Some(floor) = &floor {
+        items.retain(|item| item.order_key() > *floor);
+    }
+    items.sort_by_key(|item| std::cmp::Reverse(item.order_key()));
+    let next = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(DlqItem::order_key)
+    } else {
+        floor
+    };
+    Ok(Page {
+        items,
+        next_cursor: next.map(|key| key.cursor().to_string()),
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -334,7 +353,9 @@ pub struct BulkResult {
     pub done: usize,
 }
 
-/// Replays or deletes every matching entry, one atomic step per entry.
+/// Replays or deletes every matching entry, however many there are: it
+/// walks the DLQ page by page (memory stays at one page) and acts on each
+/// page with one script call or command per source.
 pub async fn bulk<'k>(
     queue: &Queue,
     sources: impl IntoIterator<Item = &'k SourceKeys> + Clone,
@@ -342,35 +363,58 @@ pub async fn bulk<'k>(
     op: BulkOp,
     dry_run: bool,
 ) -> Result<BulkResult, QueueError> {
-    let items = all_matching(queue, sources.clone(), filter).await?;
-    let mut done = 0;
-    if !dry_run {
-        for item in &items {
-            let Some(keys) = sources
-                .clone()
-                .into_iter()
-                .find(|k| k.source == item.source)
-            else {
-                continue;
-            };
-            let moved = match op {
-                BulkOp::Replay => queue.replay(keys, &item.id).await?.is_some(),
-                BulkOp::Purge => queue.dlq_delete(keys, &item.id).await?,
-            };
-            done += usize::from(moved);
+    let mut result = BulkResult {
+        matched: 0,
+        done: 0,
+    };
+    let mut cursor: Option<Cursor> = None;
+    let mut pages = 0u64;
+    loop {
+        let page = list(queue, sources.clone(), filter, cursor.as_ref(), MAX_PAGE).await?;
+        result.matched += page.items.len();
+        if !dry_run {
+            for keys in sources.clone() {
+                let ids: Vec<&str> = page
+                    .items
+                    .iter()
+                    .filter(|item| item.source == keys.source)
+                    .map(|item| item.id.as_str())
+                    .collect();
+                result.done += match op {
+                    BulkOp::Replay => queue
+                        .replay_many(keys, &ids)
+                        .await?
+                        .iter()
+                        .filter(|moved| moved.is_some())
+                        .count(),
+                    BulkOp::Purge => queue.dlq_delete_many(keys, &ids).await?,
+                };
+            }
         }
+        pages += 1;
+        if pages.is_multiple_of(100) {
+            tracing::info!(
+                matched = result.matched,
+                done = result.done,
+                op = op.verb(),
+                "bulk dead-letter operation in progress"
+            );
+        }
+        match page.next_cursor.as_deref().and_then(Cursor::parse) {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    if !dry_run {
         tracing::info!(
-            matched = items.len(),
-            done,
+            matched = result.matched,
+            done = result.done,
             ?filter,
             op = op.verb(),
             "bulk dead-letter operation"
         );
     }
-    Ok(BulkResult {
-        matched: items.len(),
-        done,
-    })
+    Ok(result)
 }
 
 /// Finds an entry by id in the given sources.
@@ -466,7 +510,7 @@ mod tests {
                     ("body".into(), Bytes::from_static(b"\xff\x00")),
                     (
                         "hdr".into(),
-                        Bytes::from_static(b"content-type: a/b\nx-y: z\n"),
+                        Bytes::from_static(b"content-type: a/b\nx-y: z\nX-Gitlab-Token: hush\n"),
                     ),
                 ],
             },
@@ -475,6 +519,10 @@ mod tests {
         assert_eq!(detail.body, None);
         assert_eq!(detail.body_base64.as_deref(), Some("/wA="));
         assert_eq!(detail.content_type, "a/b");
-        assert_eq!(detail.headers.len(), 2);
+        assert_eq!(detail.headers.len(), 3);
+        assert_eq!(
+            detail.headers[2],
+            ("X-Gitlab-Token".into(), REDACTED.into())
+        );
     }
 }

@@ -249,9 +249,10 @@ fn auto_id(scheme: &VerifyConfig, headers: &HeaderMap, body: &mut Body) -> Optio
         }
         VerifyConfig::Stripe { .. } => body.pointer("/id"),
         VerifyConfig::Github { .. } => from_header("x-github-delivery"),
-        VerifyConfig::Shopify { .. } => {
-            from_header("x-shopify-webhook-id").or_else(|| from_header("x-shopify-event-id"))
-        }
+        VerifyConfig::Shopify { .. } => from_header("x-shopify-webhook-id")
+            .or_else(|| from_header("shopify-webhook-id"))
+            .or_else(|| from_header("x-shopify-event-id"))
+            .or_else(|| from_header("shopify-event-id")),
         VerifyConfig::Slack { .. } => body.pointer("/event_id"),
         VerifyConfig::Twilio { .. } => from_header("i-twilio-idempotency-token"),
         VerifyConfig::Gitlab { .. } => {
@@ -271,7 +272,9 @@ fn auto_type(scheme: &VerifyConfig, headers: &HeaderMap, body: &mut Body) -> Opt
         | VerifyConfig::Stripe { .. }
         | VerifyConfig::Square { .. } => body.pointer("/type"),
         VerifyConfig::Github { .. } => header(headers, "x-github-event"),
-        VerifyConfig::Shopify { .. } => header(headers, "x-shopify-topic"),
+        VerifyConfig::Shopify { .. } => {
+            header(headers, "x-shopify-topic").or_else(|| header(headers, "shopify-topic"))
+        }
         VerifyConfig::Slack { .. } => body
             .pointer("/event/type")
             .or_else(|| body.pointer("/type")),
@@ -444,6 +447,26 @@ mod tests {
                     String::from_utf8_lossy(doc)
                 );
             }
+        }
+    }
+
+    #[test]
+    fn shopify_auto_reads_prefixed_and_unprefixed_headers() {
+        let scheme = VerifyConfig::Shopify { secrets: vec![] };
+        for (id, topic) in [
+            ("x-shopify-webhook-id", "x-shopify-topic"),
+            ("shopify-webhook-id", "shopify-topic"),
+        ] {
+            let h = headers(&[(id, "w-1"), (topic, "orders/create")]);
+            let mut body = Body::new(b"{}");
+            assert_eq!(
+                event_id(&FieldSource::Auto, &scheme, &h, &mut body).unwrap(),
+                "w-1"
+            );
+            assert_eq!(
+                event_type(&FieldSource::Auto, &scheme, &h, &mut body),
+                "orders/create"
+            );
         }
     }
 

@@ -1,5 +1,7 @@
 //! The HTTP surface: webhook ingest, health probes and metrics.
 
+mod connection;
+
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,11 +17,12 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use serde::Serialize;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info_span, warn};
 
 use crate::extract::{self, Body};
-use crate::queue::{IngestOutcome, NewEvent, encode_headers};
+use crate::queue::{IngestOutcome, NewEvent, encode_headers_except};
 use crate::telemetry::IngestOutcome as Outcome;
 use crate::verify::SignedRequest;
 use crate::{App, Source, unix_ms, unix_secs};
@@ -41,15 +44,27 @@ const RETRY_AFTER_BACKLOG: &str = "30";
 const RETRY_AFTER_DRAINING: &str = "5";
 
 /// Accepts connections until `token` is cancelled, then lets the open
-/// connections finish their current request and closes them.
+/// connections finish their current request and closes them. At most
+/// `server.max_connections` are served at once: beyond that the listener
+/// stops accepting and the kernel's backlog holds the rest.
 pub async fn serve(listener: TcpListener, app: Arc<App>, kind: Listener, token: CancellationToken) {
+    let server = &app.config.server;
+    let (first_request, idle) = (server.header_read_timeout, server.idle_timeout);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(app.config.server.header_read_timeout);
+        .header_read_timeout(server.header_read_timeout);
+    let slots = Arc::new(Semaphore::new(server.max_connections));
     let graceful = GracefulShutdown::new();
     loop {
+        let slot = tokio::select! {
+            _ = token.cancelled() => break,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+        };
         let (stream, peer) = tokio::select! {
             _ = token.cancelled() => break,
             accepted = listener.accept() => match accepted {
@@ -64,16 +79,30 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, kind: Listener, token: 
             },
         };
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let service = service_fn(move |req| {
-            let app = app.clone();
-            async move { Ok::<_, Infallible>(route(&app, kind, req).await) }
-        });
+        let activity = connection::Activity::new();
+        let service = {
+            let (app, activity) = (app.clone(), activity.clone());
+            service_fn(move |req| {
+                let app = app.clone();
+                let request = activity.request_started();
+                async move {
+                    let response = route(&app, kind, req).await;
+                    drop(request);
+                    Ok::<_, Infallible>(response)
+                }
+            })
+        };
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         let conn = graceful.watch(conn.into_owned());
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                debug!(%peer, error = %e, "connection ended with an error");
+            let _slot = slot;
+            tokio::select! {
+                result = conn => if let Err(e) = result {
+                    debug!(%peer, error = %e, "connection ended with an error");
+                },
+                _ = connection::expired(&activity, first_request, idle) => {
+                    debug!(%peer, "closing a connection with no request in progress");
+                }
             }
         });
     }
@@ -209,6 +238,14 @@ async fn ingest_inner(
             unavailable("draining for shutdown", RETRY_AFTER_DRAINING),
         );
     }
+    // Known down (refused, or hung past the health check's timeout): say so
+    // now rather than make every request wait for its own timeout.
+    if !app.status.redis_up() {
+        return (
+            Outcome::Unavailable,
+            unavailable("storage unavailable", RETRY_AFTER_REDIS),
+        );
+    }
     let limit = app.config.server.max_body_bytes;
     let declared = req
         .headers()
@@ -287,7 +324,8 @@ async fn ingest_inner(
         event_id: &event_id,
         event_type: &event_type,
         content_type: parts.headers.get(CONTENT_TYPE).map(HeaderValue::as_bytes),
-        headers: encode_headers(&parts.headers),
+        // A header that is the secret itself (X-Gitlab-Token) is not kept.
+        headers: encode_headers_except(&parts.headers, source.verifier.secret_headers()),
         body,
         received_ms: unix_ms(),
     };

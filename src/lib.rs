@@ -64,10 +64,28 @@ pub enum RunError {
     Listener(#[from] std::io::Error),
 }
 
+/// How long after `shutdown.timeout` the last steps of a shutdown may take
+/// (design: exit within drain_delay + timeout + 1 s).
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(800);
+
 /// Concurrent ingest script calls per source. Redis runs scripts one at a
 /// time, so more lanes only overlap network time, while fewer lanes let
 /// bigger batches form under load (see `queue::Ingestor`).
 pub const INGEST_LANES: usize = 2;
+
+/// Runs every check `run` makes before it connects anywhere, building what
+/// `run` builds and throwing it away (`hookd check-config`).
+pub fn check(config: &Config) -> Result<(), RunError> {
+    queue::parse_url(config.redis.url.expose())?;
+    for source in &config.sources {
+        Verifier::from_config(&source.verify).map_err(|source_err| RunError::Source {
+            source_name: source.name.clone(),
+            source: source_err,
+        })?;
+    }
+    delivery::check(config)?;
+    Ok(())
+}
 
 /// A configured source with everything derived from its config once.
 pub struct Source {
@@ -306,19 +324,22 @@ pub async fn run(
             in_flight = app.workers_busy(),
             "deliveries still in flight at shutdown.timeout; they stay pending in redis and will be claimed"
         );
+        pipeline.abandon_deliveries();
     }
-    // Acks are quick; give them a moment beyond the deadline rather than
-    // redeliver work that is done.
-    if tokio::time::timeout_at(deadline + Duration::from_secs(2), pipeline.acks_flushed())
+    // What remains (acknowledging finished deliveries, leaving the
+    // consumer groups, closing connections) is quick unless Redis is
+    // hung; either way the process exits within timeout + 1 s.
+    let hard_stop = deadline + SHUTDOWN_GRACE;
+    if tokio::time::timeout_at(hard_stop, pipeline.acks_flushed())
         .await
         .is_err()
     {
         warn!("some acknowledgements were not written; those events will be delivered again");
     }
-    pipeline.release_consumers().await;
+    let _ = tokio::time::timeout_at(hard_stop, pipeline.release_consumers()).await;
     background_token.cancel();
-    background.wait().await;
-    app.queue.quit().await;
+    let _ = tokio::time::timeout_at(hard_stop, background.wait()).await;
+    let _ = tokio::time::timeout_at(hard_stop, app.queue.quit()).await;
     info!("shutdown complete");
     Ok(())
 }

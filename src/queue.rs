@@ -78,6 +78,8 @@ pub enum QueueError {
     Reply { op: &'static str, detail: String },
     #[error("redis {op} took longer than {after:?}")]
     Timeout { op: &'static str, after: Duration },
+    #[error("redis.url is not a valid Redis URL: {reason}")]
+    BadUrl { reason: String },
 }
 
 impl QueueError {
@@ -138,6 +140,7 @@ struct Scripts {
     claim: Script,
     stats: Script,
     replay: Script,
+    dlq_scan: Script,
 }
 
 impl Scripts {
@@ -151,6 +154,7 @@ impl Scripts {
             claim: Script::from_lua(include_str!("queue/claim.lua")),
             stats: Script::from_lua(include_str!("queue/stats.lua")),
             replay: Script::from_lua(include_str!("queue/replay.lua")),
+            dlq_scan: Script::from_lua(include_str!("queue/dlq_scan.lua")),
         }
     }
 }
@@ -182,6 +186,31 @@ pub struct SourceStats {
     pub oldest_age_ms: Option<u64>,
 }
 
+/// The listing fields of a DLQ entry that matched a scan's filter.
+#[derive(Debug, Clone, Default)]
+pub struct DlqMatch {
+    pub dlq_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub reason: String,
+    pub status: Option<u16>,
+    pub error: String,
+    pub attempts: u32,
+    pub received_ms: u64,
+    pub dead_at_ms: u64,
+    pub body_bytes: usize,
+}
+
+/// One step of a filtered DLQ walk (`dlq_scan.lua`).
+#[derive(Debug, Default)]
+pub struct DlqScanStep {
+    /// Entries looked at; fewer than asked for means the DLQ ends here.
+    pub examined: usize,
+    /// The oldest entry looked at, where the next step continues below.
+    pub last: Option<String>,
+    pub matches: Vec<DlqMatch>,
+}
+
 /// One dead-lettered event from the DLQ stream.
 #[derive(Debug, Clone)]
 pub struct DlqEntry {
@@ -200,12 +229,20 @@ pub struct Queue {
 
 /// Serialises request headers byte-exact as `name: value\n` lines.
 pub fn encode_headers(headers: &HeaderMap) -> Bytes {
+    encode_headers_except(headers, &[])
+}
+
+/// [`encode_headers`] without the headers named in `skip` (lowercase).
+pub fn encode_headers_except(headers: &HeaderMap, skip: &[&str]) -> Bytes {
     let size: usize = headers
         .iter()
         .map(|(k, v)| k.as_str().len() + v.len() + 3)
         .sum();
     let mut buf = BytesMut::with_capacity(size);
     for (name, value) in headers {
+        if skip.contains(&name.as_str()) {
+            continue;
+        }
         buf.put_slice(name.as_str().as_bytes());
         buf.put_slice(b": ");
         buf.put_slice(value.as_bytes());
@@ -455,11 +492,19 @@ fn frame_error(op: &'static str, frame: &Resp3Frame) -> Option<QueueError> {
     })
 }
 
+/// `redis.url` as fred reads it; the error never quotes the URL, which may
+/// hold a password.
+pub fn parse_url(url: &str) -> Result<FredConfig, QueueError> {
+    FredConfig::from_url(url).map_err(|e| QueueError::BadUrl {
+        reason: e.details().to_string(),
+    })
+}
+
 impl Queue {
     /// Builds the pool and starts connecting in the background: a Redis that
     /// is down at startup is not fatal, readiness reports it until it comes.
     pub fn connect(url: &str, pool_size: usize) -> Result<Self, QueueError> {
-        let mut config = FredConfig::from_url(url).map_err(redis("parse redis.url"))?;
+        let mut config = parse_url(url)?;
         config.fail_fast = false;
         let pool = Builder::from_config(config)
             .with_connection_config(|c| {
@@ -871,75 +916,102 @@ impl Queue {
         keys: &SourceKeys,
         dlq_id: &str,
     ) -> Result<Option<String>, QueueError> {
+        Ok(self.replay_many(keys, &[dlq_id]).await?.pop().flatten())
+    }
+
+    /// [`Self::replay`] for several entries in one script call.
+    pub async fn replay_many(
+        &self,
+        keys: &SourceKeys,
+        dlq_ids: &[&str],
+    ) -> Result<Vec<Option<String>>, QueueError> {
+        const OP: &str = "replay";
+        if dlq_ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let result = self
             .eval(
-                "replay",
+                OP,
                 &self.scripts.replay,
                 vec![&keys.stream, &keys.dlq],
-                || vec![dlq_id.into()],
+                || dlq_ids.iter().map(|id| Value::from(*id)).collect(),
                 None,
             )
             .await?;
-        Ok(match result {
-            Value::Null | Value::Boolean(false) => None,
-            other => value_string(&other),
-        })
+        match result {
+            Value::Array(items) if items.len() == dlq_ids.len() => Ok(items
+                .iter()
+                .map(|item| match item {
+                    Value::Null | Value::Boolean(false) => None,
+                    other => value_string(other),
+                })
+                .collect()),
+            other => Err(reply(OP, format!("{other:?}"))),
+        }
     }
 
-    /// DLQ entries, newest first, strictly older than `before` (or from
-    /// the newest).
-    pub async fn dlq_page(
+    /// Examines up to `count` DLQ entries, newest first, from `from`
+    /// (inclusive; None = the newest), and returns those matching the
+    /// event type and reason (empty = any).
+    pub async fn dlq_scan(
         &self,
         keys: &SourceKeys,
-        before: Option<&str>,
+        from: Option<&str>,
         count: usize,
-    ) -> Result<Vec<DlqEntry>, QueueError> {
-        let end = before
-            .map(|b| format!("({b}"))
-            .unwrap_or_else(|| "+".into());
-        self.dlq_revrange(keys, &end, count).await
-    }
-
-    /// DLQ entries, newest first, from `id` (inclusive) downwards.
-    pub async fn dlq_page_from(
-        &self,
-        keys: &SourceKeys,
-        id: &str,
-        count: usize,
-    ) -> Result<Vec<DlqEntry>, QueueError> {
-        self.dlq_revrange(keys, id, count).await
-    }
-
-    async fn dlq_revrange(
-        &self,
-        keys: &SourceKeys,
-        end: &str,
-        count: usize,
-    ) -> Result<Vec<DlqEntry>, QueueError> {
-        const OP: &str = "xrevrange";
-        let value: Value = self
-            .pool
-            .next()
-            .xrevrange(keys.dlq.as_str(), end, "-", Some(count as u64))
-            .await
-            .map_err(redis(OP))?;
-        let Value::Array(entries) = value else {
-            return Ok(Vec::new());
+        event_type: &str,
+        reason: &str,
+    ) -> Result<DlqScanStep, QueueError> {
+        const OP: &str = "dlq scan";
+        let result = self
+            .eval(
+                OP,
+                &self.scripts.dlq_scan,
+                vec![&keys.dlq],
+                || {
+                    vec![
+                        from.unwrap_or("+").into(),
+                        Value::Integer(count as i64),
+                        event_type.into(),
+                        reason.into(),
+                    ]
+                },
+                None,
+            )
+            .await?;
+        let Value::Array(parts) = result else {
+            return Err(reply(OP, "not an array"));
         };
-        entries
+        let [examined, last, matches] =
+            <[Value; 3]>::try_from(parts).map_err(|_| reply(OP, "expected three items"))?;
+        let matches = match matches {
+            Value::Array(items) => items,
+            _ => Vec::new(),
+        };
+        let text = |v: &Value| value_string(v).unwrap_or_default();
+        let number = |v: &Value| value_u64(v).unwrap_or(0);
+        let matches = matches
             .into_iter()
-            .map(|entry| {
-                let Value::Array(mut parts) = entry else {
-                    return Err(reply(OP, "entry shape"));
-                };
-                if parts.len() != 2 {
-                    return Err(reply(OP, "entry arity"));
-                }
-                let fields = entry_pairs(OP, parts.swap_remove(1))?;
-                let dlq_id = value_string(&parts[0]).ok_or_else(|| reply(OP, "id"))?;
-                Ok(DlqEntry { dlq_id, fields })
+            .map(|item| match item {
+                Value::Array(f) if f.len() == 10 => Ok(DlqMatch {
+                    dlq_id: text(&f[0]),
+                    event_id: text(&f[1]),
+                    event_type: text(&f[2]),
+                    reason: text(&f[3]),
+                    status: text(&f[4]).parse().ok(),
+                    error: text(&f[5]),
+                    attempts: number(&f[6]) as u32,
+                    received_ms: number(&f[7]),
+                    dead_at_ms: number(&f[8]),
+                    body_bytes: number(&f[9]) as usize,
+                }),
+                _ => Err(reply(OP, "match shape")),
             })
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(DlqScanStep {
+            examined: value_u64(&examined).unwrap_or(0) as usize,
+            last: value_string(&last).filter(|id| !id.is_empty()),
+            matches,
+        })
     }
 
     /// One DLQ entry by id, or None.
@@ -971,13 +1043,25 @@ impl Queue {
 
     /// Deletes a DLQ entry; false if it was not there.
     pub async fn dlq_delete(&self, keys: &SourceKeys, dlq_id: &str) -> Result<bool, QueueError> {
+        Ok(self.dlq_delete_many(keys, &[dlq_id]).await? > 0)
+    }
+
+    /// Deletes DLQ entries in one command; how many were there.
+    pub async fn dlq_delete_many(
+        &self,
+        keys: &SourceKeys,
+        dlq_ids: &[&str],
+    ) -> Result<usize, QueueError> {
+        if dlq_ids.is_empty() {
+            return Ok(0);
+        }
         let deleted: i64 = self
             .pool
             .next()
-            .xdel(keys.dlq.as_str(), dlq_id)
+            .xdel(keys.dlq.as_str(), dlq_ids.to_vec())
             .await
             .map_err(redis("xdel"))?;
-        Ok(deleted > 0)
+        Ok(deleted.max(0) as usize)
     }
 
     /// Settings of the Redis server that put accepted events at risk, as

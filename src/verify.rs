@@ -47,6 +47,18 @@ pub enum KeyError {
     BadHeader(String),
 }
 
+const GITLAB_TOKEN: &[&str] = &["x-gitlab-token"];
+
+/// Whether operator views (admin API, dashboard, `hookd dlq show`) must
+/// hide a stored header's value: any scheme's secret-bearing header (events
+/// stored before such headers were dropped at ingest may still hold one)
+/// and credentials a provider may send.
+pub fn is_hidden_in_views(name: &str) -> bool {
+    GITLAB_TOKEN.iter().any(|h| name.eq_ignore_ascii_case(h))
+        || name.eq_ignore_ascii_case("authorization")
+        || name.eq_ignore_ascii_case("proxy-authorization")
+}
+
 /// What a verifier looks at. The query string matters for schemes that sign
 /// the URL (Twilio).
 pub struct SignedRequest<'a> {
@@ -82,7 +94,12 @@ enum Scheme {
         tolerance: i64,
     },
     Twilio {
+        /// Auth tokens, HMAC-SHA1: requests without signature settings.
         keys: Vec<hmac::Key>,
+        /// For requests whose `X-Twilio-Webhooks-Signature-Settings` names
+        /// an algorithm: the shared keys (or the auth tokens) under each.
+        announced_sha1: Vec<hmac::Key>,
+        announced_sha256: Vec<hmac::Key>,
         url: String,
     },
     Gitlab {
@@ -187,10 +204,23 @@ impl Verifier {
                 keys: keys("slack", secrets, SHA256)?,
                 tolerance: secs(*tolerance),
             },
-            VerifyConfig::Twilio { secrets, url } => Scheme::Twilio {
-                keys: keys("twilio", secrets, SHA1)?,
-                url: check_url(url)?,
-            },
+            VerifyConfig::Twilio {
+                secrets,
+                shared_keys,
+                url,
+            } => {
+                let announced = if shared_keys.is_empty() {
+                    secrets
+                } else {
+                    shared_keys
+                };
+                Scheme::Twilio {
+                    keys: keys("twilio", secrets, SHA1)?,
+                    announced_sha1: keys("twilio", announced, SHA1)?,
+                    announced_sha256: keys("twilio", announced, SHA256)?,
+                    url: check_url(url)?,
+                }
+            }
             VerifyConfig::Gitlab { secrets } => {
                 // Validates non-empty the same way as the HMAC schemes.
                 keys("gitlab", secrets, SHA256)?;
@@ -233,6 +263,15 @@ impl Verifier {
             VerifyConfig::None => Scheme::None,
         };
         Ok(Self { scheme })
+    }
+
+    /// Request headers that carry the source's secret itself rather than a
+    /// signature over the request: never stored, forwarded or shown.
+    pub fn secret_headers(&self) -> &'static [&'static str] {
+        match self.scheme {
+            Scheme::Gitlab { .. } => GITLAB_TOKEN,
+            _ => &[],
+        }
     }
 
     /// `now` is Unix seconds, passed in so tests can pin the clock.
@@ -284,7 +323,9 @@ impl Verifier {
                 }
             }
             Scheme::Shopify { keys } => {
-                let sig = required(req.headers, "x-shopify-hmac-sha256")?;
+                // Shopify's own library accepts the unprefixed names too.
+                let sig =
+                    header_either(req.headers, "x-shopify-hmac-sha256", "shopify-hmac-sha256")?;
                 any_match(keys, Base64, once(sig), &[req.body])
             }
             Scheme::Slack { keys, tolerance } => {
@@ -301,8 +342,20 @@ impl Verifier {
                     &[b"v0:", ts.as_bytes(), b":", req.body],
                 )
             }
-            Scheme::Twilio { keys, url } => {
+            Scheme::Twilio {
+                keys,
+                announced_sha1,
+                announced_sha256,
+                url,
+            } => {
                 let sig = required(req.headers, "x-twilio-signature")?;
+                let keys = match optional(req.headers, TWILIO_SIGNATURE_SETTINGS)? {
+                    None => keys,
+                    Some(settings) => match twilio_algorithm(settings)? {
+                        TwilioAlgorithm::Sha1 => announced_sha1,
+                        TwilioAlgorithm::Sha256 => announced_sha256,
+                    },
+                };
                 let content_type = optional(req.headers, "content-type")?.unwrap_or("");
                 let message = twilio_message(url, req.query, content_type, req.body)?;
                 any_match(keys, Base64, once(sig), &[message.as_bytes()])
@@ -419,7 +472,7 @@ impl Verifier {
                     ),
                 ),
             ],
-            Scheme::Twilio { keys, url } => {
+            Scheme::Twilio { keys, url, .. } => {
                 let message = twilio_message(url, query, content_type, body)?;
                 vec![
                     h("I-Twilio-Idempotency-Token", id.to_owned()),
@@ -462,6 +515,27 @@ impl Verifier {
             }
             Scheme::None => vec![h("webhook-id", id.to_owned())],
         })
+    }
+}
+
+/// Announces that a Twilio Webhook Setting signed the request, and how:
+/// `key=<SharedKey sid>,algorithm=HMAC_SHA256` (or `HMAC_SHA1`).
+const TWILIO_SIGNATURE_SETTINGS: &str = "x-twilio-webhooks-signature-settings";
+
+enum TwilioAlgorithm {
+    Sha1,
+    Sha256,
+}
+
+fn twilio_algorithm(settings: &str) -> Result<TwilioAlgorithm, VerifyError> {
+    let algorithm = settings
+        .split(',')
+        .find_map(|part| part.trim().strip_prefix("algorithm="))
+        .ok_or(VerifyError::Malformed(TWILIO_SIGNATURE_SETTINGS))?;
+    match algorithm.trim() {
+        a if a.eq_ignore_ascii_case("HMAC_SHA256") => Ok(TwilioAlgorithm::Sha256),
+        a if a.eq_ignore_ascii_case("HMAC_SHA1") => Ok(TwilioAlgorithm::Sha1),
+        _ => Err(VerifyError::Malformed(TWILIO_SIGNATURE_SETTINGS)),
     }
 }
 

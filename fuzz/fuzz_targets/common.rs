@@ -56,6 +56,7 @@ pub fn schemes() -> Vec<hookd::config::VerifyConfig> {
         },
         VerifyConfig::Twilio {
             secrets: s(),
+            shared_keys: s(),
             url: "https://example.com/t".into(),
         },
         VerifyConfig::Gitlab { secrets: s() },

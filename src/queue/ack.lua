@@ -1,4 +1,4 @@
-#!lua
+#!lua flags=allow-oom
 -- Ack: a delivered entry leaves the group's pending list and the stream, so
 -- the stream only ever holds undelivered work (XLEN is the backlog).
 -- KEYS[1] stream; ARGV[1] group, ARGV[2..] entry ids

@@ -1,4 +1,4 @@
-#!lua
+#!lua flags=allow-oom
 -- Take over entries another consumer left pending longer than min-idle
 -- (a crashed or partitioned process), with their delivery counts so the
 -- caller can stop crash loops.

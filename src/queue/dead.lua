@@ -1,4 +1,4 @@
-#!lua
+#!lua flags=allow-oom
 -- Dead-letter: move the entry, byte-exact, from the stream to the DLQ
 -- stream with why it died.
 -- KEYS[1] stream, KEYS[2] dlq

@@ -1,4 +1,4 @@
-#!lua
+#!lua flags=allow-oom
 -- Promote due retries back into the stream. Safe with many processes: the
 -- move of each member is atomic, so a member is promoted exactly once.
 -- KEYS[1] stream, KEYS[2] delayed; ARGV[1] max members to move

@@ -1,4 +1,4 @@
-#!lua
+#!lua flags=allow-oom
 -- Schedule a retry: move the entry from the stream to the delayed set, due
 -- at Redis' clock + delay, with its attempt count and history updated.
 -- KEYS[1] stream, KEYS[2] delayed

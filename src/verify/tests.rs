@@ -236,6 +236,23 @@ fn shopify_vector() {
     );
 }
 
+// Shopify's library (@shopify/shopify-api) also accepts the headers
+// without their X- prefix.
+#[test]
+fn shopify_unprefixed_headers() {
+    let config = VerifyConfig::Shopify {
+        secrets: secrets(&["hush"]),
+    };
+    let h = [(
+        "shopify-hmac-sha256",
+        "qBvrsZF7RfB1iS6BX6IHqJTp5L911P7intnPeTPsH0I=",
+    )];
+    assert_eq!(
+        check(config, &h, None, br#"{"id":820982911946154508}"#, 0),
+        Ok(())
+    );
+}
+
 // Slack: the worked example in api.slack.com "Verifying requests from Slack".
 const SLACK_BODY: &[u8] = b"token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c";
 
@@ -272,6 +289,7 @@ fn slack_published_vector() {
 fn twilio_published_form_vector() {
     let config = VerifyConfig::Twilio {
         secrets: secrets(&["12345"]),
+        shared_keys: vec![],
         url: "https://mycompany.com/myapp.php".into(),
     };
     let body = b"To=%2B18005551212&From=%2B14158675309&Digits=1234&Caller=%2B14158675309&CallSid=CA1234567890ABCDE";
@@ -294,12 +312,91 @@ fn twilio_published_form_vector() {
     );
 }
 
+// Twilio Webhook Settings sign with a SharedKey and announce the
+// algorithm in X-Twilio-Webhooks-Signature-Settings (twilio-node
+// examples/WebhookSignatureValidation.md); the signed string is the same.
+// Expected values computed with Python's hmac module.
+#[test]
+fn twilio_signature_settings_select_key_and_algorithm() {
+    let config = |shared: &[&str]| VerifyConfig::Twilio {
+        secrets: secrets(&["12345"]),
+        shared_keys: secrets(shared),
+        url: "https://mycompany.com/myapp.php".into(),
+    };
+    let body = b"To=%2B18005551212&From=%2B14158675309&Digits=1234&Caller=%2B14158675309&CallSid=CA1234567890ABCDE";
+    let form = ("content-type", "application/x-www-form-urlencoded");
+    let sha256 = [
+        (
+            "x-twilio-signature",
+            "p6CwTztB/GFEKpiycl+NFVARK4Fl6b1LwIk49WvuJUE=",
+        ),
+        (
+            "x-twilio-webhooks-signature-settings",
+            "key=KSxxxx,algorithm=HMAC_SHA256",
+        ),
+        form,
+    ];
+    let query = Some("foo=1&bar=2");
+    assert_eq!(
+        check(config(&["twilio-shared-key"]), &sha256, query, body, 0),
+        Ok(())
+    );
+    // Without shared keys configured, the auth token is the key: mismatch.
+    assert_eq!(
+        check(config(&[]), &sha256, query, body, 0),
+        Err(VerifyError::Mismatch)
+    );
+    let sha1 = [
+        ("x-twilio-signature", "D9psTN+hqPjC686J+D1lTmgOblY="),
+        (
+            "x-twilio-webhooks-signature-settings",
+            "key=KSxxxx,algorithm=HMAC_SHA1",
+        ),
+        form,
+    ];
+    assert_eq!(
+        check(config(&["twilio-shared-key"]), &sha1, query, body, 0),
+        Ok(())
+    );
+    // An announced SHA-256 signature checked as SHA-1 (or the reverse) fails.
+    let mut swapped = sha256;
+    swapped[1].1 = "key=KSxxxx,algorithm=HMAC_SHA1";
+    assert_eq!(
+        check(config(&["twilio-shared-key"]), &swapped, query, body, 0),
+        Err(VerifyError::Mismatch)
+    );
+    let mut unknown = sha256;
+    unknown[1].1 = "key=KSxxxx,algorithm=HMAC_MD5";
+    assert!(matches!(
+        check(config(&["twilio-shared-key"]), &unknown, query, body, 0),
+        Err(VerifyError::Malformed(_))
+    ));
+    // Plain auth-token requests keep working next to shared keys.
+    let plain = [("x-twilio-signature", "RSOYDt4T1cUTdK1PDd93/VVr8B8="), form];
+    assert_eq!(
+        check(config(&["twilio-shared-key"]), &plain, query, body, 0),
+        Ok(())
+    );
+}
+
+#[test]
+fn only_gitlab_names_a_header_that_is_the_secret() {
+    let gitlab = Verifier::from_config(&VerifyConfig::Gitlab {
+        secrets: secrets(&["t"]),
+    })
+    .unwrap();
+    assert_eq!(gitlab.secret_headers(), &["x-gitlab-token"]);
+    let github = Verifier::from_config(&github(false)).unwrap();
+    assert!(github.secret_headers().is_empty());
+}
+
 // Twilio JSON bodies: bodySHA256 query parameter (twilio.com/docs/usage/webhooks/webhooks-security);
 // expected value computed with Python's hmac module.
 #[test]
 fn twilio_json_body_hash() {
     let config = VerifyConfig::Twilio {
         secrets: secrets(&["12345"]),
+        shared_keys: vec![],
         url: "https://example.com/twilio".into(),
     };
     let query = "bodySHA256=015abd7f5cc57a2dd94b7590f04ad8084273905ee33ec5cebeae62276a97f862";
@@ -489,6 +586,7 @@ fn sign_round_trips_for_every_scheme() {
         },
         VerifyConfig::Twilio {
             secrets: secrets(&["s"]),
+            shared_keys: vec![],
             url: "https://example.com/t".into(),
         },
         VerifyConfig::Gitlab {

@@ -544,3 +544,94 @@ async fn the_dlq_command_line() {
     assert_eq!(code, 1);
     assert!(err.contains("nope"));
 }
+
+/// Filters and bulk operations reach every match however large the DLQ:
+/// one `rare` entry behind 100k others is found by following cursors,
+/// counted by a dry run, and replayed; a purge takes all 100k.
+#[tokio::test(flavor = "multi_thread")]
+async fn filters_and_bulk_operations_cover_a_dlq_of_100k_entries() {
+    let s = Setup::start().await;
+    const COMMON: usize = 100_000;
+    let dlq = "hookd:{alpha}:dlq".to_owned();
+    let entry = |id: String, event_type: &str| {
+        let mut command = vec!["XADD".to_owned(), dlq.clone(), "*".to_owned()];
+        for (k, v) in [
+            ("id", id.as_str()),
+            ("type", event_type),
+            ("hdr", "content-type: application/json\n"),
+            ("body", "{\"n\":1}"),
+            ("rcv", "1700000000000"),
+            ("att", "3"),
+            ("reason", "max_attempts"),
+            ("status", "503"),
+            ("error", "down"),
+            ("dead_at", "1700000000001"),
+        ] {
+            command.push(k.to_owned());
+            command.push(v.to_owned());
+        }
+        command
+    };
+    // The rare entry is the oldest: every newest-first walk meets it last.
+    s.redis.pipe(
+        std::iter::once(entry("evt_rare".into(), "rare"))
+            .chain((0..COMMON).map(|i| entry(format!("evt_{i}"), "common"))),
+    );
+    assert_eq!(s.redis.dlq_len("alpha"), COMMON as i64 + 1);
+
+    let mut found = Vec::new();
+    let mut cursor = String::new();
+    let mut pages = 0;
+    loop {
+        let page = s
+            .api(
+                Method::GET,
+                &format!("/admin/dlq?event_type=rare&limit=10&cursor={cursor}"),
+            )
+            .await
+            .json();
+        found.extend(ids(&page));
+        pages += 1;
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = next.to_owned(),
+            None => break,
+        }
+        assert!(pages < 1000, "cursors never end");
+    }
+    assert_eq!(found, vec!["evt_rare"], "after {pages} pages");
+
+    let dry = s
+        .api(
+            Method::POST,
+            "/admin/dlq/replay?event_type=rare&dry_run=true",
+        )
+        .await
+        .json();
+    assert_eq!(dry["matched"], 1, "{dry}");
+    let (code, out, err) = s.cli(&["replay", "--all", "--event", "rare", "--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("1 event(s) match"), "{out}");
+    let dry = s
+        .api(
+            Method::POST,
+            "/admin/dlq/purge?event_type=common&dry_run=true",
+        )
+        .await
+        .json();
+    assert_eq!(dry["matched"], COMMON, "{dry}");
+
+    let purged = s
+        .api(Method::POST, "/admin/dlq/purge?event_type=common")
+        .await
+        .json();
+    assert_eq!(purged["deleted"], COMMON, "{purged}");
+    assert_eq!(s.redis.dlq_len("alpha"), 1);
+    s.sink.set_default(Answer::status(200));
+    let replayed = s
+        .api(Method::POST, "/admin/dlq/replay?event_type=rare")
+        .await
+        .json();
+    assert_eq!(replayed["replayed"], 1, "{replayed}");
+    assert!(s.sink.wait_for(1, Duration::from_secs(10)).await);
+    assert_eq!(s.sink.ids(), vec!["evt_rare"]);
+}

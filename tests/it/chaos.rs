@@ -362,6 +362,71 @@ time.sleep(8)
     let _ = attacker.wait();
 }
 
+/// Redis full (maxmemory, noeviction): ingest is refused with 503, but the
+/// moves that free memory (ack, retry, dead-letter, claim) still run, so
+/// the backlog drains, ingest resumes, and nothing is delivered twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn scenario_9_redis_at_maxmemory_drains_without_duplicates() {
+    let redis = TestRedis::start_with(&[
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--maxmemory",
+        "4mb",
+        "--maxmemory-policy",
+        "noeviction",
+    ]);
+    let sink = Sink::start().await;
+    // A slow destination lets the backlog fill Redis first.
+    sink.set_default(Answer::status(200).delayed(Duration::from_secs(3)));
+    let source = SourceSpec::standard("s", &sink.url())
+        .with("timeout = \"5s\"\nmax_in_flight = 4\nretry = { max_attempts = 50, base = \"100ms\", max = \"1s\" }");
+    let daemon = Daemon::start_ready(&config(
+        &redis.url(),
+        "[worker]\nclaim_idle = \"6s\"\nclaim_interval = \"300ms\"",
+        &[source],
+    ))
+    .await;
+    // 4 KiB bodies: the backlog, not the dedup keys, fills Redis.
+    let mut load = Load::new(&daemon.url(""), "s", scale(2000));
+    load.concurrency = 32;
+    load.padding = 4096;
+    load.give_up_after = Duration::from_secs(120);
+    let load = tokio::spawn(load.run());
+    let full = eventually(Duration::from_secs(30), || async {
+        daemon.logs().contains("OOM")
+    })
+    .await;
+    assert!(full, "redis never filled up:\n{}", daemon.logs());
+    sink.set_default(Answer::status(200));
+    let report = load.await.unwrap();
+    assert!(
+        report.statuses.get(&503).copied().unwrap_or(0) > 0,
+        "ingest was never refused"
+    );
+    // Nothing left pending means nothing can be claimed and sent again.
+    assert!(
+        eventually(Duration::from_secs(60), || async {
+            redis.stream_len("s") == 0 && redis.pending("s") == 0
+        })
+        .await,
+        "backlog did not drain:\n{}",
+        daemon.logs()
+    );
+    let verdict = verify(
+        "9. Redis at maxmemory (noeviction) under load",
+        &report,
+        &sink,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(
+        verdict.duplicates, 0,
+        "acknowledgements were refused at maxmemory"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn startup_warns_about_unsafe_redis_settings() {
     let risky = TestRedis::start_with(&[

@@ -97,6 +97,63 @@ fn check_config_names_the_bad_key_and_exits_1() {
     assert!(stderr.contains("redis.pool_size"), "{stderr}");
 }
 
+/// A bad value under a secret key is reported by key and kind, never
+/// quoted; and what `run` would refuse, `check-config` refuses too.
+#[test]
+fn check_config_never_quotes_a_secret_and_refuses_what_run_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = |verify: &str| {
+        format!(
+            "[[sources]]\nname = \"a\"\nverify = {verify}\n[sources.destination]\nurl = \"http://x/\"\n"
+        )
+    };
+    let cases = [
+        (
+            source(r#"{ scheme = "github", secrets = "s3cret-value" }"#),
+            "sources",
+            "s3cret-value",
+        ),
+        (
+            "[admin]\ntoken = 424242424242\n".to_owned(),
+            "admin.token",
+            "424242424242",
+        ),
+        (
+            format!(
+                "{}signing_secret = [\"s3cret-value\"]\n",
+                source(r#"{ scheme = "none" }"#)
+            ),
+            "signing_secret",
+            "s3cret-value",
+        ),
+        (
+            "[redis]\nurl = 77777777\n".to_owned(),
+            "redis.url",
+            "77777777",
+        ),
+        (
+            "[redis]\nurl = \"redis://:s3cret-value@127.0.0.1:notaport\"\n".to_owned(),
+            "redis.url",
+            "s3cret-value",
+        ),
+        (
+            "[admin]\ntoken = \"s3cret-value\n".to_owned(),
+            "line",
+            "s3cret-value",
+        ),
+    ];
+    for (toml, key, secret) in cases {
+        let path = write(&dir, "bad.toml", &toml);
+        let (code, stdout, stderr) = hookd(&["check-config", "--config", &path], &[]);
+        assert_eq!(code, 1, "accepted:\n{toml}\n{stdout}");
+        assert!(stderr.contains(key), "{key} not named in: {stderr}");
+        assert!(
+            !stderr.contains(secret) && !stdout.contains(secret),
+            "the secret is quoted: {stderr}{stdout}"
+        );
+    }
+}
+
 #[test]
 fn hookd_config_names_the_file_when_no_flag_is_given() {
     let dir = tempfile::tempdir().unwrap();

@@ -346,6 +346,47 @@ async fn redis_outage_gives_503_then_recovers_without_restart() {
     );
 }
 
+/// A hung Redis (SIGSTOP: connections open, no answers) is noticed by the
+/// health check; from then on ingest answers 503 at once instead of each
+/// request waiting out its own timeout.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_redis_gets_fast_503s_once_it_is_known() {
+    let (redis, daemon) = setup("").await;
+    assert_eq!(
+        send_event(&daemon, "demo", "evt_before", "{}").await.status,
+        202
+    );
+    redis.freeze();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            get(&daemon.url("/health/ready")).await.status == 503
+        })
+        .await,
+        "a hung redis went unnoticed"
+    );
+    for i in 0..5 {
+        let started = std::time::Instant::now();
+        let reply = send_event(&daemon, "demo", &format!("evt_hung_{i}"), "{}").await;
+        assert_eq!(reply.status, 503);
+        assert!(reply.headers.contains_key("retry-after"));
+        assert!(
+            started.elapsed() < Duration::from_millis(300),
+            "503 took {:?}",
+            started.elapsed()
+        );
+    }
+    redis.thaw();
+    daemon.wait_ready().await;
+    assert_eq!(
+        send_event(&daemon, "demo", "evt_after", "{}").await.status,
+        202
+    );
+    assert_eq!(
+        redis.keys("hookd:{demo}:seen:evt_hung_*"),
+        Vec::<String>::new()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn redis_down_at_startup_is_not_fatal() {
     let mut redis = TestRedis::start();

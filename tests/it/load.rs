@@ -33,6 +33,8 @@ pub struct Load {
     pub prefix: String,
     /// How long one id keeps being retried.
     pub give_up_after: Duration,
+    /// Bytes of padding in each body, for scenarios that need weight.
+    pub padding: usize,
 }
 
 impl Load {
@@ -44,6 +46,7 @@ impl Load {
             concurrency: 16,
             prefix: "evt".into(),
             give_up_after: Duration::from_secs(60),
+            padding: 0,
         }
     }
 
@@ -59,9 +62,12 @@ impl Load {
             let source = self.sources[i % self.sources.len()].clone();
             let id = format!("{}_{i}", self.prefix);
             let give_up = self.give_up_after;
+            let pad = "x".repeat(self.padding);
             tasks.spawn(async move {
                 let _permit = permit;
-                let body = Bytes::from(format!(r#"{{"type":"load","n":{i},"id":"{id}"}}"#));
+                let body = Bytes::from(format!(
+                    r#"{{"type":"load","n":{i},"id":"{id}","pad":"{pad}"}}"#
+                ));
                 let started = Instant::now();
                 let mut target = i % urls.len();
                 loop {

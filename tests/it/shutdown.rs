@@ -1,6 +1,6 @@
 //! SIGTERM: readiness fails first, nothing accepted is lost, exit 0.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::support::*;
 
@@ -60,4 +60,49 @@ async fn second_signal_exits_at_once() {
     daemon.signal("INT");
     let status = daemon.wait_exit(Duration::from_secs(3)).await;
     assert_eq!(status.code(), Some(130));
+}
+
+/// A delivery that hangs past `shutdown.timeout` does not hold the exit
+/// back: hookd exits within drain_delay + timeout + 1 s, and the event,
+/// left pending, is delivered by the next process.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hanging_delivery_does_not_stretch_the_shutdown_bound() {
+    let redis = TestRedis::start();
+    let sink = Sink::start().await;
+    sink.script([Answer::status(200).delayed(Duration::from_secs(30))]);
+    let toml = config(
+        &redis.url(),
+        "[shutdown]\ntimeout = \"2s\"\n[worker]\nclaim_idle = \"11s\"\nclaim_interval = \"300ms\"",
+        &[SourceSpec::standard("s", &sink.url())],
+    );
+    let mut daemon = Daemon::start_ready(&toml).await;
+    assert_eq!(send_event(&daemon, "s", "evt_hang", "{}").await.status, 202);
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            sink.in_progress() == 1
+        })
+        .await,
+        "the delivery never started"
+    );
+    let signalled = Instant::now();
+    daemon.signal("TERM");
+    let status = daemon.wait_exit(Duration::from_secs(10)).await;
+    let took = signalled.elapsed();
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        took < Duration::from_secs(3),
+        "exit took {took:?}:\n{}",
+        daemon.logs()
+    );
+    assert!(daemon.logs().contains("stays pending"), "{}", daemon.logs());
+    assert_eq!(redis.pending("s"), 1);
+
+    let _next = Daemon::start_ready(&toml).await;
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            sink.ids().contains(&"evt_hang".to_owned())
+        })
+        .await,
+        "the abandoned event was never delivered"
+    );
 }

@@ -115,6 +115,26 @@ impl TestRedis {
         }
     }
 
+    /// SIGSTOP: the server hangs, connections stay open, nothing answers.
+    pub fn freeze(&self) {
+        self.send_signal("STOP");
+    }
+
+    /// SIGCONT after [`Self::freeze`].
+    pub fn thaw(&self) {
+        self.send_signal("CONT");
+    }
+
+    fn send_signal(&self, name: &str) {
+        let pid = self.child.as_ref().expect("redis is running").id();
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
     /// Same port, same data directory (AOF is replayed if enabled).
     pub fn restart(&mut self) {
         self.kill();
@@ -137,6 +157,34 @@ impl TestRedis {
     pub fn cli(&self, args: &[&str]) -> String {
         self.try_cli(args)
             .unwrap_or_else(|| panic!("redis-cli {args:?} failed"))
+    }
+
+    /// Sends many commands at once (`redis-cli --pipe`), each a list of
+    /// arguments; panics unless every one succeeded.
+    pub fn pipe(&self, commands: impl IntoIterator<Item = Vec<String>>) {
+        use std::io::Write;
+        let mut resp = Vec::new();
+        for command in commands {
+            write!(resp, "*{}\r\n", command.len()).unwrap();
+            for arg in command {
+                write!(resp, "${}\r\n{arg}\r\n", arg.len()).unwrap();
+            }
+        }
+        let mut child = Command::new("redis-cli")
+            .arg("-p")
+            .arg(self.port.to_string())
+            .arg("--pipe")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("redis-cli --pipe");
+        child.stdin.take().unwrap().write_all(&resp).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("errors: 0"),
+            "redis-cli --pipe: {text}"
+        );
     }
 
     pub fn int(&self, args: &[&str]) -> i64 {
@@ -789,6 +837,11 @@ impl Sink {
             .iter()
             .map(|r| r.header("webhook-id").to_owned())
             .collect()
+    }
+
+    /// Requests the sink is still answering.
+    pub fn in_progress(&self) -> usize {
+        self.state.current.load(Ordering::SeqCst)
     }
 
     pub fn max_concurrency(&self) -> usize {
