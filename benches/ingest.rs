@@ -102,7 +102,7 @@ fn verify(c: &mut Criterion) {
     let mut group = c.benchmark_group("verify_1KiB");
     group.throughput(Throughput::Elements(1));
     for (name, config) in schemes() {
-        let verifier = Verifier::from_config(&config).unwrap();
+        let verifier = Verifier::build(&config).unwrap();
         let headers = headers_for(&verifier, &body, now);
         group.bench_function(name, |b| {
             b.iter(|| {
@@ -143,7 +143,7 @@ fn stream_entry(headers: bytes::Bytes, body: bytes::Bytes) -> fred::types::Value
 fn envelope(c: &mut Criterion) {
     let body = body_1k();
     let stripe = schemes().remove(2).1;
-    let verifier = Verifier::from_config(&stripe).unwrap();
+    let verifier = Verifier::build(&stripe).unwrap();
     let headers = headers_for(&verifier, &body, 1_700_000_000);
     c.bench_function("encode_headers", |b| {
         b.iter(|| hookd::queue::encode_headers(black_box(&headers)))

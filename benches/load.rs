@@ -122,10 +122,21 @@ mod baseline {
     }
 
     pub async fn serve(redis_url: String, port: u16) {
-        let queue = Queue::connect(&redis_url, 4).unwrap();
+        let queue =
+            Queue::connect(&hookd::queue::RedisSettings::build(&redis_url, 4).unwrap()).unwrap();
         assert!(queue.wait_connected(Duration::from_secs(5)).await);
         // Same group commit as hookd.
-        let ingestor = Ingestor::start(&queue, keys(), hookd::INGEST_LANES, 3600, u64::MAX >> 2);
+        let settings = hookd::queue::IngestSettings {
+            writers: hookd::INGEST_WRITERS,
+            dedup_ttl: std::time::Duration::from_secs(3600),
+            max_backlog: u64::MAX >> 2,
+        };
+        let ingestor = Ingestor::start(
+            &queue,
+            keys(),
+            settings,
+            &tokio_util::task::TaskTracker::new(),
+        );
         let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         println!("ready");
         loop {
@@ -413,7 +424,7 @@ impl Signer {
             secrets: vec![hookd::config::Secret::literal(SECRET)],
             allow_sha1: false,
         };
-        let verifier = hookd::verify::Verifier::from_config(&config).unwrap();
+        let verifier = hookd::verify::Verifier::build(&config).unwrap();
         let body = body(prefix);
         let signature = verifier
             .sign(&body, hookd::unix_secs(), prefix, "application/json", None)

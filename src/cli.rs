@@ -9,6 +9,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::{Config, ConfigOrigin};
+use crate::queue::DeadReason;
+
+fn parse_reason(text: &str) -> Result<DeadReason, String> {
+    text.parse()
+}
 
 mod dlq_cmd;
 
@@ -69,8 +74,8 @@ pub struct DlqFilter {
     #[arg(long = "event")]
     pub event_type: Option<String>,
     /// Only this reason: rejected, max_attempts, max_deliveries.
-    #[arg(long)]
-    pub reason: Option<String>,
+    #[arg(long, value_parser = parse_reason)]
+    pub reason: Option<DeadReason>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -174,7 +179,8 @@ pub(crate) fn load(path: Option<PathBuf>) -> anyhow::Result<(Config, ConfigOrigi
 
 fn check_config(path: Option<PathBuf>) -> anyhow::Result<()> {
     let (config, origin) = load(path)?;
-    crate::check(&config)?;
+    // The same builders as `run`, so anything run would refuse fails here.
+    crate::build(config.clone())?;
     match origin {
         ConfigOrigin::File(path) => println!("# configuration from {}", path.display()),
         ConfigOrigin::Defaults => println!("# built-in defaults (no config file found)"),
@@ -196,7 +202,7 @@ fn sign(
     let Some(source_config) = config.source(source) else {
         bail!("no source named {source:?} in the configuration");
     };
-    let verifier = crate::verify::Verifier::from_config(&source_config.verify)?;
+    let verifier = crate::verify::Verifier::build(&source_config.verify)?;
     let body = std::fs::read(body_path)
         .with_context(|| format!("reading the body from {}", body_path.display()))?;
     let id = id.unwrap_or_else(|| format!("evt_{:x}", crate::unix_ms()));

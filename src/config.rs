@@ -5,6 +5,7 @@
 //! silently falls back to a default.
 
 mod secret;
+mod source;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,8 +17,10 @@ use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
 pub use secret::Secret;
-
-use crate::extract::FieldSource;
+pub use source::{
+    DestinationConfig, DestinationUrl, FieldSource, HmacAlgorithm, RetryConfig, SignatureEncoding,
+    SourceConfig, VerifyConfig,
+};
 
 /// Path used when neither `--config` nor `HOOKD_CONFIG` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "config/hookd.toml";
@@ -183,191 +186,6 @@ impl Default for ShutdownConfig {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SourceConfig {
-    /// URL path segment (`POST /webhooks/{name}`) and Redis hash tag.
-    pub name: String,
-    /// How the provider proves a request is genuine.
-    pub verify: VerifyConfig,
-    /// Where the event id comes from: `auto`, `header:NAME`, `json:/pointer`
-    /// or `body-sha256`. The id drives de-duplication and `Webhook-Id`.
-    #[serde(default)]
-    pub id_from: FieldSource,
-    /// Where the event type comes from: `auto`, `header:NAME`, `json:/pointer`.
-    #[serde(default)]
-    pub event_type_from: FieldSource,
-    /// The user's service that receives the events.
-    pub destination: DestinationConfig,
-}
-
-/// Signature scheme per provider; `none` must be spelled out so an
-/// unauthenticated endpoint is always a deliberate choice.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "scheme", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum VerifyConfig {
-    StandardWebhooks {
-        /// `whsec_<base64>` keys; several during rotation.
-        secrets: Vec<Secret>,
-        /// Allowed clock difference for `webhook-timestamp`.
-        #[serde(default = "default_tolerance", with = "humantime_serde")]
-        tolerance: Duration,
-    },
-    Stripe {
-        /// Endpoint signing secrets (`whsec_...`); several during rotation.
-        secrets: Vec<Secret>,
-        /// Allowed age of the `t=` timestamp (Stripe's default is 300 s).
-        #[serde(default = "default_tolerance", with = "humantime_serde")]
-        tolerance: Duration,
-    },
-    Github {
-        /// Webhook secrets; several during rotation.
-        secrets: Vec<Secret>,
-        /// Accept the legacy `X-Hub-Signature` (HMAC-SHA1) when no SHA-256
-        /// signature is present. Off because SHA-1 is weak.
-        #[serde(default)]
-        allow_sha1: bool,
-    },
-    Shopify {
-        /// App client secrets; several during rotation.
-        secrets: Vec<Secret>,
-    },
-    Slack {
-        /// Signing secrets; several during rotation.
-        secrets: Vec<Secret>,
-        /// Allowed clock difference for `X-Slack-Request-Timestamp`.
-        #[serde(default = "default_tolerance", with = "humantime_serde")]
-        tolerance: Duration,
-    },
-    Twilio {
-        /// Auth tokens; several during rotation.
-        secrets: Vec<Secret>,
-        /// Secrets of the SharedKeys a Twilio Webhook Setting signs with
-        /// instead of the auth token; used for requests that announce one in
-        /// `X-Twilio-Webhooks-Signature-Settings` (HMAC-SHA1 or -SHA256).
-        /// Empty: such requests are checked against `secrets`.
-        #[serde(default)]
-        shared_keys: Vec<Secret>,
-        /// The public URL Twilio calls (signatures cover it); the request's
-        /// query string is appended.
-        url: String,
-    },
-    Gitlab {
-        /// Secret tokens compared with `X-Gitlab-Token`.
-        secrets: Vec<Secret>,
-    },
-    Paddle {
-        /// Notification destination secret keys.
-        secrets: Vec<Secret>,
-        /// Allowed clock difference for the `ts=` timestamp.
-        #[serde(default = "default_tolerance", with = "humantime_serde")]
-        tolerance: Duration,
-    },
-    Square {
-        /// Subscription signature keys.
-        secrets: Vec<Secret>,
-        /// The notification URL configured at Square (signatures cover it).
-        url: String,
-    },
-    Hmac {
-        /// Shared secrets; several during rotation.
-        secrets: Vec<Secret>,
-        /// Header carrying the signature.
-        header: String,
-        /// `sha1`, `sha256` or `sha512`.
-        #[serde(default)]
-        algorithm: HmacAlgorithm,
-        /// `hex` or `base64`.
-        #[serde(default)]
-        encoding: SignatureEncoding,
-        /// Text before the signature in the header, e.g. `sha256=`.
-        #[serde(default)]
-        prefix: String,
-    },
-    None,
-}
-
-fn default_tolerance() -> Duration {
-    Duration::from_secs(300)
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HmacAlgorithm {
-    Sha1,
-    #[default]
-    Sha256,
-    Sha512,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SignatureEncoding {
-    #[default]
-    Hex,
-    Base64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DestinationConfig {
-    /// `http://` or `https://` URL receiving a POST per event. https trusts
-    /// the built-in Mozilla roots and the system store (`SSL_CERT_FILE`).
-    pub url: String,
-    /// Per attempt, from connect to the last response byte we read.
-    #[serde(default = "default_destination_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
-    /// Cap on concurrent deliveries to this destination, so one slow service
-    /// cannot take every worker.
-    #[serde(default = "default_max_in_flight")]
-    pub max_in_flight: usize,
-    /// Deliveries started per second; 0 means unlimited.
-    #[serde(default)]
-    pub rate_per_sec: u32,
-    /// Backoff between attempts.
-    #[serde(default)]
-    pub retry: RetryConfig,
-    /// If set, deliveries carry Standard-Webhooks headers signed by hookd
-    /// (`whsec_<base64>`, or any other string used as raw key bytes).
-    #[serde(default)]
-    pub signing_secret: Secret,
-}
-
-fn default_destination_timeout() -> Duration {
-    Duration::from_secs(10)
-}
-
-fn default_max_in_flight() -> usize {
-    16
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RetryConfig {
-    /// Attempts including the first; after the last failure the event is
-    /// dead-lettered.
-    pub max_attempts: u32,
-    /// Delay before the second attempt; doubles each time.
-    #[serde(with = "humantime_serde")]
-    pub base: Duration,
-    /// Ceiling for the doubling (and for a destination's Retry-After).
-    #[serde(with = "humantime_serde")]
-    pub max: Duration,
-    /// Full jitter spreads retries of a burst so they do not return together.
-    pub jitter: bool,
-}
-
-impl Default for RetryConfig {
-    fn default() -> Self {
-        Self {
-            max_attempts: 8,
-            base: Duration::from_secs(1),
-            max: Duration::from_secs(3600),
-            jitter: true,
-        }
-    }
-}
-
 /// Where the configuration came from, for `check-config` and startup logs.
 #[derive(Debug, Clone)]
 pub enum ConfigOrigin {
@@ -475,11 +293,7 @@ impl Config {
             if !names.insert(source.name.as_str()) {
                 bail!("{key}.name {:?} is used by another source", source.name);
             }
-            crate::verify::Verifier::from_config(&source.verify)
-                .with_context(|| format!("{key}.verify ({})", source.name))?;
             let destination = &source.destination;
-            crate::delivery::validate_destination_url(&destination.url)
-                .with_context(|| format!("{key}.destination.url ({})", source.name))?;
             if destination.max_in_flight == 0 {
                 bail!("{key}.destination.max_in_flight must be at least 1");
             }

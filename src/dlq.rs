@@ -8,7 +8,9 @@ use base64::Engine;
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::queue::{DlqEntry, DlqMatch, Queue, QueueError, SourceKeys, decode_headers, field};
+use crate::queue::{
+    DeadReason, DlqMatch, Queue, QueueError, SourceKeys, StoredEntry, decode_headers, field,
+};
 
 /// Entries one scan step examines inside Redis (only matches come back).
 const SCAN_BATCH: usize = 1000;
@@ -23,7 +25,7 @@ const REDACTED: &str = "[redacted]";
 pub struct Filter {
     pub source: Option<String>,
     pub event_type: Option<String>,
-    pub reason: Option<String>,
+    pub reason: Option<DeadReason>,
 }
 
 /// One attempt from an entry's history.
@@ -91,10 +93,10 @@ impl DlqItem {
         }
     }
 
-    pub fn from_entry(source: &str, entry: DlqEntry) -> Self {
+    pub fn from_entry(source: &str, entry: StoredEntry) -> Self {
         let mut item = DlqItem {
             source: source.to_owned(),
-            id: entry.dlq_id,
+            id: entry.id,
             event_id: String::new(),
             event_type: String::new(),
             reason: String::new(),
@@ -263,7 +265,7 @@ async fn scan_source(
     limit: usize,
 ) -> Result<(Vec<DlqItem>, Option<OrderKey>), QueueError> {
     let event_type = filter.event_type.as_deref().unwrap_or("");
-    let reason = filter.reason.as_deref().unwrap_or("");
+    let reason = filter.reason.map_or("", DeadReason::as_str);
     let mut found = Vec::new();
     // Inclusive start at the cursor id: another source may share the id.
     let mut from = cursor.map(|c| c.id.clone());
@@ -478,8 +480,8 @@ mod tests {
         let item = |id: &str, source: &str| {
             DlqItem::from_entry(
                 source,
-                DlqEntry {
-                    dlq_id: id.into(),
+                StoredEntry {
+                    id: id.into(),
                     fields: vec![],
                 },
             )
@@ -504,8 +506,8 @@ mod tests {
     fn detail_shows_binary_bodies_as_base64() {
         let item = DlqItem::from_entry(
             "s",
-            DlqEntry {
-                dlq_id: "1-0".into(),
+            StoredEntry {
+                id: "1-0".into(),
                 fields: vec![
                     ("body".into(), Bytes::from_static(b"\xff\x00")),
                     (

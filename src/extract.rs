@@ -2,79 +2,15 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::str::FromStr;
 
 use http::HeaderMap;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Deserializer};
 
+pub use crate::config::FieldSource;
 use crate::config::VerifyConfig;
 
 /// Longest event id accepted; ids become Redis key suffixes and headers.
 pub const MAX_EVENT_ID_LEN: usize = 256;
-
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum FieldSource {
-    /// The provider's documented location (see [`auto_id`], [`auto_type`]).
-    #[default]
-    Auto,
-    Header(http::HeaderName),
-    /// RFC 6901 JSON pointer into the body.
-    Json(String),
-    /// Hex SHA-256 of the raw body: identical bodies are duplicates.
-    BodySha256,
-}
-
-impl FromStr for FieldSource {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s == "auto" {
-            return Ok(Self::Auto);
-        }
-        if s == "body-sha256" {
-            return Ok(Self::BodySha256);
-        }
-        if let Some(name) = s.strip_prefix("header:") {
-            return http::HeaderName::from_bytes(name.as_bytes())
-                .map(Self::Header)
-                .map_err(|_| format!("{name:?} is not a valid header name"));
-        }
-        if let Some(pointer) = s.strip_prefix("json:") {
-            if !pointer.starts_with('/') {
-                return Err(format!("JSON pointer {pointer:?} must start with '/'"));
-            }
-            return Ok(Self::Json(pointer.to_owned()));
-        }
-        Err(format!(
-            "{s:?} is not one of auto, header:NAME, json:/pointer, body-sha256"
-        ))
-    }
-}
-
-impl fmt::Display for FieldSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Auto => f.write_str("auto"),
-            Self::Header(name) => write!(f, "header:{name}"),
-            Self::Json(pointer) => write!(f, "json:{pointer}"),
-            Self::BodySha256 => f.write_str("body-sha256"),
-        }
-    }
-}
-
-impl Serialize for FieldSource {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for FieldSource {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer)?
-            .parse()
-            .map_err(serde::de::Error::custom)
-    }
-}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ExtractError {
@@ -349,16 +285,6 @@ mod tests {
             map.insert(*k, http::HeaderValue::from_static(v));
         }
         map
-    }
-
-    #[test]
-    fn field_source_round_trips() {
-        for s in ["auto", "header:x-id", "json:/data/id", "body-sha256"] {
-            assert_eq!(s.parse::<FieldSource>().unwrap().to_string(), s);
-        }
-        assert!("json:data".parse::<FieldSource>().is_err());
-        assert!("header:bad header".parse::<FieldSource>().is_err());
-        assert!("whatever".parse::<FieldSource>().is_err());
     }
 
     #[test]

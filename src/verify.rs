@@ -14,6 +14,9 @@ use ring::hmac;
 use crate::config::SignatureEncoding::{Base64, Hex};
 use crate::config::{HmacAlgorithm, SignatureEncoding, VerifyConfig};
 
+pub mod standard_webhooks;
+mod twilio;
+
 #[cfg(test)]
 mod tests;
 
@@ -143,15 +146,6 @@ fn keys(
         .collect()
 }
 
-/// Standard Webhooks keys are `whsec_` + base64 of the key bytes.
-pub fn standard_webhooks_key(index: usize, secret: &str) -> Result<hmac::Key, KeyError> {
-    let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
-    let raw = BASE64
-        .decode(encoded)
-        .map_err(|source| KeyError::BadBase64 { index, source })?;
-    Ok(hmac::Key::new(hmac::HMAC_SHA256, &raw))
-}
-
 fn check_url(url: &str) -> Result<String, KeyError> {
     if url.starts_with("https://") || url.starts_with("http://") {
         Ok(url.to_owned())
@@ -165,7 +159,8 @@ fn secs(d: std::time::Duration) -> i64 {
 }
 
 impl Verifier {
-    pub fn from_config(config: &VerifyConfig) -> Result<Self, KeyError> {
+    /// The verifier a source's `verify` table describes, keys derived once.
+    pub fn build(config: &VerifyConfig) -> Result<Self, KeyError> {
         use hmac::{HMAC_SHA1_FOR_LEGACY_USE_ONLY as SHA1, HMAC_SHA256 as SHA256};
         let scheme = match config {
             VerifyConfig::StandardWebhooks { secrets, tolerance } => {
@@ -175,7 +170,7 @@ impl Verifier {
                 let keys = secrets
                     .iter()
                     .enumerate()
-                    .map(|(i, s)| standard_webhooks_key(i, s.expose()))
+                    .map(|(i, s)| standard_webhooks::key(i, s.expose()))
                     .collect::<Result<_, _>>()?;
                 Scheme::StandardWebhooks {
                     keys,
@@ -349,15 +344,15 @@ impl Verifier {
                 url,
             } => {
                 let sig = required(req.headers, "x-twilio-signature")?;
-                let keys = match optional(req.headers, TWILIO_SIGNATURE_SETTINGS)? {
+                let keys = match optional(req.headers, twilio::SIGNATURE_SETTINGS)? {
                     None => keys,
-                    Some(settings) => match twilio_algorithm(settings)? {
-                        TwilioAlgorithm::Sha1 => announced_sha1,
-                        TwilioAlgorithm::Sha256 => announced_sha256,
+                    Some(settings) => match twilio::announced_algorithm(settings)? {
+                        twilio::Algorithm::Sha1 => announced_sha1,
+                        twilio::Algorithm::Sha256 => announced_sha256,
                     },
                 };
                 let content_type = optional(req.headers, "content-type")?.unwrap_or("");
-                let message = twilio_message(url, req.query, content_type, req.body)?;
+                let message = twilio::signed_message(url, req.query, content_type, req.body)?;
                 any_match(keys, Base64, once(sig), &[message.as_bytes()])
             }
             Scheme::Gitlab { token_digests, .. } => {
@@ -438,10 +433,7 @@ impl Verifier {
                 h("webhook-timestamp", ts.clone()),
                 h(
                     "webhook-signature",
-                    format!(
-                        "v1,{}",
-                        BASE64.encode(mac(keys, &[id.as_bytes(), b".", ts.as_bytes(), b".", body]))
-                    ),
+                    standard_webhooks::signature(&keys[0], id, &ts, body),
                 ),
             ],
             Scheme::Stripe { keys, .. } => vec![h(
@@ -473,7 +465,7 @@ impl Verifier {
                 ),
             ],
             Scheme::Twilio { keys, url, .. } => {
-                let message = twilio_message(url, query, content_type, body)?;
+                let message = twilio::signed_message(url, query, content_type, body)?;
                 vec![
                     h("I-Twilio-Idempotency-Token", id.to_owned()),
                     h(
@@ -516,67 +508,6 @@ impl Verifier {
             Scheme::None => vec![h("webhook-id", id.to_owned())],
         })
     }
-}
-
-/// Announces that a Twilio Webhook Setting signed the request, and how:
-/// `key=<SharedKey sid>,algorithm=HMAC_SHA256` (or `HMAC_SHA1`).
-const TWILIO_SIGNATURE_SETTINGS: &str = "x-twilio-webhooks-signature-settings";
-
-enum TwilioAlgorithm {
-    Sha1,
-    Sha256,
-}
-
-fn twilio_algorithm(settings: &str) -> Result<TwilioAlgorithm, VerifyError> {
-    let algorithm = settings
-        .split(',')
-        .find_map(|part| part.trim().strip_prefix("algorithm="))
-        .ok_or(VerifyError::Malformed(TWILIO_SIGNATURE_SETTINGS))?;
-    match algorithm.trim() {
-        a if a.eq_ignore_ascii_case("HMAC_SHA256") => Ok(TwilioAlgorithm::Sha256),
-        a if a.eq_ignore_ascii_case("HMAC_SHA1") => Ok(TwilioAlgorithm::Sha1),
-        _ => Err(VerifyError::Malformed(TWILIO_SIGNATURE_SETTINGS)),
-    }
-}
-
-/// Twilio signs the full URL it called, then (for form posts) every POST
-/// parameter as name+value sorted by name. JSON posts instead carry the
-/// body's SHA-256 in the `bodySHA256` query parameter, which is part of the
-/// signed URL.
-fn twilio_message(
-    url: &str,
-    query: Option<&str>,
-    content_type: &str,
-    body: &[u8],
-) -> Result<String, VerifyError> {
-    let mut message = String::with_capacity(url.len() + body.len() + 16);
-    message.push_str(url);
-    if let Some(q) = query.filter(|q| !q.is_empty()) {
-        message.push(if url.contains('?') { '&' } else { '?' });
-        message.push_str(q);
-    }
-    if content_type
-        .trim_start()
-        .starts_with("application/x-www-form-urlencoded")
-    {
-        let mut params: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
-        params.sort();
-        for (k, v) in params {
-            message.push_str(&k);
-            message.push_str(&v);
-        }
-    } else if let Some(expected) = query
-        .into_iter()
-        .flat_map(|q| form_urlencoded::parse(q.as_bytes()))
-        .find(|(k, _)| k == "bodySHA256")
-        .map(|(_, v)| v.into_owned())
-    {
-        let actual = hex::encode(ring::digest::digest(&ring::digest::SHA256, body));
-        if !constant_time_eq(actual.as_bytes(), expected.to_ascii_lowercase().as_bytes()) {
-            return Err(VerifyError::Mismatch);
-        }
-    }
-    Ok(message)
 }
 
 fn optional<'h>(

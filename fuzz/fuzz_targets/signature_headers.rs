@@ -11,7 +11,7 @@ mod common;
 fuzz_target!(|data: &[u8]| {
     let (headers, body, query) = common::split(data);
     for scheme in common::schemes() {
-        let verifier = hookd::verify::Verifier::from_config(&scheme).unwrap();
+        let verifier = hookd::verify::Verifier::build(&scheme).unwrap();
         let request = hookd::verify::SignedRequest {
             headers: &headers,
             query,

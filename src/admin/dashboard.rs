@@ -6,19 +6,16 @@ use std::collections::HashMap;
 use std::fmt::Write;
 
 use bytes::Bytes;
-use http::header::CONTENT_TYPE;
-use http::{HeaderValue, Response, StatusCode};
-use http_body_util::Full;
+use http::StatusCode;
 
-use super::{filter_from, page_args, sorted_keys, sources};
-use crate::App;
+use super::AdminHandle;
+use super::api::{checked_filter, page_args, sources};
 use crate::dlq::{self, DlqItem};
-use crate::http::HttpResponse;
+use crate::queue::DeadReason;
+use crate::response::{HttpResponse, with_type};
 
 pub const CSS: &str = include_str!("assets/app.css");
 pub const JS: &str = include_str!("assets/app.js");
-
-const REASONS: [&str; 3] = ["rejected", "max_attempts", "max_deliveries"];
 
 /// HTML-escapes text for element content and quoted attributes.
 fn esc(text: &str) -> String {
@@ -55,13 +52,7 @@ fn page_with_status(status: StatusCode, title: &str, body: &str) -> HttpResponse
         esc(title),
         body
     );
-    let mut response = Response::new(Full::new(Bytes::from(html)));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    response
+    with_type(status, "text/html; charset=utf-8", Bytes::from(html))
 }
 
 pub fn login_page(message: Option<&str>) -> HttpResponse {
@@ -109,12 +100,12 @@ fn opt(v: Option<u64>) -> String {
     v.map(|v| v.to_string()).unwrap_or_else(|| "—".into())
 }
 
-pub async fn overview(app: &App, query: &HashMap<String, String>) -> HttpResponse {
+pub async fn overview(admin: &AdminHandle, query: &HashMap<String, String>) -> HttpResponse {
     let mut body = String::new();
     if let Some(flash) = query.get("flash") {
         let _ = write!(body, "<p class=\"flash\" id=\"flash\">{}</p>", esc(flash));
     }
-    let view = sources(app).await;
+    let view = sources(admin).await;
     let _ = write!(
         body,
         "<section class=\"card\"><h1>Sources <small>redis {}</small></h1><table id=\"sources\">\
@@ -142,7 +133,7 @@ pub async fn overview(app: &App, query: &HashMap<String, String>) -> HttpRespons
     }
     body.push_str("</tbody></table></section>");
 
-    let filter = filter_from(query);
+    let filter = checked_filter(admin, query).unwrap_or_default();
     let (limit, cursor) = page_args(query).unwrap_or((50, None));
     let selected = |value: &str, current: Option<&String>| {
         if current.is_some_and(|c| c == value) {
@@ -157,7 +148,7 @@ pub async fn overview(app: &App, query: &HashMap<String, String>) -> HttpRespons
          <form class=\"filters\" method=\"get\" action=\"/\" id=\"filters\">\
          <label>source <select name=\"source\"><option value=\"\">all</option>"
     );
-    for keys in sorted_keys(app) {
+    for keys in admin.sources.keys() {
         let _ = write!(
             body,
             "<option{}>{}</option>",
@@ -171,18 +162,19 @@ pub async fn overview(app: &App, query: &HashMap<String, String>) -> HttpRespons
          <label>reason <select name=\"reason\"><option value=\"\">any</option>",
         esc(filter.event_type.as_deref().unwrap_or(""))
     );
-    for reason in REASONS {
+    let reason = filter.reason.map(|r| r.as_str().to_owned());
+    for choice in DeadReason::ALL {
         let _ = write!(
             body,
-            "<option{}>{reason}</option>",
-            selected(reason, filter.reason.as_ref())
+            "<option{}>{choice}</option>",
+            selected(choice.as_str(), reason.as_ref())
         );
     }
     let filter_query = format!(
         "source={}&event_type={}&reason={}",
         url_encode(filter.source.as_deref().unwrap_or("")),
         url_encode(filter.event_type.as_deref().unwrap_or("")),
-        url_encode(filter.reason.as_deref().unwrap_or(""))
+        url_encode(reason.as_deref().unwrap_or(""))
     );
     let _ = write!(
         body,
@@ -193,8 +185,8 @@ pub async fn overview(app: &App, query: &HashMap<String, String>) -> HttpRespons
     );
 
     match dlq::list(
-        &app.queue,
-        sorted_keys(app),
+        &admin.queue,
+        admin.sources.keys(),
         &filter,
         cursor.as_ref(),
         limit,
@@ -259,11 +251,11 @@ fn row(body: &mut String, item: &DlqItem) {
     );
 }
 
-pub async fn detail(app: &App, source: &str, id: &str) -> HttpResponse {
-    let Some(src) = app.sources.get(source) else {
+pub async fn detail(admin: &AdminHandle, source: &str, id: &str) -> HttpResponse {
+    let Some(src) = admin.sources.get(source) else {
         return not_found();
     };
-    let item = match dlq::find(&app.queue, [&src.keys], id).await {
+    let item = match dlq::find(&admin.queue, [&src.keys], id).await {
         Ok(Some(item)) => item,
         Ok(None) => return not_found(),
         Err(e) => {

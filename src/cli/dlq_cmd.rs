@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 
 use super::{DlqCommand, DlqFilter};
 use crate::dlq::{self, BulkOp, Cursor, DlqItem, Filter};
-use crate::queue::{Queue, SourceKeys};
+use crate::queue::{Queue, RedisSettings, SourceKeys};
 
 pub fn run(config_path: Option<PathBuf>, command: DlqCommand) -> anyhow::Result<()> {
     let (config, _) = super::load(config_path)?;
@@ -17,7 +17,7 @@ pub fn run(config_path: Option<PathBuf>, command: DlqCommand) -> anyhow::Result<
         .build()
         .context("starting the tokio runtime")?;
     runtime.block_on(async move {
-        let queue = Queue::connect(config.redis.url.expose(), 1)?;
+        let queue = Queue::connect(&RedisSettings::build(config.redis.url.expose(), 1)?)?;
         if !queue.wait_connected(Duration::from_secs(5)).await {
             bail!("cannot reach redis (redis.url) within 5s");
         }

@@ -21,6 +21,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
+use tokio_util::task::TaskTracker;
 use tower_service::Service;
 use tracing::debug;
 
@@ -58,6 +59,8 @@ pub struct Connections {
     path: Uri,
     host: HeaderValue,
     idle: Mutex<Vec<Idle>>,
+    /// Where each connection's I/O task runs.
+    tasks: TaskTracker,
 }
 
 /// A connection handed out for one exchange; give it back with
@@ -68,7 +71,7 @@ pub struct Lease {
 }
 
 impl Connections {
-    pub fn new(connector: HttpsConnector<HttpConnector>, target: Uri) -> Self {
+    pub fn new(connector: HttpsConnector<HttpConnector>, target: Uri, tasks: TaskTracker) -> Self {
         let path = target
             .path_and_query()
             .cloned()
@@ -81,6 +84,7 @@ impl Connections {
             path,
             host,
             idle: Mutex::new(Vec::new()),
+            tasks,
         }
     }
 
@@ -171,7 +175,7 @@ impl Connections {
             .map_err(SendError::Handshake)?;
         // The connection's I/O runs on its own task and ends once the
         // sender is dropped (closed, expired, or the pipeline is gone).
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             if let Err(e) = connection.await {
                 debug!(error = %e, "destination connection closed with an error");
             }

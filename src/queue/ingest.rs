@@ -3,10 +3,10 @@
 //! Every accepted webhook needs its dedup check and XADD to be durable
 //! before hookd answers. Doing that as one script call per request costs
 //! Redis a script invocation and hookd a socket write per event (fred
-//! flushes every EVALSHA at once). Instead each source has a few *lanes*;
-//! a lane takes whatever requests are waiting, runs them through
+//! flushes every EVALSHA at once). Instead each source has a few *writers*;
+//! a writer takes whatever requests are waiting, runs them through
 //! `ingest.lua` in one call, and answers each from its own slot in the
-//! reply. An idle lane sends a lone request straight away, so a quiet
+//! reply. An idle writer sends a lone request straight away, so a quiet
 //! daemon answers as fast as before; under load batches form by
 //! themselves while the previous call is in flight, which is when they
 //! pay. Every request still costs exactly one round trip (its batch's),
@@ -19,7 +19,10 @@ use bytes::Bytes;
 use fred::types::{Key, Value};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::{Queue, QueueError, SourceKeys, reply, value_string};
+use tokio_util::task::TaskTracker;
+
+use super::reply::{reply, value_string};
+use super::{Queue, QueueError, SourceKeys};
 
 /// Most events one script call carries: Redis runs a script without
 /// serving anyone else, so a batch must stay short.
@@ -29,7 +32,7 @@ const MAX_BATCH_EVENTS: usize = 128;
 /// larger event still goes, alone).
 const MAX_BATCH_BYTES: usize = 1 << 20;
 
-/// Requests waiting for a lane. When it is full, request handlers wait
+/// Requests waiting for a writer. When it is full, request handlers wait
 /// for room: it bounds memory; the HTTP connection limit bounds requests.
 const WAITING_CAPACITY: usize = 4096;
 
@@ -40,6 +43,19 @@ const ARGS_PER_EVENT: usize = 6;
 /// script call's own timeout, so a stuck Redis turns into a 503 (the
 /// provider retries; dedup catches the event if it did land).
 pub(super) const INGEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How a source's events are stored.
+#[derive(Debug, Clone, Copy)]
+pub struct IngestSettings {
+    /// Concurrent script calls. Redis runs scripts one at a time, so more
+    /// writers only overlap network time, while fewer let bigger batches
+    /// form under load.
+    pub writers: usize,
+    /// How long an event id is remembered.
+    pub dedup_ttl: Duration,
+    /// Undelivered events above which new ones are refused.
+    pub max_backlog: u64,
+}
 
 /// A new event as the ingest path hands it over.
 pub struct NewEvent<'a> {
@@ -76,8 +92,8 @@ pub struct Ingestor {
     keys: Arc<SourceKeys>,
 }
 
-/// What every batch of a source shares.
-struct Lane {
+/// One of a source's writers: takes a batch, stores it, answers it.
+struct Writer {
     queue: Queue,
     stream: Key,
     delayed: Key,
@@ -87,27 +103,26 @@ struct Lane {
 }
 
 impl Ingestor {
-    /// Starts `lanes` lane tasks; they end when the last `Ingestor` clone
-    /// is dropped and the waiting requests are answered.
+    /// Starts `writers` writer tasks on `tasks`; they end when the last
+    /// `Ingestor` clone is dropped and the waiting requests are answered.
     pub fn start(
         queue: &Queue,
         keys: SourceKeys,
-        lanes: usize,
-        dedup_ttl_secs: u64,
-        max_backlog: u64,
+        settings: IngestSettings,
+        tasks: &TaskTracker,
     ) -> Self {
         let (tx, rx) = mpsc::channel(WAITING_CAPACITY);
         let rx = Arc::new(Mutex::new(rx));
-        for _ in 0..lanes.max(1) {
-            let lane = Lane {
+        for _ in 0..settings.writers.max(1) {
+            let writer = Writer {
                 queue: queue.clone(),
                 stream: Key::from(keys.stream.as_str()),
                 delayed: Key::from(keys.delayed.as_str()),
-                dedup_ttl_secs: i64::try_from(dedup_ttl_secs).unwrap_or(i64::MAX),
-                max_backlog: i64::try_from(max_backlog).unwrap_or(i64::MAX),
+                dedup_ttl_secs: i64::try_from(settings.dedup_ttl.as_secs()).unwrap_or(i64::MAX),
+                max_backlog: i64::try_from(settings.max_backlog).unwrap_or(i64::MAX),
                 waiting: rx.clone(),
             };
-            tokio::spawn(lane.run());
+            tasks.spawn(writer.run());
         }
         Self {
             waiting: tx,
@@ -139,7 +154,7 @@ impl Ingestor {
             bytes: event.headers.len() + event.body.len(),
             answer,
         };
-        let closed = || reply(OP, "ingest lanes stopped");
+        let closed = || reply(OP, "ingest writers stopped");
         let wait = async {
             self.waiting.send(waiting).await.map_err(|_| closed())?;
             answered.await.map_err(|_| closed())?
@@ -154,7 +169,7 @@ impl Ingestor {
     }
 }
 
-impl Lane {
+impl Writer {
     async fn run(self) {
         let mut batch = Vec::with_capacity(MAX_BATCH_EVENTS);
         let mut answers = Vec::with_capacity(MAX_BATCH_EVENTS);

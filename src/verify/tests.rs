@@ -32,7 +32,7 @@ fn check(
     body: &[u8],
     now: i64,
 ) -> Result<(), VerifyError> {
-    let verifier = Verifier::from_config(&config).unwrap();
+    let verifier = Verifier::build(&config).unwrap();
     let headers = headers(pairs);
     verifier.verify(
         &SignedRequest {
@@ -128,7 +128,7 @@ fn standard_webhooks_rejects_tampering_and_stale_timestamps() {
 
 #[test]
 fn standard_webhooks_rejects_bad_key_encoding() {
-    let err = Verifier::from_config(&standard(&["whsec_!!!notbase64"])).unwrap_err();
+    let err = Verifier::build(&standard(&["whsec_!!!notbase64"])).unwrap_err();
     assert!(matches!(err, KeyError::BadBase64 { index: 0, .. }));
 }
 
@@ -381,12 +381,12 @@ fn twilio_signature_settings_select_key_and_algorithm() {
 
 #[test]
 fn only_gitlab_names_a_header_that_is_the_secret() {
-    let gitlab = Verifier::from_config(&VerifyConfig::Gitlab {
+    let gitlab = Verifier::build(&VerifyConfig::Gitlab {
         secrets: secrets(&["t"]),
     })
     .unwrap();
     assert_eq!(gitlab.secret_headers(), &["x-gitlab-token"]);
-    let github = Verifier::from_config(&github(false)).unwrap();
+    let github = Verifier::build(&github(false)).unwrap();
     assert!(github.secret_headers().is_empty());
 }
 
@@ -559,11 +559,11 @@ fn none_accepts_anything() {
 #[test]
 fn schemes_need_secrets() {
     assert!(matches!(
-        Verifier::from_config(&VerifyConfig::Shopify { secrets: vec![] }),
+        Verifier::build(&VerifyConfig::Shopify { secrets: vec![] }),
         Err(KeyError::NoSecrets("shopify"))
     ));
     assert!(matches!(
-        Verifier::from_config(&VerifyConfig::Shopify {
+        Verifier::build(&VerifyConfig::Shopify {
             secrets: secrets(&[""])
         }),
         Err(KeyError::EmptySecret { index: 0 })
@@ -611,7 +611,7 @@ fn sign_round_trips_for_every_scheme() {
     ];
     let body = b"a=1&b=2";
     for config in configs {
-        let verifier = Verifier::from_config(&config).unwrap();
+        let verifier = Verifier::build(&config).unwrap();
         let signed = verifier
             .sign(
                 body,

@@ -21,7 +21,7 @@ async fn delivers_the_raw_body_with_the_documented_headers() {
 
     // Bytes that are not valid UTF-8 must survive unchanged.
     let body: &[u8] = b"{\"zen\":\"caf\xc3\xa9\"}\xff\x00tail";
-    let verifier = hookd::verify::Verifier::from_config(&hookd::config::VerifyConfig::Github {
+    let verifier = hookd::verify::Verifier::build(&hookd::config::VerifyConfig::Github {
         secrets: vec![hookd::config::Secret::literal("s3cret")],
         allow_sha1: false,
     })
@@ -413,12 +413,11 @@ async fn signs_deliveries_when_a_signing_secret_is_set() {
     assert!(sink.wait_for(1, Duration::from_secs(10)).await);
     let got = &sink.received()[0];
     // The destination verifies it like any Standard-Webhooks receiver.
-    let verifier =
-        hookd::verify::Verifier::from_config(&hookd::config::VerifyConfig::StandardWebhooks {
-            secrets: vec![hookd::config::Secret::literal(signing)],
-            tolerance: Duration::from_secs(300),
-        })
-        .unwrap();
+    let verifier = hookd::verify::Verifier::build(&hookd::config::VerifyConfig::StandardWebhooks {
+        secrets: vec![hookd::config::Secret::literal(signing)],
+        tolerance: Duration::from_secs(300),
+    })
+    .unwrap();
     let checked = verifier.verify(
         &hookd::verify::SignedRequest {
             headers: &got.headers,

@@ -654,7 +654,7 @@ pub fn signed_at(id: &str, body: &[u8], at: i64) -> Vec<(String, String)> {
         secrets: vec![hookd::config::Secret::literal(SECRET)],
         tolerance: Duration::from_secs(300),
     };
-    let verifier = hookd::verify::Verifier::from_config(&config).expect("verifier");
+    let verifier = hookd::verify::Verifier::build(&config).expect("verifier");
     let mut headers = verifier
         .sign(body, at, id, "application/json", None)
         .expect("sign");

@@ -1,0 +1,234 @@
+//! The admin JSON API: sources with their queue state and destination,
+//! and the dead-letter queue (list, show, replay, delete, bulk replay and
+//! purge).
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
+use http::{Method, StatusCode};
+use serde::Serialize;
+
+use super::{AdminHandle, filter_from, split_entry_path};
+use crate::dlq::{self, BulkOp, Cursor, Filter};
+use crate::queue::QueueError;
+use crate::response::{HttpResponse, error, json};
+
+type ApiResult = Result<HttpResponse, QueueError>;
+
+pub async fn route(
+    admin: &AdminHandle,
+    method: &Method,
+    path: &str,
+    query: &HashMap<String, String>,
+) -> HttpResponse {
+    let result = match (method, path) {
+        (&Method::GET, "sources") => Ok(json(StatusCode::OK, &sources(admin).await)),
+        (&Method::GET, "dlq") => list(admin, query).await,
+        (&Method::POST, "dlq/replay") => bulk(admin, query, BulkOp::Replay).await,
+        (&Method::POST, "dlq/purge") => bulk(admin, query, BulkOp::Purge).await,
+        (_, p) if p.starts_with("dlq/") => {
+            let rest = &p["dlq/".len()..];
+            if let Some(entry) = rest.strip_suffix("/replay") {
+                match (method, split_entry_path(entry)) {
+                    (&Method::POST, Some((source, id))) => replay_one(admin, source, id).await,
+                    (_, Some(_)) => Ok(error(StatusCode::METHOD_NOT_ALLOWED, "use POST")),
+                    (_, None) => Ok(error(StatusCode::NOT_FOUND, "not found")),
+                }
+            } else {
+                match (method, split_entry_path(rest)) {
+                    (&Method::GET, Some((source, id))) => show(admin, source, id).await,
+                    (&Method::DELETE, Some((source, id))) => delete_one(admin, source, id).await,
+                    (_, Some(_)) => Ok(error(StatusCode::METHOD_NOT_ALLOWED, "use GET or DELETE")),
+                    (_, None) => Ok(error(StatusCode::NOT_FOUND, "not found")),
+                }
+            }
+        }
+        _ => Ok(error(StatusCode::NOT_FOUND, "not found")),
+    };
+    result.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "admin request failed");
+        error(StatusCode::SERVICE_UNAVAILABLE, &format!("redis: {e}"))
+    })
+}
+
+#[derive(Serialize)]
+pub struct SourceView {
+    pub name: String,
+    pub backlog: Option<u64>,
+    pub pending: Option<u64>,
+    pub retrying: Option<u64>,
+    pub dlq: Option<u64>,
+    pub oldest_pending_age_ms: Option<u64>,
+    pub destination: DestinationView,
+}
+
+#[derive(Serialize)]
+pub struct DestinationView {
+    pub url: String,
+    pub state: &'static str,
+    pub in_flight: usize,
+    pub max_in_flight: usize,
+    pub last_success_ms: Option<u64>,
+    pub last_failure_ms: Option<u64>,
+    pub last_failure_status: Option<u64>,
+}
+
+#[derive(Serialize)]
+pub struct SourcesView {
+    pub redis: &'static str,
+    pub sources: Vec<SourceView>,
+}
+
+fn nonzero(v: u64) -> Option<u64> {
+    (v != 0).then_some(v)
+}
+
+pub async fn sources(admin: &AdminHandle) -> SourcesView {
+    let mut out = Vec::with_capacity(admin.sources.len());
+    for source in admin.sources.iter() {
+        let stats = admin.queue.stats(&source.keys).await.ok();
+        let d = &source.stats;
+        out.push(SourceView {
+            name: source.name.clone(),
+            backlog: stats.map(|s| s.backlog),
+            pending: stats.map(|s| s.pending),
+            retrying: stats.map(|s| s.retrying),
+            dlq: stats.map(|s| s.dlq),
+            oldest_pending_age_ms: stats.and_then(|s| s.oldest_age_ms),
+            destination: DestinationView {
+                url: source.destination.url.to_string(),
+                state: d.state().as_str(),
+                in_flight: d.in_flight.load(Ordering::Relaxed),
+                max_in_flight: source.destination.max_in_flight,
+                last_success_ms: nonzero(d.last_success_ms.load(Ordering::Relaxed)),
+                last_failure_ms: nonzero(d.last_failure_ms.load(Ordering::Relaxed)),
+                last_failure_status: nonzero(d.last_failure_status.load(Ordering::Relaxed)),
+            },
+        });
+    }
+    SourcesView {
+        redis: if admin.status.redis_up() {
+            "up"
+        } else {
+            "down"
+        },
+        sources: out,
+    }
+}
+
+/// Why a request's filter is refused.
+pub struct Refusal {
+    status: StatusCode,
+    message: String,
+}
+
+impl Refusal {
+    fn response(&self) -> HttpResponse {
+        error(self.status, &self.message)
+    }
+}
+
+/// The filter of a request, if it names only what exists.
+pub fn checked_filter(
+    admin: &AdminHandle,
+    query: &HashMap<String, String>,
+) -> Result<Filter, Refusal> {
+    let filter = filter_from(query).map_err(|message| Refusal {
+        status: StatusCode::BAD_REQUEST,
+        message,
+    })?;
+    match filter.source.as_deref() {
+        Some(source) if admin.sources.get(source).is_none() => Err(Refusal {
+            status: StatusCode::NOT_FOUND,
+            message: "unknown source".into(),
+        }),
+        _ => Ok(filter),
+    }
+}
+
+pub fn page_args(query: &HashMap<String, String>) -> Result<(usize, Option<Cursor>), &'static str> {
+    let limit = match query.get("limit").filter(|v| !v.is_empty()) {
+        Some(v) => v.parse::<usize>().map_err(|_| "limit must be a number")?,
+        None => 50,
+    };
+    let cursor = match query.get("cursor").filter(|v| !v.is_empty()) {
+        Some(c) => Some(Cursor::parse(c).ok_or("cursor is not valid")?),
+        None => None,
+    };
+    Ok((limit, cursor))
+}
+
+async fn list(admin: &AdminHandle, query: &HashMap<String, String>) -> ApiResult {
+    let filter = match checked_filter(admin, query) {
+        Ok(filter) => filter,
+        Err(refusal) => return Ok(refusal.response()),
+    };
+    let (limit, cursor) = match page_args(query) {
+        Ok(args) => args,
+        Err(message) => return Ok(error(StatusCode::BAD_REQUEST, message)),
+    };
+    let page = dlq::list(
+        &admin.queue,
+        admin.sources.keys(),
+        &filter,
+        cursor.as_ref(),
+        limit,
+    )
+    .await?;
+    Ok(json(StatusCode::OK, &page))
+}
+
+async fn show(admin: &AdminHandle, source: &str, id: &str) -> ApiResult {
+    let Some(source) = admin.sources.get(source) else {
+        return Ok(error(StatusCode::NOT_FOUND, "unknown source"));
+    };
+    Ok(match dlq::find(&admin.queue, [&source.keys], id).await? {
+        Some(item) => json(StatusCode::OK, &item.detail()),
+        None => error(StatusCode::NOT_FOUND, "not in the dead-letter queue"),
+    })
+}
+
+async fn replay_one(admin: &AdminHandle, source: &str, id: &str) -> ApiResult {
+    let Some(found) = admin.sources.get(source) else {
+        return Ok(error(StatusCode::NOT_FOUND, "unknown source"));
+    };
+    Ok(match admin.queue.replay(&found.keys, id).await? {
+        Some(entry_id) => {
+            tracing::info!(source, dlq_id = id, entry_id = %entry_id, "replayed from the dead-letter queue");
+            json(
+                StatusCode::OK,
+                &serde_json::json!({"replayed": true, "source": source, "id": id, "entry_id": entry_id}),
+            )
+        }
+        None => error(StatusCode::NOT_FOUND, "not in the dead-letter queue"),
+    })
+}
+
+async fn delete_one(admin: &AdminHandle, source: &str, id: &str) -> ApiResult {
+    let Some(found) = admin.sources.get(source) else {
+        return Ok(error(StatusCode::NOT_FOUND, "unknown source"));
+    };
+    Ok(if admin.queue.dlq_delete(&found.keys, id).await? {
+        tracing::info!(source, dlq_id = id, "deleted from the dead-letter queue");
+        json(
+            StatusCode::OK,
+            &serde_json::json!({"deleted": true, "source": source, "id": id}),
+        )
+    } else {
+        error(StatusCode::NOT_FOUND, "not in the dead-letter queue")
+    })
+}
+
+async fn bulk(admin: &AdminHandle, query: &HashMap<String, String>, op: BulkOp) -> ApiResult {
+    let filter = match checked_filter(admin, query) {
+        Ok(filter) => filter,
+        Err(refusal) => return Ok(refusal.response()),
+    };
+    let dry_run = query
+        .get("dry_run")
+        .is_some_and(|v| v == "true" || v == "1");
+    let result = dlq::bulk(&admin.queue, admin.sources.keys(), &filter, op, dry_run).await?;
+    let mut body = serde_json::json!({"matched": result.matched, "dry_run": dry_run});
+    body[op.verb()] = serde_json::json!(result.done);
+    Ok(json(StatusCode::OK, &body))
+}

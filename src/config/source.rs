@@ -1,0 +1,333 @@
+//! A source's part of the configuration: how its provider signs, where the
+//! event id and type come from, and the destination it delivers to.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use http::Uri;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::Secret;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// URL path segment (`POST /webhooks/{name}`) and Redis hash tag.
+    pub name: String,
+    /// How the provider proves a request is genuine.
+    pub verify: VerifyConfig,
+    /// Where the event id comes from: `auto`, `header:NAME`, `json:/pointer`
+    /// or `body-sha256`. The id drives de-duplication and `Webhook-Id`.
+    #[serde(default)]
+    pub id_from: FieldSource,
+    /// Where the event type comes from: `auto`, `header:NAME`, `json:/pointer`.
+    #[serde(default)]
+    pub event_type_from: FieldSource,
+    /// The user's service that receives the events.
+    pub destination: DestinationConfig,
+}
+
+/// Signature scheme per provider; `none` must be spelled out so an
+/// unauthenticated endpoint is always a deliberate choice.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "scheme", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum VerifyConfig {
+    StandardWebhooks {
+        /// `whsec_<base64>` keys; several during rotation.
+        secrets: Vec<Secret>,
+        /// Allowed clock difference for `webhook-timestamp`.
+        #[serde(default = "default_tolerance", with = "humantime_serde")]
+        tolerance: Duration,
+    },
+    Stripe {
+        /// Endpoint signing secrets (`whsec_...`); several during rotation.
+        secrets: Vec<Secret>,
+        /// Allowed age of the `t=` timestamp (Stripe's default is 300 s).
+        #[serde(default = "default_tolerance", with = "humantime_serde")]
+        tolerance: Duration,
+    },
+    Github {
+        /// Webhook secrets; several during rotation.
+        secrets: Vec<Secret>,
+        /// Accept the legacy `X-Hub-Signature` (HMAC-SHA1) when no SHA-256
+        /// signature is present. Off because SHA-1 is weak.
+        #[serde(default)]
+        allow_sha1: bool,
+    },
+    Shopify {
+        /// App client secrets; several during rotation.
+        secrets: Vec<Secret>,
+    },
+    Slack {
+        /// Signing secrets; several during rotation.
+        secrets: Vec<Secret>,
+        /// Allowed clock difference for `X-Slack-Request-Timestamp`.
+        #[serde(default = "default_tolerance", with = "humantime_serde")]
+        tolerance: Duration,
+    },
+    Twilio {
+        /// Auth tokens; several during rotation.
+        secrets: Vec<Secret>,
+        /// Secrets of the SharedKeys a Twilio Webhook Setting signs with
+        /// instead of the auth token; used for requests that announce one in
+        /// `X-Twilio-Webhooks-Signature-Settings` (HMAC-SHA1 or -SHA256).
+        /// Empty: such requests are checked against `secrets`.
+        #[serde(default)]
+        shared_keys: Vec<Secret>,
+        /// The public URL Twilio calls (signatures cover it); the request's
+        /// query string is appended.
+        url: String,
+    },
+    Gitlab {
+        /// Secret tokens compared with `X-Gitlab-Token`.
+        secrets: Vec<Secret>,
+    },
+    Paddle {
+        /// Notification destination secret keys.
+        secrets: Vec<Secret>,
+        /// Allowed clock difference for the `ts=` timestamp.
+        #[serde(default = "default_tolerance", with = "humantime_serde")]
+        tolerance: Duration,
+    },
+    Square {
+        /// Subscription signature keys.
+        secrets: Vec<Secret>,
+        /// The notification URL configured at Square (signatures cover it).
+        url: String,
+    },
+    Hmac {
+        /// Shared secrets; several during rotation.
+        secrets: Vec<Secret>,
+        /// Header carrying the signature.
+        header: String,
+        /// `sha1`, `sha256` or `sha512`.
+        #[serde(default)]
+        algorithm: HmacAlgorithm,
+        /// `hex` or `base64`.
+        #[serde(default)]
+        encoding: SignatureEncoding,
+        /// Text before the signature in the header, e.g. `sha256=`.
+        #[serde(default)]
+        prefix: String,
+    },
+    None,
+}
+
+fn default_tolerance() -> Duration {
+    Duration::from_secs(300)
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HmacAlgorithm {
+    Sha1,
+    #[default]
+    Sha256,
+    Sha512,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureEncoding {
+    #[default]
+    Hex,
+    Base64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationConfig {
+    /// `http://` or `https://` URL receiving a POST per event. https trusts
+    /// the built-in Mozilla roots and the system store (`SSL_CERT_FILE`).
+    pub url: DestinationUrl,
+    /// Per attempt, from connect to the last response byte we read.
+    #[serde(default = "default_destination_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Cap on concurrent deliveries to this destination, so one slow service
+    /// cannot take every worker.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// Deliveries started per second; 0 means unlimited.
+    #[serde(default)]
+    pub rate_per_sec: u32,
+    /// Backoff between attempts.
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// If set, deliveries carry Standard-Webhooks headers signed by hookd
+    /// (`whsec_<base64>`, or any other string used as raw key bytes).
+    #[serde(default)]
+    pub signing_secret: Secret,
+}
+
+fn default_destination_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_max_in_flight() -> usize {
+    16
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Attempts including the first; after the last failure the event is
+    /// dead-lettered.
+    pub max_attempts: u32,
+    /// Delay before the second attempt; doubles each time.
+    #[serde(with = "humantime_serde")]
+    pub base: Duration,
+    /// Ceiling for the doubling (and for a destination's Retry-After).
+    #[serde(with = "humantime_serde")]
+    pub max: Duration,
+    /// Full jitter spreads retries of a burst so they do not return together.
+    pub jitter: bool,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(3600),
+            jitter: true,
+        }
+    }
+}
+
+/// A destination URL, checked when the configuration is read: absolute,
+/// `http` or `https`, with a host. Deserialises straight into the `Uri`
+/// that delivery dials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DestinationUrl(Uri);
+
+impl DestinationUrl {
+    pub fn uri(&self) -> &Uri {
+        &self.0
+    }
+}
+
+impl FromStr for DestinationUrl {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let uri: Uri = text.parse().map_err(|_| format!("{text:?} is not a URL"))?;
+        match uri.scheme_str() {
+            Some("http") | Some("https") => {}
+            _ => return Err(format!("{text:?}: the scheme must be http or https")),
+        }
+        if uri.authority().is_none() {
+            return Err(format!("{text:?}: the host is missing"));
+        }
+        Ok(Self(uri))
+    }
+}
+
+impl fmt::Display for DestinationUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl Serialize for DestinationUrl {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for DestinationUrl {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum FieldSource {
+    /// The provider's documented location (see `extract`).
+    #[default]
+    Auto,
+    Header(http::HeaderName),
+    /// RFC 6901 JSON pointer into the body.
+    Json(String),
+    /// Hex SHA-256 of the raw body: identical bodies are duplicates.
+    BodySha256,
+}
+
+impl FromStr for FieldSource {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "auto" {
+            return Ok(Self::Auto);
+        }
+        if s == "body-sha256" {
+            return Ok(Self::BodySha256);
+        }
+        if let Some(name) = s.strip_prefix("header:") {
+            return http::HeaderName::from_bytes(name.as_bytes())
+                .map(Self::Header)
+                .map_err(|_| format!("{name:?} is not a valid header name"));
+        }
+        if let Some(pointer) = s.strip_prefix("json:") {
+            if !pointer.starts_with('/') {
+                return Err(format!("JSON pointer {pointer:?} must start with '/'"));
+            }
+            return Ok(Self::Json(pointer.to_owned()));
+        }
+        Err(format!(
+            "{s:?} is not one of auto, header:NAME, json:/pointer, body-sha256"
+        ))
+    }
+}
+
+impl fmt::Display for FieldSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Auto => f.write_str("auto"),
+            Self::Header(name) => write!(f, "header:{name}"),
+            Self::Json(pointer) => write!(f, "json:{pointer}"),
+            Self::BodySha256 => f.write_str("body-sha256"),
+        }
+    }
+}
+
+impl Serialize for FieldSource {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for FieldSource {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_source_round_trips() {
+        for s in ["auto", "header:x-id", "json:/data/id", "body-sha256"] {
+            assert_eq!(s.parse::<FieldSource>().unwrap().to_string(), s);
+        }
+        assert!("json:data".parse::<FieldSource>().is_err());
+        assert!("header:bad header".parse::<FieldSource>().is_err());
+        assert!("whatever".parse::<FieldSource>().is_err());
+    }
+
+    #[test]
+    fn destination_urls_are_checked() {
+        assert!("http://127.0.0.1:3000/x".parse::<DestinationUrl>().is_ok());
+        assert!("https://example.com".parse::<DestinationUrl>().is_ok());
+        assert!("ftp://example.com".parse::<DestinationUrl>().is_err());
+        assert!("/relative".parse::<DestinationUrl>().is_err());
+        let url: DestinationUrl = "http://h:1/p?q=1".parse().unwrap();
+        assert_eq!(url.to_string(), "http://h:1/p?q=1");
+    }
+}

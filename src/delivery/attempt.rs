@@ -1,0 +1,289 @@
+//! One attempt: send the request, classify the answer, and record the
+//! outcome (acknowledge, schedule a retry, or dead-letter).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::StatusCode;
+use http::header::RETRY_AFTER;
+use http_body_util::{BodyExt, Limited};
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::backoff::{backoff_delay, parse_retry_after};
+use super::reader::Permits;
+use super::route::Route;
+use super::{Shared, pool, request};
+use crate::clock::unix_ms;
+use crate::queue::{DeadLetter, DeadReason, Envelope, QueueError, history_line};
+use crate::telemetry::DeliveryOutcome;
+
+/// Bytes of a failed response kept as the error text.
+const ERROR_SNIPPET: usize = 512;
+
+/// What one attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    Delivered {
+        status: u16,
+    },
+    /// Worth trying again: 408, 425, 429, 5xx, 1xx/3xx, timeouts, connection errors.
+    Failed {
+        status: Option<u16>,
+        error: String,
+        retry_after: Option<Duration>,
+    },
+    /// The destination refused the event itself (other 4xx).
+    Rejected {
+        status: u16,
+        error: String,
+    },
+}
+
+pub fn classify(status: StatusCode) -> AttemptClass {
+    match status.as_u16() {
+        200..=299 => AttemptClass::Delivered,
+        408 | 425 | 429 => AttemptClass::Retry,
+        400..=499 => AttemptClass::Reject,
+        _ => AttemptClass::Retry,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptClass {
+    Delivered,
+    Retry,
+    Reject,
+}
+
+/// One delivery attempt of one entry, from request to recorded outcome.
+pub struct Job {
+    pub shared: Arc<Shared>,
+    pub route: Arc<Route>,
+}
+
+impl Job {
+    pub async fn run(self, envelope: Envelope, permits: Permits) {
+        let _busy = self.shared.workers.delivery_started();
+        let attempt = envelope.attempts + 1;
+        let span = info_span!(
+            "delivery",
+            source = %self.route.source.name,
+            event_id = %envelope.event_id,
+            entry_id = %envelope.entry_id,
+            attempt,
+        );
+        async {
+            let metrics = &self.route.source.metrics;
+            let started = Instant::now();
+            let destination = &self.route.source.stats;
+            destination.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let result = tokio::select! {
+                result = self.attempt(&envelope, attempt) => Some(result),
+                _ = self.shared.abandon.cancelled() => None,
+            };
+            destination.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(result) = result else {
+                info!("delivery abandoned at the shutdown deadline; the entry stays pending");
+                return;
+            };
+            match &result {
+                Attempt::Delivered { .. } => destination.record(true, None),
+                Attempt::Failed { status, .. } => destination.record(false, *status),
+                Attempt::Rejected { status, .. } => destination.record(false, Some(*status)),
+            }
+            metrics
+                .delivery_duration
+                .record(started.elapsed().as_secs_f64());
+            let settled = tokio::select! {
+                settled = self.settle(&envelope, attempt, result) => settled,
+                // Redis hung at the deadline: whether the script ran or
+                // not, the entry is settled or still pending.
+                _ = self.shared.abandon.cancelled() => Ok(()),
+            };
+            if let Err(e) = settled {
+                // The entry stays pending and is claimed again after
+                // claim_idle: at-least-once, never lost.
+                warn!(error = %e, "could not record the delivery outcome; the entry will be retried");
+            }
+        }
+        .instrument(span)
+        .await;
+        drop(permits);
+    }
+
+    async fn attempt(&self, envelope: &Envelope, attempt: u32) -> Attempt {
+        let destination = &self.route.source.destination;
+        let request = match request::build(&self.route, envelope, attempt) {
+            Ok(r) => r,
+            Err(e) => {
+                return Attempt::Failed {
+                    status: None,
+                    error: format!("cannot build request: {e}"),
+                    retry_after: None,
+                };
+            }
+        };
+        let connections = &self.route.connections;
+        let exchange = async {
+            let (response, lease) = connections.send(request).await?;
+            let status = response.status();
+            let retry_after = response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
+            // Read (a bounded part of) the body so the connection can be
+            // reused and a failure has its explanation; a longer or broken
+            // body closes the connection.
+            let body = match Limited::new(response.into_body(), ERROR_SNIPPET * 8)
+                .collect()
+                .await
+            {
+                Ok(body) => {
+                    connections.release(lease);
+                    body.to_bytes()
+                }
+                Err(_) => Bytes::new(),
+            };
+            Ok::<_, pool::SendError>((status, retry_after, body))
+        };
+        match tokio::time::timeout(destination.timeout, exchange).await {
+            Err(_) => Attempt::Failed {
+                status: None,
+                error: format!("timed out after {:?}", destination.timeout),
+                retry_after: None,
+            },
+            Ok(Err(e)) => Attempt::Failed {
+                status: None,
+                error: format!("request failed: {}", error_chain(&e)),
+                retry_after: None,
+            },
+            Ok(Ok((status, retry_after, body))) => {
+                let snippet = || {
+                    let end = body.len().min(ERROR_SNIPPET);
+                    String::from_utf8_lossy(&body[..end]).into_owned()
+                };
+                match classify(status) {
+                    AttemptClass::Delivered => Attempt::Delivered {
+                        status: status.as_u16(),
+                    },
+                    AttemptClass::Retry => Attempt::Failed {
+                        status: Some(status.as_u16()),
+                        error: snippet(),
+                        retry_after,
+                    },
+                    AttemptClass::Reject => Attempt::Rejected {
+                        status: status.as_u16(),
+                        error: snippet(),
+                    },
+                }
+            }
+        }
+    }
+
+    /// Records the outcome in Redis with one atomic script.
+    async fn settle(
+        &self,
+        envelope: &Envelope,
+        attempt: u32,
+        result: Attempt,
+    ) -> Result<(), QueueError> {
+        let queue = &self.shared.queue;
+        let source = &self.route.source;
+        let keys = &source.keys;
+        let retry = &source.destination.retry;
+        let now = unix_ms();
+        match result {
+            Attempt::Delivered { status } => {
+                // The acker outlives every delivery (it ends when the last
+                // route is dropped), so this cannot fail while we hold one.
+                let _ = self.route.acks.send(envelope.entry_id.clone());
+                source.metrics.delivery(DeliveryOutcome::Success);
+                source
+                    .metrics
+                    .end_to_end
+                    .record(now.saturating_sub(envelope.received_ms) as f64 / 1000.0);
+                debug!(status, "delivered");
+            }
+            Attempt::Failed {
+                status,
+                error,
+                retry_after,
+            } => {
+                let history = history_line(attempt, now, status, &error);
+                if attempt >= retry.max_attempts {
+                    warn!(?status, error = %error, "giving up after destination.retry.max_attempts");
+                    let dead = DeadLetter {
+                        entry_id: &envelope.entry_id,
+                        reason: DeadReason::MaxAttempts,
+                        status,
+                        error: &error,
+                        history: &history,
+                    };
+                    Box::pin(queue.dead_letter(keys, &dead)).await?;
+                    source.metrics.delivery(DeliveryOutcome::Dead);
+                } else {
+                    let delay = backoff_delay(retry, attempt, retry_after, rand::random::<f64>());
+                    debug!(?status, error = %error, ?delay, "will retry");
+                    Box::pin(queue.schedule_retry(keys, &envelope.entry_id, delay, &history))
+                        .await?;
+                    source.metrics.delivery(DeliveryOutcome::Retry);
+                    self.shared.retry_scheduled.notify_one();
+                }
+            }
+            Attempt::Rejected { status, error } => {
+                warn!(status, error = %error, "destination rejected the event: dead-lettering");
+                let history = history_line(attempt, now, Some(status), &error);
+                let dead = DeadLetter {
+                    entry_id: &envelope.entry_id,
+                    reason: DeadReason::Rejected,
+                    status: Some(status),
+                    error: &error,
+                    history: &history,
+                };
+                Box::pin(queue.dead_letter(keys, &dead)).await?;
+                source.metrics.delivery(DeliveryOutcome::Dead);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcome_classes_follow_the_design() {
+        for code in [200, 201, 204, 299] {
+            assert_eq!(
+                classify(StatusCode::from_u16(code).unwrap()),
+                AttemptClass::Delivered
+            );
+        }
+        for code in [408, 425, 429, 500, 502, 503, 504, 599] {
+            assert_eq!(
+                classify(StatusCode::from_u16(code).unwrap()),
+                AttemptClass::Retry
+            );
+        }
+        for code in [400, 401, 403, 404, 409, 410, 413, 422] {
+            assert_eq!(
+                classify(StatusCode::from_u16(code).unwrap()),
+                AttemptClass::Reject
+            );
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! The request a delivery sends: the stored body and headers, minus what a
+//! proxy must not forward, plus hookd's own headers and signature.
+
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
+use http_body_util::Full;
+
+use super::route::Route;
+use crate::clock::unix_secs;
+use crate::queue::{Envelope, decode_headers, header_count};
+use crate::verify::standard_webhooks;
+
+/// Headers a proxy must not forward (RFC 9110 §7.6.1) plus those hyper
+/// computes for the outgoing request.
+const NOT_FORWARDED: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "host",
+    "content-length",
+    "expect",
+];
+
+/// A provider's Standard Webhooks / Svix signature set. When hookd signs a
+/// delivery itself these go, so the destination never sees two sets (the
+/// svix libraries read `svix-*` first and would check the provider's).
+const SIGNATURE_HEADERS: &[&str] = &[
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+    "svix-id",
+    "svix-timestamp",
+    "svix-signature",
+];
+
+/// Headers hookd sets on every delivery (host, content-type, the webhook-*
+/// trio and the x-hookd-* trio).
+const ADDED_HEADERS: usize = 8;
+
+static WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
+static WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
+static WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
+static X_HOOKD_SOURCE: HeaderName = HeaderName::from_static("x-hookd-source");
+static X_HOOKD_EVENT_TYPE: HeaderName = HeaderName::from_static("x-hookd-event-type");
+static X_HOOKD_ATTEMPT: HeaderName = HeaderName::from_static("x-hookd-attempt");
+
+/// The POST for one attempt of `envelope` to `route`'s destination.
+pub fn build(
+    route: &Route,
+    envelope: &Envelope,
+    attempt: u32,
+) -> Result<Request<Full<Bytes>>, http::Error> {
+    let mut request = Request::builder()
+        .method(Method::POST)
+        .body(Full::new(envelope.body.clone()))?;
+    // Sized once: growing the map while inserting rehashes it.
+    *request.headers_mut() =
+        HeaderMap::with_capacity(header_count(&envelope.headers) + ADDED_HEADERS);
+    route.connections.prepare(&mut request);
+    let headers = request.headers_mut();
+    // Headers the provider's `Connection` names are hop-by-hop too.
+    let mut hop_by_hop: Vec<&[u8]> = Vec::new();
+    for (name, value) in decode_headers(&envelope.headers) {
+        if name.eq_ignore_ascii_case(b"connection") {
+            hop_by_hop.extend(
+                value
+                    .split(|b| *b == b',')
+                    .map(<[u8]>::trim_ascii)
+                    .filter(|token| !token.is_empty()),
+            );
+        }
+    }
+    let secret_headers = route.source.verifier.secret_headers();
+    let signing = route.signing_key.is_some();
+    for (name, value) in decode_headers(&envelope.headers) {
+        let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
+        else {
+            continue;
+        };
+        let lower = name.as_str();
+        if NOT_FORWARDED.contains(&lower)
+            || secret_headers.contains(&lower)
+            || (signing && SIGNATURE_HEADERS.contains(&lower))
+            || hop_by_hop
+                .iter()
+                .any(|token| token.eq_ignore_ascii_case(lower.as_bytes()))
+        {
+            continue;
+        }
+        headers.append(name, value);
+    }
+    if let Some(ct) = envelope.content_type.as_ref()
+        && let Ok(value) = HeaderValue::from_maybe_shared(ct.clone())
+    {
+        headers.insert(CONTENT_TYPE, value);
+    }
+    let text = |s: &str| HeaderValue::from_str(s);
+    headers.insert(WEBHOOK_ID.clone(), text(&envelope.event_id)?);
+    headers.insert(X_HOOKD_SOURCE.clone(), text(&route.source.name)?);
+    headers.insert(X_HOOKD_EVENT_TYPE.clone(), text(&envelope.event_type)?);
+    headers.insert(X_HOOKD_ATTEMPT.clone(), HeaderValue::from(attempt));
+    if let Some(key) = &route.signing_key {
+        let ts = unix_secs().to_string();
+        let signature = standard_webhooks::signature(key, &envelope.event_id, &ts, &envelope.body);
+        headers.insert(WEBHOOK_TIMESTAMP.clone(), text(&ts)?);
+        headers.insert(WEBHOOK_SIGNATURE.clone(), text(&signature)?);
+    }
+    Ok(request)
+}

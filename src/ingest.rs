@@ -1,0 +1,271 @@
+//! `POST /webhooks/{source}`: read the body within its limits, verify the
+//! signature, find the event id and type, and store the event (group
+//! commit through [`Ingestor`]) before answering.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderValue, Method, Request, StatusCode};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use serde::Serialize;
+use tracing::{Instrument, debug, info_span, warn};
+
+use crate::clock::{unix_ms, unix_secs};
+use crate::config::ServerConfig;
+use crate::extract::{self, Body};
+use crate::queue::{IngestOutcome, Ingestor, NewEvent, encode_headers_except};
+use crate::response::{HttpResponse, error, json, unavailable};
+use crate::source::{Source, Sources};
+use crate::status::Status;
+use crate::telemetry::{self, IngestOutcome as Outcome};
+use crate::verify::SignedRequest;
+
+/// Seconds a client should wait before retrying after a 503.
+const RETRY_AFTER_REDIS: &str = "1";
+const RETRY_AFTER_BACKLOG: &str = "30";
+const RETRY_AFTER_DRAINING: &str = "5";
+
+/// What a request may send.
+#[derive(Debug, Clone, Copy)]
+struct BodyLimits {
+    max_body_bytes: usize,
+    request_timeout: Duration,
+}
+
+/// A source as ingest sees it: its verification and extraction rules, and
+/// the writers that store its events.
+struct IngestSource {
+    source: Arc<Source>,
+    ingestor: Ingestor,
+}
+
+/// Everything the webhook endpoint uses.
+pub struct IngestHandle {
+    sources: HashMap<String, IngestSource>,
+    status: Arc<Status>,
+    limits: BodyLimits,
+}
+
+impl IngestHandle {
+    /// `ingestors` holds one [`Ingestor`] per source, by name.
+    pub fn new(
+        sources: &Sources,
+        mut ingestors: HashMap<String, Ingestor>,
+        status: Arc<Status>,
+        server: &ServerConfig,
+    ) -> Self {
+        let sources = sources
+            .iter()
+            .filter_map(|source| {
+                let ingestor = ingestors.remove(&source.name)?;
+                Some((
+                    source.name.clone(),
+                    IngestSource {
+                        source: source.clone(),
+                        ingestor,
+                    },
+                ))
+            })
+            .collect();
+        Self {
+            sources,
+            status,
+            limits: BodyLimits {
+                max_body_bytes: server.max_body_bytes,
+                request_timeout: server.request_timeout,
+            },
+        }
+    }
+
+    /// Answers a request for `/webhooks/{name}`.
+    pub async fn handle(&self, name: &str, req: Request<Incoming>) -> HttpResponse {
+        let Some(entry) = self.sources.get(name) else {
+            telemetry::unknown_source_request();
+            return error(StatusCode::NOT_FOUND, "unknown source");
+        };
+        let span = info_span!("ingest", source = %name, event_id = tracing::field::Empty);
+        async {
+            let started = Instant::now();
+            let (outcome, response) = store(self, entry, req).await;
+            let metrics = &entry.source.metrics;
+            metrics.ingest(outcome);
+            metrics
+                .ingest_duration
+                .record(started.elapsed().as_secs_f64());
+            response
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+#[derive(Serialize)]
+struct Queued<'a> {
+    id: &'a str,
+    source: &'a str,
+    status: &'static str,
+}
+
+#[derive(Serialize)]
+struct Duplicate<'a> {
+    id: &'a str,
+    status: &'static str,
+}
+
+async fn store(
+    handle: &IngestHandle,
+    entry: &IngestSource,
+    req: Request<Incoming>,
+) -> (Outcome, HttpResponse) {
+    let source = &entry.source;
+    if req.method() != Method::POST {
+        let mut response = error(StatusCode::METHOD_NOT_ALLOWED, "only POST is allowed");
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("POST"));
+        return (Outcome::MethodNotAllowed, response);
+    }
+    if handle.status.draining() {
+        return (
+            Outcome::Draining,
+            unavailable("draining for shutdown", RETRY_AFTER_DRAINING),
+        );
+    }
+    // Known down (refused, or hung past the health check's timeout): say so
+    // now rather than make every request wait for its own timeout.
+    if !handle.status.redis_up() {
+        return (
+            Outcome::Unavailable,
+            unavailable("storage unavailable", RETRY_AFTER_REDIS),
+        );
+    }
+    let limit = handle.limits.max_body_bytes;
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return (Outcome::TooLarge, too_large(limit));
+    }
+
+    let (parts, body) = req.into_parts();
+    let collected = tokio::time::timeout(
+        handle.limits.request_timeout,
+        Limited::new(body, limit).collect(),
+    )
+    .await;
+    let body = match collected {
+        Err(_) => {
+            return (
+                Outcome::Timeout,
+                error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request body not received in time",
+                ),
+            );
+        }
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            return (Outcome::TooLarge, too_large(limit));
+        }
+        Ok(Err(_)) => {
+            return (
+                Outcome::BadRequest,
+                error(StatusCode::BAD_REQUEST, "unreadable request body"),
+            );
+        }
+        Ok(Ok(collected)) => collected.to_bytes(),
+    };
+
+    let signed = SignedRequest {
+        headers: &parts.headers,
+        query: parts.uri.query(),
+        body: &body,
+    };
+    if let Err(e) = source.verifier.verify(&signed, unix_secs()) {
+        debug!(error = %e, "signature check failed");
+        return (
+            Outcome::Unauthorized,
+            error(
+                StatusCode::UNAUTHORIZED,
+                &format!("signature verification failed: {e}"),
+            ),
+        );
+    }
+
+    let scheme = &source.verify;
+    let mut parsed = Body::new(&body);
+    let event_id = match extract::event_id(&source.id_from, scheme, &parts.headers, &mut parsed) {
+        Ok(id) => id,
+        Err(e) => {
+            return (
+                Outcome::BadRequest,
+                error(StatusCode::BAD_REQUEST, &e.to_string()),
+            );
+        }
+    };
+    let event_type =
+        extract::event_type(&source.event_type_from, scheme, &parts.headers, &mut parsed);
+    tracing::Span::current().record("event_id", event_id.as_str());
+
+    let event = NewEvent {
+        event_id: &event_id,
+        event_type: &event_type,
+        content_type: parts.headers.get(CONTENT_TYPE).map(HeaderValue::as_bytes),
+        // A header that is the secret itself (X-Gitlab-Token) is not kept.
+        headers: encode_headers_except(&parts.headers, source.verifier.secret_headers()),
+        body,
+        received_ms: unix_ms(),
+    };
+    let result = entry.ingestor.ingest(&event).await;
+    match result {
+        Ok(IngestOutcome::Queued { .. }) => (
+            Outcome::Queued,
+            json(
+                StatusCode::ACCEPTED,
+                &Queued {
+                    id: &event_id,
+                    source: &source.name,
+                    status: "queued",
+                },
+            ),
+        ),
+        Ok(IngestOutcome::Duplicate { .. }) => (
+            Outcome::Duplicate,
+            json(
+                StatusCode::OK,
+                &Duplicate {
+                    id: &event_id,
+                    status: "duplicate",
+                },
+            ),
+        ),
+        Ok(IngestOutcome::BacklogFull { backlog }) => {
+            warn!(
+                backlog,
+                "backlog over ingest.max_backlog: refusing new events"
+            );
+            (
+                Outcome::BacklogFull,
+                unavailable("backlog is full", RETRY_AFTER_BACKLOG),
+            )
+        }
+        Err(e) => {
+            warn!(error = %e, "could not store the event");
+            (
+                Outcome::Unavailable,
+                unavailable("storage unavailable", RETRY_AFTER_REDIS),
+            )
+        }
+    }
+}
+
+fn too_large(limit: usize) -> HttpResponse {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!("body exceeds server.max_body_bytes ({limit} bytes)"),
+    )
+}

@@ -1,0 +1,186 @@
+//! The dead-letter queue's moves: a filtered walk that leaves bodies in
+//! Redis, one entry, replay back to the stream, delete.
+
+use fred::interfaces::StreamsInterface;
+use fred::types::Value;
+
+use super::entry::{RawEntry, StoredEntry, decode};
+use super::reply::{redis, reply, value_string, value_u64};
+use super::{Queue, QueueError, SourceKeys};
+
+/// The listing fields of a DLQ entry that matched a scan's filter.
+#[derive(Debug, Clone, Default)]
+pub struct DlqMatch {
+    pub dlq_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub reason: String,
+    pub status: Option<u16>,
+    pub error: String,
+    pub attempts: u32,
+    pub received_ms: u64,
+    pub dead_at_ms: u64,
+    pub body_bytes: usize,
+}
+
+/// One step of a filtered DLQ walk (`dlq_scan.lua`).
+#[derive(Debug, Default)]
+pub struct DlqScanStep {
+    /// Entries looked at; fewer than asked for means the DLQ ends here.
+    pub examined: usize,
+    /// The oldest entry looked at, where the next step continues below.
+    pub last: Option<String>,
+    pub matches: Vec<DlqMatch>,
+}
+
+impl Queue {
+    /// Replays a DLQ entry into the stream with attempts reset. Returns the
+    /// new entry id, or None if the DLQ entry no longer exists.
+    pub async fn replay(
+        &self,
+        keys: &SourceKeys,
+        dlq_id: &str,
+    ) -> Result<Option<String>, QueueError> {
+        Ok(self.replay_many(keys, &[dlq_id]).await?.pop().flatten())
+    }
+
+    /// [`Self::replay`] for several entries in one script call.
+    pub async fn replay_many(
+        &self,
+        keys: &SourceKeys,
+        dlq_ids: &[&str],
+    ) -> Result<Vec<Option<String>>, QueueError> {
+        const OP: &str = "replay";
+        if dlq_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let result = self
+            .eval(
+                OP,
+                &self.scripts.replay,
+                vec![&keys.stream, &keys.dlq],
+                || dlq_ids.iter().map(|id| Value::from(*id)).collect(),
+                None,
+            )
+            .await?;
+        match result {
+            Value::Array(items) if items.len() == dlq_ids.len() => Ok(items
+                .iter()
+                .map(|item| match item {
+                    Value::Null | Value::Boolean(false) => None,
+                    other => value_string(other),
+                })
+                .collect()),
+            other => Err(reply(OP, format!("{other:?}"))),
+        }
+    }
+
+    /// Examines up to `count` DLQ entries, newest first, from `from`
+    /// (inclusive; None = the newest), and returns those matching the
+    /// event type and reason (empty = any).
+    pub async fn dlq_scan(
+        &self,
+        keys: &SourceKeys,
+        from: Option<&str>,
+        count: usize,
+        event_type: &str,
+        reason: &str,
+    ) -> Result<DlqScanStep, QueueError> {
+        const OP: &str = "dlq scan";
+        let result = self
+            .eval(
+                OP,
+                &self.scripts.dlq_scan,
+                vec![&keys.dlq],
+                || {
+                    vec![
+                        from.unwrap_or("+").into(),
+                        Value::Integer(count as i64),
+                        event_type.into(),
+                        reason.into(),
+                    ]
+                },
+                None,
+            )
+            .await?;
+        let Value::Array(parts) = result else {
+            return Err(reply(OP, "not an array"));
+        };
+        let [examined, last, matches] =
+            <[Value; 3]>::try_from(parts).map_err(|_| reply(OP, "expected three items"))?;
+        let matches = match matches {
+            Value::Array(items) => items,
+            _ => Vec::new(),
+        };
+        let text = |v: &Value| value_string(v).unwrap_or_default();
+        let number = |v: &Value| value_u64(v).unwrap_or(0);
+        let matches = matches
+            .into_iter()
+            .map(|item| match item {
+                Value::Array(f) if f.len() == 10 => Ok(DlqMatch {
+                    dlq_id: text(&f[0]),
+                    event_id: text(&f[1]),
+                    event_type: text(&f[2]),
+                    reason: text(&f[3]),
+                    status: text(&f[4]).parse().ok(),
+                    error: text(&f[5]),
+                    attempts: number(&f[6]) as u32,
+                    received_ms: number(&f[7]),
+                    dead_at_ms: number(&f[8]),
+                    body_bytes: number(&f[9]) as usize,
+                }),
+                _ => Err(reply(OP, "match shape")),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(DlqScanStep {
+            examined: value_u64(&examined).unwrap_or(0) as usize,
+            last: value_string(&last).filter(|id| !id.is_empty()),
+            matches,
+        })
+    }
+
+    /// One DLQ entry by id with all its fields, or None.
+    pub async fn dlq_get(
+        &self,
+        keys: &SourceKeys,
+        dlq_id: &str,
+    ) -> Result<Option<StoredEntry>, QueueError> {
+        const OP: &str = "xrange";
+        let value: Value = self
+            .pool
+            .next()
+            .xrange(keys.dlq.as_str(), dlq_id, dlq_id, Some(1))
+            .await
+            .map_err(redis(OP))?;
+        let Value::Array(entries) = value else {
+            return Ok(None);
+        };
+        match entries.into_iter().next() {
+            None => Ok(None),
+            Some(entry) => decode(OP, RawEntry::Value(entry)).map(Some),
+        }
+    }
+
+    /// Deletes a DLQ entry; false if it was not there.
+    pub async fn dlq_delete(&self, keys: &SourceKeys, dlq_id: &str) -> Result<bool, QueueError> {
+        Ok(self.dlq_delete_many(keys, &[dlq_id]).await? > 0)
+    }
+
+    /// Deletes DLQ entries in one command; how many were there.
+    pub async fn dlq_delete_many(
+        &self,
+        keys: &SourceKeys,
+        dlq_ids: &[&str],
+    ) -> Result<usize, QueueError> {
+        if dlq_ids.is_empty() {
+            return Ok(0);
+        }
+        let deleted: i64 = self
+            .pool
+            .next()
+            .xdel(keys.dlq.as_str(), dlq_ids.to_vec())
+            .await
+            .map_err(redis("xdel"))?;
+        Ok(deleted.max(0) as usize)
+    }
+}
