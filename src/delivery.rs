@@ -16,6 +16,7 @@ mod rate;
 mod reader;
 mod request;
 mod route;
+mod slots;
 mod tls;
 
 use std::sync::Arc;

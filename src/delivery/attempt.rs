@@ -11,8 +11,8 @@ use http_body_util::{BodyExt, Limited};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::backoff::{backoff_delay, parse_retry_after};
-use super::reader::Permits;
 use super::route::Route;
+use super::slots::Permits;
 use super::{Shared, pool, request};
 use crate::clock::unix_ms;
 use crate::queue::{DeadLetter, DeadReason, Envelope, QueueError, history_line};

@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -14,54 +13,13 @@ use super::Shared;
 use super::attempt::Job;
 use super::rate::RateLimiter;
 use super::route::Route;
+use super::slots::Grant;
 use crate::clock::unix_ms;
 use crate::queue::{Claimed, DeadLetter, DeadReason, Envelope, QueueError, history_line};
 use crate::telemetry::DeliveryOutcome;
 
 /// Most entries one read or claim asks for; bounds a burst's memory.
 const MAX_BATCH: usize = 128;
-
-/// A delivery's right to run: one global worker slot and one slot of its
-/// destination. Dropping it frees both.
-pub struct Permits {
-    _worker: OwnedSemaphorePermit,
-    _destination: OwnedSemaphorePermit,
-}
-
-/// The slots one read may fill: as many worker slots as destination slots,
-/// held as two multi-permit grants so that a read asking for 64 entries and
-/// getting 2 back costs two semaphore operations, not 128.
-struct Grant {
-    worker: OwnedSemaphorePermit,
-    destination: OwnedSemaphorePermit,
-}
-
-impl Grant {
-    fn len(&self) -> usize {
-        self.destination.num_permits()
-    }
-
-    /// Gives back all but `n` slots (at least one is always kept).
-    fn truncate(&mut self, n: usize) {
-        let excess = self.len().saturating_sub(n.max(1));
-        if excess > 0 {
-            drop(self.worker.split(excess));
-            drop(self.destination.split(excess));
-        }
-    }
-
-    /// One delivery's slots, while any are left; what is left when the
-    /// grant is dropped goes back at once.
-    fn take_one(&mut self) -> Option<Permits> {
-        if self.len() == 0 {
-            return None;
-        }
-        Some(Permits {
-            _worker: self.worker.split(1)?,
-            _destination: self.destination.split(1)?,
-        })
-    }
-}
 
 /// Reads one source's stream for its route.
 pub struct Reader {

@@ -1,7 +1,6 @@
 //! Admin API and `hookd dlq`: find, inspect, replay, delete, purge.
 
 use std::collections::HashSet;
-use std::process::Command;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,87 +11,33 @@ use crate::support::*;
 pub const TOKEN: &str = "admin-token-for-tests";
 
 /// Two sources whose destination rejects everything (400 → DLQ at once)
-/// until told otherwise.
-pub struct Setup {
-    pub redis: TestRedis,
-    pub sink: Sink,
-    pub daemon: Daemon,
-    pub config_path: std::path::PathBuf,
-    _dir: tempfile::TempDir,
+/// until told otherwise, behind the admin token.
+pub async fn setup() -> Harness {
+    let h = Harness::builder()
+        .admin_token(TOKEN)
+        .source(SourceSpec::standard("alpha", SINK))
+        .source(SourceSpec::standard("beta", SINK))
+        .start()
+        .await;
+    h.sink.set_default(Answer::status(400));
+    h
 }
 
-impl Setup {
-    pub async fn start() -> Self {
-        let redis = TestRedis::start();
-        let sink = Sink::start().await;
-        sink.set_default(Answer::status(400));
-        let toml = config(
-            &redis.url(),
-            &format!("[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\""),
-            &[
-                SourceSpec::standard("alpha", &sink.url()),
-                SourceSpec::standard("beta", &sink.url()),
-            ],
-        )
-        // config() already wrote an [admin] table; keep the one with the token.
-        .replacen("[admin]\nlisten = \"127.0.0.1:0\"\n", "", 1);
-        let dir = tempfile::tempdir().unwrap();
-        let config_path = dir.path().join("hookd.toml");
-        std::fs::write(&config_path, &toml).unwrap();
-        let daemon = Daemon::start_ready(&toml).await;
-        Self {
-            redis,
-            sink,
-            daemon,
-            config_path,
-            _dir: dir,
-        }
-    }
-
-    /// Sends events one by one, each after the previous one is
-    /// dead-lettered, so the DLQ order is the order given here.
-    pub async fn dead_letter(&self, source: &str, events: &[(&str, &str)]) {
-        for (id, event_type) in events {
-            let before = self.redis.dlq_len(source);
-            let body = format!(r#"{{"type":"{event_type}","id":"{id}"}}"#);
-            assert_eq!(
-                send_event(&self.daemon, source, id, &body).await.status,
-                202
-            );
-            assert!(
-                eventually(Duration::from_secs(10), || async {
-                    self.redis.dlq_len(source) == before + 1
-                })
-                .await,
-                "{id} not dead-lettered:\n{}",
-                self.daemon.logs()
-            );
-        }
-    }
-
-    pub async fn api(&self, method: Method, path: &str) -> Reply {
-        request(
-            method,
-            &self.daemon.admin_url(path),
-            &[("authorization".into(), format!("Bearer {TOKEN}"))],
-            Bytes::new(),
-        )
-        .await
-    }
-
-    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
-        let out = Command::new(hookd_bin())
-            .arg("dlq")
-            .args(args)
-            .arg("--config")
-            .arg(&self.config_path)
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+/// Sends events one by one, each after the previous one is dead-lettered,
+/// so the DLQ order is the order given here.
+pub async fn dead_letter(h: &Harness, source: &str, events: &[(&str, &str)]) {
+    for (id, event_type) in events {
+        let before = h.redis.dlq_len(source);
+        let body = format!(r#"{{"type":"{event_type}","id":"{id}"}}"#);
+        assert_eq!(h.send(source, id, &body).await.status, 202);
+        assert!(
+            eventually(Duration::from_secs(10), || async {
+                h.redis.dlq_len(source) == before + 1
+            })
+            .await,
+            "{id} not dead-lettered:\n{}",
+            h.daemon.logs()
+        );
     }
 }
 
@@ -107,7 +52,7 @@ fn ids(page: &serde_json::Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_admin_api_needs_the_token() {
-    let s = Setup::start().await;
+    let s = setup().await;
     for path in ["/admin/sources", "/admin/dlq", "/admin/dlq/alpha/1-0"] {
         assert_eq!(get(&s.daemon.admin_url(path)).await.status, 401, "{path}");
         let wrong = request(
@@ -139,8 +84,8 @@ async fn the_admin_api_needs_the_token() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cookie_sessions_need_the_csrf_header_for_changes() {
-    let s = Setup::start().await;
-    s.dead_letter("alpha", &[("evt_c", "t")]).await;
+    let s = setup().await;
+    dead_letter(&s, "alpha", &[("evt_c", "t")]).await;
     let login = request(
         Method::POST,
         &s.daemon.admin_url("/login"),
@@ -210,8 +155,8 @@ async fn get_with(url: &str, headers: &[(String, String)]) -> Reply {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sources_show_queue_state_and_destination() {
-    let s = Setup::start().await;
-    s.dead_letter("alpha", &[("evt_s1", "t")]).await;
+    let s = setup().await;
+    dead_letter(&s, "alpha", &[("evt_s1", "t")]).await;
     let body = s.api(Method::GET, "/admin/sources").await.json();
     let alpha = body["sources"]
         .as_array()
@@ -233,8 +178,9 @@ async fn sources_show_queue_state_and_destination() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn dlq_listing_paginates_newest_first_and_filters() {
-    let s = Setup::start().await;
-    s.dead_letter(
+    let s = setup().await;
+    dead_letter(
+        &s,
         "alpha",
         &[
             ("a1", "order.created"),
@@ -243,8 +189,12 @@ async fn dlq_listing_paginates_newest_first_and_filters() {
         ],
     )
     .await;
-    s.dead_letter("beta", &[("b1", "order.created"), ("b2", "user.deleted")])
-        .await;
+    dead_letter(
+        &s,
+        "beta",
+        &[("b1", "order.created"), ("b2", "user.deleted")],
+    )
+    .await;
 
     let mut seen = Vec::new();
     let mut cursor = String::new();
@@ -301,9 +251,8 @@ async fn dlq_listing_paginates_newest_first_and_filters() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_entry_shows_body_headers_and_attempts() {
-    let s = Setup::start().await;
-    s.dead_letter("alpha", &[("evt_show", "order.created")])
-        .await;
+    let s = setup().await;
+    dead_letter(&s, "alpha", &[("evt_show", "order.created")]).await;
     let list = s.api(Method::GET, "/admin/dlq").await.json();
     let id = list["items"][0]["id"].as_str().unwrap().to_owned();
     let entry = s
@@ -339,8 +288,8 @@ async fn one_entry_shows_body_headers_and_attempts() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn replay_is_idempotent_and_delivers_again() {
-    let s = Setup::start().await;
-    s.dead_letter("alpha", &[("evt_rp", "t")]).await;
+    let s = setup().await;
+    dead_letter(&s, "alpha", &[("evt_rp", "t")]).await;
     s.sink.set_default(Answer::status(200));
     let id = s.api(Method::GET, "/admin/dlq").await.json()["items"][0]["id"]
         .as_str()
@@ -356,7 +305,9 @@ async fn replay_is_idempotent_and_delivers_again() {
     );
     assert_eq!(s.api(Method::POST, &path).await.status, 404);
     assert!(s.sink.wait_for(2, Duration::from_secs(10)).await);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Delivered and acknowledged: a second copy could only come from a
+    // second entry, and there is none.
+    assert!(s.settled("alpha").await);
     let deliveries: Vec<_> = s
         .sink
         .received()
@@ -374,14 +325,14 @@ async fn replay_is_idempotent_and_delivers_again() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bulk_replay_dry_run_delete_and_purge() {
-    let s = Setup::start().await;
-    s.dead_letter(
+    let s = setup().await;
+    dead_letter(
+        &s,
         "alpha",
         &[("x1", "keep"), ("x2", "replay-me"), ("x3", "replay-me")],
     )
     .await;
-    s.dead_letter("beta", &[("y1", "replay-me"), ("y2", "purge-me")])
-        .await;
+    dead_letter(&s, "beta", &[("y1", "replay-me"), ("y2", "purge-me")]).await;
 
     let dry = s
         .api(
@@ -451,28 +402,34 @@ async fn bulk_replay_dry_run_delete_and_purge() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_dlq_command_line() {
-    let s = Setup::start().await;
-    s.dead_letter("alpha", &[("c1", "order.created"), ("c2", "order.paid")])
-        .await;
-    s.dead_letter("beta", &[("c3", "order.created")]).await;
+    let s = setup().await;
+    dead_letter(
+        &s,
+        "alpha",
+        &[("c1", "order.created"), ("c2", "order.paid")],
+    )
+    .await;
+    dead_letter(&s, "beta", &[("c3", "order.created")]).await;
 
-    let (code, table, err) = s.cli(&["list"]);
+    let (code, table, err) = s.cli(&["dlq", "list"]);
     assert_eq!(code, 0, "{err}");
     assert!(table.lines().next().unwrap().starts_with("ID"));
     for id in ["c1", "c2", "c3"] {
         assert!(table.contains(id), "{table}");
     }
 
-    let (code, json, _) = s.cli(&["list", "--json", "--event", "order.created"]);
+    let (code, json, _) = s.cli(&["dlq", "list", "--json", "--event", "order.created"]);
     assert_eq!(code, 0);
     let page: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(ids(&page), vec!["c3", "c1"]);
 
-    let (_, json, _) = s.cli(&["list", "--json", "--source", "alpha", "--limit", "1"]);
+    let (_, json, _) = s.cli(&["dlq", "list", "--json", "--source", "alpha", "--limit", "1"]);
     let page: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(ids(&page), vec!["c2"]);
     let cursor = page["next_cursor"].as_str().unwrap().to_owned();
-    let (_, json, _) = s.cli(&["list", "--json", "--source", "alpha", "--cursor", &cursor]);
+    let (_, json, _) = s.cli(&[
+        "dlq", "list", "--json", "--source", "alpha", "--cursor", &cursor,
+    ]);
     assert_eq!(ids(&serde_json::from_str(&json).unwrap()), vec!["c1"]);
 
     let c1 = s
@@ -485,17 +442,18 @@ async fn the_dlq_command_line() {
         .as_str()
         .unwrap()
         .to_owned();
-    let (code, shown, err) = s.cli(&["show", &c1]);
+    let (code, shown, err) = s.cli(&["dlq", "show", &c1]);
     assert_eq!(code, 0, "{err}");
     assert!(
         shown.contains("event id:   c1") && shown.contains("rejected"),
         "{shown}"
     );
-    let (_, shown, _) = s.cli(&["show", &c1, "--json"]);
+    let (_, shown, _) = s.cli(&["dlq", "show", &c1, "--json"]);
     let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
     assert_eq!(shown["body"], r#"{"type":"order.created","id":"c1"}"#);
 
     let (code, out, _) = s.cli(&[
+        "dlq",
         "replay",
         "--all",
         "--event",
@@ -509,10 +467,10 @@ async fn the_dlq_command_line() {
     assert_eq!(s.redis.dlq_len("alpha") + s.redis.dlq_len("beta"), 3);
 
     s.sink.set_default(Answer::status(200));
-    let (code, out, err) = s.cli(&["replay", &c1]);
+    let (code, out, err) = s.cli(&["dlq", "replay", &c1]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("replayed"), "{out}");
-    let (code, _, err) = s.cli(&["replay", &c1]);
+    let (code, _, err) = s.cli(&["dlq", "replay", &c1]);
     assert_eq!(code, 1, "second replay of the same entry must fail");
     assert!(err.contains(&c1));
     assert!(
@@ -531,16 +489,16 @@ async fn the_dlq_command_line() {
         .as_str()
         .unwrap()
         .to_owned();
-    let (code, _, err) = s.cli(&["delete", &c2, "--source", "alpha"]);
+    let (code, _, err) = s.cli(&["dlq", "delete", &c2, "--source", "alpha"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(s.redis.dlq_len("alpha"), 0);
-    let (code, out, _) = s.cli(&["purge", "--source", "beta", "--json"]);
+    let (code, out, _) = s.cli(&["dlq", "purge", "--source", "beta", "--json"]);
     assert_eq!(code, 0);
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&out).unwrap()["deleted"],
         1
     );
-    let (code, _, err) = s.cli(&["list", "--source", "nope"]);
+    let (code, _, err) = s.cli(&["dlq", "list", "--source", "nope"]);
     assert_eq!(code, 1);
     assert!(err.contains("nope"));
 }
@@ -550,7 +508,7 @@ async fn the_dlq_command_line() {
 /// counted by a dry run, and replayed; a purge takes all 100k.
 #[tokio::test(flavor = "multi_thread")]
 async fn filters_and_bulk_operations_cover_a_dlq_of_100k_entries() {
-    let s = Setup::start().await;
+    let s = setup().await;
     const COMMON: usize = 100_000;
     let dlq = "hookd:{alpha}:dlq".to_owned();
     let entry = |id: String, event_type: &str| {
@@ -608,7 +566,7 @@ async fn filters_and_bulk_operations_cover_a_dlq_of_100k_entries() {
         .await
         .json();
     assert_eq!(dry["matched"], 1, "{dry}");
-    let (code, out, err) = s.cli(&["replay", "--all", "--event", "rare", "--dry-run"]);
+    let (code, out, err) = s.cli(&["dlq", "replay", "--all", "--event", "rare", "--dry-run"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("1 event(s) match"), "{out}");
     let dry = s

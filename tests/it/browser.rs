@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http::Method;
 use serde_json::{Value, json};
 
-use crate::admin::{Setup, TOKEN};
+use crate::admin::{TOKEN, dead_letter, setup};
 use crate::support::*;
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
@@ -213,8 +213,9 @@ impl Drop for Driver {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_operator_logs_in_and_replays_a_dead_lettered_event() {
-    let s = Setup::start().await;
-    s.dead_letter(
+    let s = setup().await;
+    dead_letter(
+        &s,
         "alpha",
         &[
             ("evt_browser", "invoice.failed"),
@@ -222,7 +223,7 @@ async fn an_operator_logs_in_and_replays_a_dead_lettered_event() {
         ],
     )
     .await;
-    s.dead_letter("beta", &[("evt_beta", "user.created")]).await;
+    dead_letter(&s, "beta", &[("evt_beta", "user.created")]).await;
     // Give the overview some numbers in the other columns too.
     s.sink.set_default(Answer::status(200));
 

@@ -185,36 +185,26 @@ fn the_shipped_config_is_valid() {
 /// example), and the delivery reaches the destination.
 #[tokio::test(flavor = "multi_thread")]
 async fn sign_output_passes_verification() {
-    let redis = TestRedis::start();
-    let sink = Sink::start().await;
+    let mut stripe = SourceSpec::standard("stripe", SINK);
+    stripe.verify = r#"{ scheme = "stripe", secrets = ["whsec_abc"] }"#.into();
+    let mut twilio = SourceSpec::standard("twilio", SINK);
+    twilio.verify =
+        r#"{ scheme = "twilio", secrets = ["tok"], url = "https://hooks.example.com/webhooks/twilio" }"#
+            .into();
+    let h = Harness::builder()
+        .source(SourceSpec::standard("demo", SINK))
+        .source(stripe)
+        .source(twilio)
+        .start()
+        .await;
+    let (sink, daemon) = (&h.sink, &h.daemon);
+    let config_path = h.config_path.to_str().unwrap().to_owned();
     let dir = tempfile::tempdir().unwrap();
-    let toml = config(
-        &redis.url(),
-        "",
-        &[
-            SourceSpec::standard("demo", &sink.url()),
-            SourceSpec {
-                name: "stripe".into(),
-                verify: r#"{ scheme = "stripe", secrets = ["whsec_abc"] }"#.into(),
-                destination: sink.url(),
-                destination_extra: String::new(),
-            },
-            SourceSpec {
-                name: "twilio".into(),
-                verify: r#"{ scheme = "twilio", secrets = ["tok"], url = "https://hooks.example.com/webhooks/twilio" }"#
-                    .into(),
-                destination: sink.url(),
-                destination_extra: String::new(),
-            },
-        ],
-    );
-    let config_path = write(&dir, "hookd.toml", &toml);
     let body_path = write(
         &dir,
         "body.json",
         r#"{"id":"evt_stripe_1","type":"charge.succeeded"}"#,
     );
-    let daemon = Daemon::start_ready(&toml).await;
     for source in ["demo", "stripe"] {
         let (code, stdout, stderr) = hookd(
             &[

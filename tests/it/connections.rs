@@ -14,12 +14,12 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// An empty SETTINGS frame: length 0, type 4, no flags, stream 0.
 const H2_SETTINGS: &[u8] = &[0, 0, 0, 4, 0, 0, 0, 0, 0];
 
-async fn daemon_with(env: &[(&str, &str)]) -> (TestRedis, Daemon) {
-    let redis = TestRedis::start();
-    let toml = config(&redis.url(), "", &[SourceSpec::standard("s", &dead_url())]);
-    let daemon = Daemon::start_env(&toml, env).await;
-    daemon.wait_ready().await;
-    (redis, daemon)
+async fn daemon_with(env: &[(&str, &str)]) -> Harness {
+    let mut builder = Harness::builder();
+    for (name, value) in env {
+        builder = builder.env(name, value);
+    }
+    builder.start().await
 }
 
 /// Reads until the server closes the connection; how long that took, or
@@ -53,7 +53,7 @@ fn h2_get_health() -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn connections_that_never_send_a_request_are_closed() {
-    let (_redis, daemon) = daemon_with(&[
+    let Harness { daemon, .. } = &daemon_with(&[
         ("HOOKD_SERVER__HEADER_READ_TIMEOUT", "1s"),
         ("HOOKD_SERVER__IDLE_TIMEOUT", "60s"),
     ])
@@ -92,7 +92,7 @@ async fn connections_that_never_send_a_request_are_closed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn idle_connections_are_closed_after_idle_timeout() {
-    let (_redis, daemon) = daemon_with(&[
+    let Harness { daemon, .. } = &daemon_with(&[
         ("HOOKD_SERVER__HEADER_READ_TIMEOUT", "30s"),
         ("HOOKD_SERVER__IDLE_TIMEOUT", "1s"),
     ])
@@ -150,7 +150,7 @@ async fn idle_connections_are_closed_after_idle_timeout() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn beyond_max_connections_new_connections_wait_to_be_accepted() {
-    let (_redis, daemon) = daemon_with(&[
+    let Harness { daemon, .. } = &daemon_with(&[
         ("HOOKD_SERVER__HEADER_READ_TIMEOUT", "30s"),
         ("HOOKD_SERVER__MAX_CONNECTIONS", "2"),
     ])

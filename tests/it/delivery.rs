@@ -13,11 +13,10 @@ const FAST_RETRY: &str =
 
 #[tokio::test(flavor = "multi_thread")]
 async fn delivers_the_raw_body_with_the_documented_headers() {
-    let redis = TestRedis::start();
-    let sink = Sink::start().await;
-    let mut source = SourceSpec::standard("gh", &sink.url());
+    let mut source = SourceSpec::standard("gh", SINK);
     source.verify = r#"{ scheme = "github", secrets = ["s3cret"] }"#.into();
-    let daemon = Daemon::start_ready(&config(&redis.url(), "", &[source])).await;
+    let h = Harness::builder().source(source).start().await;
+    let (redis, sink, daemon) = (&h.redis, &h.sink, &h.daemon);
 
     // Bytes that are not valid UTF-8 must survive unchanged.
     let body: &[u8] = b"{\"zen\":\"caf\xc3\xa9\"}\xff\x00tail";
@@ -51,14 +50,9 @@ async fn delivers_the_raw_body_with_the_documented_headers() {
     assert_eq!(got.header("x-hookd-event-type"), "push");
     assert_eq!(got.header("x-hookd-attempt"), "1");
     assert_eq!(got.header("host"), sink.addr.to_string());
-    // Acked and removed: nothing left behind.
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            redis.stream_len("gh") == 0 && redis.pending("gh") == 0
-        })
-        .await
-    );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Acknowledged: nothing is left that could be delivered again.
+    assert!(h.settled("gh").await);
+    assert_eq!(redis.stream_len("gh"), 0);
     assert_eq!(sink.count(), 1);
     let metrics = String::from_utf8_lossy(&get(&daemon.url("/metrics")).await.body).into_owned();
     assert!(
@@ -71,24 +65,24 @@ async fn delivers_the_raw_body_with_the_documented_headers() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn retries_with_backoff_until_success() {
-    let redis = TestRedis::start();
-    let sink = Sink::start().await;
+    let source = SourceSpec::standard("s", SINK)
+        .with(r#"retry = { max_attempts = 5, base = "500ms", max = "10s", jitter = false }"#);
+    let h = Harness::builder().source(source).start().await;
+    let (redis, sink, daemon) = (&h.redis, &h.sink, &h.daemon);
     sink.script([
         Answer::status(503),
         Answer::status(503),
         Answer::status(200),
     ]);
-    let source = SourceSpec::standard("s", &sink.url())
-        .with(r#"retry = { max_attempts = 5, base = "500ms", max = "10s", jitter = false }"#);
-    let daemon = Daemon::start_ready(&config(&redis.url(), "", &[source])).await;
-    assert_eq!(send_event(&daemon, "s", "evt_r", "{}").await.status, 202);
+    assert_eq!(send_event(daemon, "s", "evt_r", "{}").await.status, 202);
 
     assert!(
         sink.wait_for(3, Duration::from_secs(15)).await,
         "{}",
         daemon.logs()
     );
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Delivered and acknowledged: no retry of it can still be pending.
+    assert!(h.settled("s").await);
     let got = sink.received();
     assert_eq!(got.len(), 3, "delivered more than once after success");
     let attempts: Vec<&str> = got.iter().map(|r| r.header("x-hookd-attempt")).collect();
@@ -112,16 +106,15 @@ async fn retries_with_backoff_until_success() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn honours_retry_after() {
-    let redis = TestRedis::start();
-    let sink = Sink::start().await;
+    let source = SourceSpec::standard("s", SINK)
+        .with(r#"retry = { max_attempts = 5, base = "50ms", max = "10s", jitter = false }"#);
+    let h = Harness::builder().source(source).start().await;
+    let (sink, daemon) = (&h.sink, &h.daemon);
     sink.script([
         Answer::status(429).header("retry-after", "2"),
         Answer::status(200),
     ]);
-    let source = SourceSpec::standard("s", &sink.url())
-        .with(r#"retry = { max_attempts = 5, base = "50ms", max = "10s", jitter = false }"#);
-    let daemon = Daemon::start_ready(&config(&redis.url(), "", &[source])).await;
-    assert_eq!(send_event(&daemon, "s", "evt_ra", "{}").await.status, 202);
+    assert_eq!(send_event(daemon, "s", "evt_ra", "{}").await.status, 202);
     assert!(sink.wait_for(2, Duration::from_secs(10)).await);
     let got = sink.received();
     let gap = got[1].at - got[0].at;
@@ -133,13 +126,14 @@ async fn honours_retry_after() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn other_4xx_dead_letters_at_once() {
-    let redis = TestRedis::start();
-    let sink = Sink::start().await;
+    let h = Harness::builder()
+        .source(SourceSpec::standard("s", SINK).with(FAST_RETRY))
+        .start()
+        .await;
+    let (redis, sink, daemon) = (&h.redis, &h.sink, &h.daemon);
     sink.set_default(Answer::status(400));
-    let source = SourceSpec::standard("s", &sink.url()).with(FAST_RETRY);
-    let daemon = Daemon::start_ready(&config(&redis.url(), "", &[source])).await;
     let body = r#"{"type":"order.created","n":1}"#;
-    assert_eq!(send_event(&daemon, "s", "evt_400", body).await.status, 202);
+    assert_eq!(send_event(daemon, "s", "evt_400", body).await.status, 202);
     assert!(
         eventually(Duration::from_secs(10), || async {
             redis.dlq_len("s") == 1
@@ -148,7 +142,7 @@ async fn other_4xx_dead_letters_at_once() {
         "{}",
         daemon.logs()
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(h.settled("s").await);
     assert_eq!(sink.count(), 1, "a rejected event was retried");
     assert_eq!(redis.stream_len("s"), 0);
     assert_eq!(redis.delayed_len("s"), 0);
@@ -171,12 +165,13 @@ async fn other_4xx_dead_letters_at_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn always_failing_dead_letters_after_max_attempts() {
-    let redis = TestRedis::start();
-    let sink = Sink::start().await;
+    let h = Harness::builder()
+        .source(SourceSpec::standard("s", SINK).with(FAST_RETRY))
+        .start()
+        .await;
+    let (redis, sink, daemon) = (&h.redis, &h.sink, &h.daemon);
     sink.set_default(Answer::status(500));
-    let source = SourceSpec::standard("s", &sink.url()).with(FAST_RETRY);
-    let daemon = Daemon::start_ready(&config(&redis.url(), "", &[source])).await;
-    assert_eq!(send_event(&daemon, "s", "evt_500", "{}").await.status, 202);
+    assert_eq!(send_event(daemon, "s", "evt_500", "{}").await.status, 202);
     assert!(
         eventually(Duration::from_secs(15), || async {
             redis.dlq_len("s") == 1
@@ -185,7 +180,7 @@ async fn always_failing_dead_letters_after_max_attempts() {
         "{}",
         daemon.logs()
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(h.settled("s").await);
     assert_eq!(sink.count(), 3);
     let entry = redis.cli(&["XRANGE", "hookd:{s}:dlq", "-", "+"]);
     assert!(entry.contains("max_attempts"), "{entry}");
@@ -208,17 +203,20 @@ async fn always_failing_dead_letters_after_max_attempts() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn timeouts_and_connection_errors_are_retried() {
-    let redis = TestRedis::start();
-    let sink = Sink::start().await;
+    let h = Harness::builder()
+        .source(
+            SourceSpec::standard("s", SINK)
+                .with("timeout = \"500ms\"")
+                .with(FAST_RETRY),
+        )
+        .start()
+        .await;
+    let (sink, daemon) = (&h.sink, &h.daemon);
     sink.script([
         Answer::status(200).delayed(Duration::from_secs(3)),
         Answer::status(200),
     ]);
-    let source = SourceSpec::standard("s", &sink.url())
-        .with("timeout = \"500ms\"")
-        .with(FAST_RETRY);
-    let daemon = Daemon::start_ready(&config(&redis.url(), "", &[source])).await;
-    assert_eq!(send_event(&daemon, "s", "evt_t", "{}").await.status, 202);
+    assert_eq!(send_event(daemon, "s", "evt_t", "{}").await.status, 202);
     // The timed-out request is abandoned by hookd, so the sink only
     // records the second attempt.
     assert!(sink.wait_for(1, Duration::from_secs(10)).await);
@@ -233,12 +231,13 @@ async fn timeouts_and_connection_errors_are_retried() {
     );
 
     // Nothing listening: retried, then dead-lettered with the error text.
-    let redis2 = TestRedis::start();
-    let source = SourceSpec::standard("d", &dead_url()).with(FAST_RETRY);
-    let _daemon2 = Daemon::start_ready(&config(&redis2.url(), "", &[source])).await;
+    let down = Harness::builder()
+        .source(SourceSpec::standard("d", &dead_url()).with(FAST_RETRY))
+        .start()
+        .await;
     let reply = request(
         Method::POST,
-        &_daemon2.url("/webhooks/d"),
+        &down.daemon.url("/webhooks/d"),
         &signed("evt_c", b"{}"),
         Bytes::from_static(b"{}"),
     )
@@ -246,23 +245,24 @@ async fn timeouts_and_connection_errors_are_retried() {
     assert_eq!(reply.status, 202);
     assert!(
         eventually(Duration::from_secs(10), || async {
-            redis2.dlq_len("d") == 1
+            down.redis.dlq_len("d") == 1
         })
         .await
     );
-    let entry = redis2.cli(&["XRANGE", "hookd:{d}:dlq", "-", "+"]);
+    let entry = down.redis.cli(&["XRANGE", "hookd:{d}:dlq", "-", "+"]);
     assert!(entry.contains("request failed"), "{entry}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn destination_connections_are_kept_alive() {
-    let redis = TestRedis::start();
-    let sink = Sink::start().await;
-    let source = SourceSpec::standard("s", &sink.url()).with("max_in_flight = 2");
-    let daemon = Daemon::start_ready(&config(&redis.url(), "", &[source])).await;
+    let h = Harness::builder()
+        .source(SourceSpec::standard("s", SINK).with("max_in_flight = 2"))
+        .start()
+        .await;
+    let (sink, daemon) = (&h.sink, &h.daemon);
     for i in 0..40 {
         assert_eq!(
-            send_event(&daemon, "s", &format!("evt_{i}"), "{}")
+            send_event(daemon, "s", &format!("evt_{i}"), "{}")
                 .await
                 .status,
             202
@@ -279,17 +279,21 @@ async fn destination_connections_are_kept_alive() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_destination_closing_idle_connections_costs_no_attempts() {
-    let redis = TestRedis::start();
     let sink = IdleClosingSink::start(Duration::from_millis(100)).await;
-    let source = SourceSpec::standard("s", &sink.url())
-        .with("max_in_flight = 1")
-        .with(FAST_RETRY);
-    let daemon = Daemon::start_ready(&config(&redis.url(), "", &[source])).await;
+    let h = Harness::builder()
+        .source(
+            SourceSpec::standard("s", &sink.url())
+                .with("max_in_flight = 1")
+                .with(FAST_RETRY),
+        )
+        .start()
+        .await;
+    let (redis, daemon) = (&h.redis, &h.daemon);
     for i in 0..5 {
         // Each event finds the previous one's connection closed by the
         // destination (idle > 100 ms).
         assert_eq!(
-            send_event(&daemon, "s", &format!("evt_{i}"), "{}")
+            send_event(daemon, "s", &format!("evt_{i}"), "{}")
                 .await
                 .status,
             202
@@ -302,6 +306,7 @@ async fn a_destination_closing_idle_connections_costs_no_attempts() {
             "{}",
             daemon.logs()
         );
+        // Let the destination close the idle connection first.
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     assert_eq!(sink.attempts(), vec!["1"; 5]);
@@ -312,14 +317,15 @@ async fn a_destination_closing_idle_connections_costs_no_attempts() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn per_destination_cap_is_never_exceeded() {
-    let redis = TestRedis::start();
-    let sink = Sink::start().await;
+    let h = Harness::builder()
+        .source(SourceSpec::standard("s", SINK).with("max_in_flight = 3"))
+        .start()
+        .await;
+    let (sink, daemon) = (&h.sink, &h.daemon);
     sink.set_default(Answer::status(200).delayed(Duration::from_millis(150)));
-    let source = SourceSpec::standard("s", &sink.url()).with("max_in_flight = 3");
-    let daemon = Daemon::start_ready(&config(&redis.url(), "", &[source])).await;
     for i in 0..30 {
         assert_eq!(
-            send_event(&daemon, "s", &format!("evt_{i}"), "{}")
+            send_event(daemon, "s", &format!("evt_{i}"), "{}")
                 .await
                 .status,
             202
@@ -331,32 +337,32 @@ async fn per_destination_cap_is_never_exceeded() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_slow_destination_does_not_block_another_source() {
-    let redis = TestRedis::start();
     let slow = Sink::start().await;
     slow.set_default(Answer::status(200).delayed(Duration::from_secs(4)));
-    let fast = Sink::start().await;
-    let toml = config(
-        &redis.url(),
-        "[worker]\nconcurrency = 4\nclaim_idle = \"30s\"",
-        &[
+    let h = Harness::builder()
+        .toml("[worker]\nconcurrency = 4\nclaim_idle = \"30s\"")
+        .source(
             SourceSpec::standard("slow", &slow.url()).with("max_in_flight = 2\ntimeout = \"10s\""),
-            SourceSpec::standard("fast", &fast.url()),
-        ],
-    );
-    let daemon = Daemon::start_ready(&toml).await;
+        )
+        .source(SourceSpec::standard("fast", SINK))
+        .start()
+        .await;
+    let (fast, daemon) = (&h.sink, &h.daemon);
     for i in 0..10 {
         assert_eq!(
-            send_event(&daemon, "slow", &format!("s{i}"), "{}")
+            send_event(daemon, "slow", &format!("s{i}"), "{}")
                 .await
                 .status,
             202
         );
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Both of the slow destination's slots are taken before the fast
+    // source gets its events.
+    assert!(eventually(Duration::from_secs(5), || async { slow.in_progress() == 2 }).await);
     let started = std::time::Instant::now();
     for i in 0..5 {
         assert_eq!(
-            send_event(&daemon, "fast", &format!("f{i}"), "{}")
+            send_event(daemon, "fast", &format!("f{i}"), "{}")
                 .await
                 .status,
             202
@@ -372,15 +378,16 @@ async fn a_slow_destination_does_not_block_another_source() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rate_limit_paces_deliveries() {
-    let redis = TestRedis::start();
-    let sink = Sink::start().await;
-    let source = SourceSpec::standard("s", &sink.url()).with("rate_per_sec = 5");
-    let daemon = Daemon::start_ready(&config(&redis.url(), "", &[source])).await;
+    let h = Harness::builder()
+        .source(SourceSpec::standard("s", SINK).with("rate_per_sec = 5"))
+        .start()
+        .await;
+    let (sink, daemon) = (&h.sink, &h.daemon);
     // Let the initial burst allowance drain first.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     for i in 0..15 {
         assert_eq!(
-            send_event(&daemon, "s", &format!("evt_{i}"), "{}")
+            send_event(daemon, "s", &format!("evt_{i}"), "{}")
                 .await
                 .status,
             202
@@ -398,16 +405,14 @@ async fn rate_limit_paces_deliveries() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn signs_deliveries_when_a_signing_secret_is_set() {
-    let redis = TestRedis::start();
-    let sink = Sink::start().await;
     let signing = "whsec_c2lnbmluZy1zZWNyZXQtb2YtaG9va2Q=";
-    let source =
-        SourceSpec::standard("s", &sink.url()).with(&format!("signing_secret = \"{signing}\""));
-    let daemon = Daemon::start_ready(&config(&redis.url(), "", &[source])).await;
+    let h = Harness::builder()
+        .source(SourceSpec::standard("s", SINK).with(&format!("signing_secret = \"{signing}\"")))
+        .start()
+        .await;
+    let (sink, daemon) = (&h.sink, &h.daemon);
     assert_eq!(
-        send_event(&daemon, "s", "evt_sig", "{\"a\":1}")
-            .await
-            .status,
+        send_event(daemon, "s", "evt_sig", "{\"a\":1}").await.status,
         202
     );
     assert!(sink.wait_for(1, Duration::from_secs(10)).await);
@@ -431,20 +436,14 @@ async fn signs_deliveries_when_a_signing_secret_is_set() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn redis_restarted_empty_recreates_the_group() {
-    let mut redis = TestRedis::start();
-    let sink = Sink::start().await;
-    let daemon = Daemon::start_ready(&config(
-        &redis.url(),
-        "",
-        &[SourceSpec::standard("s", &sink.url())],
-    ))
-    .await;
-    assert_eq!(send_event(&daemon, "s", "before", "{}").await.status, 202);
-    assert!(sink.wait_for(1, Duration::from_secs(10)).await);
-    redis.restart(); // no persistence: comes back empty, no group
+    let mut h = Harness::start().await;
+    assert_eq!(h.send("s", "before", "{}").await.status, 202);
+    assert!(h.sink.wait_for(1, Duration::from_secs(10)).await);
+    h.redis.restart(); // no persistence: comes back empty, no group
+    let (sink, daemon) = (&h.sink, &h.daemon);
     assert!(
         eventually(Duration::from_secs(15), || async {
-            send_event(&daemon, "s", "after", "{}").await.status == 202
+            send_event(daemon, "s", "after", "{}").await.status == 202
         })
         .await
     );
@@ -459,31 +458,30 @@ async fn redis_restarted_empty_recreates_the_group() {
 /// dead one held and every accepted event is delivered.
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_mid_delivery_loses_nothing() {
-    let redis = TestRedis::start();
-    let sink = Sink::start().await;
-    sink.set_default(Answer::status(200).delayed(Duration::from_millis(300)));
-    let toml = config(
-        &redis.url(),
-        "[worker]\nclaim_idle = \"2s\"\nclaim_interval = \"500ms\"",
-        &[SourceSpec::standard("s", &sink.url()).with("timeout = \"1s\"\nmax_in_flight = 4")],
-    );
-    let mut daemon = Daemon::start_ready(&toml).await;
+    let mut h = Harness::builder()
+        .toml("[worker]\nclaim_idle = \"2s\"\nclaim_interval = \"500ms\"")
+        .source(SourceSpec::standard("s", SINK).with("timeout = \"1s\"\nmax_in_flight = 4"))
+        .start()
+        .await;
+    h.sink
+        .set_default(Answer::status(200).delayed(Duration::from_millis(300)));
     let mut accepted = HashSet::new();
     for i in 0..40 {
         let id = format!("evt_{i}");
-        if send_event(&daemon, "s", &id, "{}").await.status == 202 {
+        if h.send("s", &id, "{}").await.status == 202 {
             accepted.insert(id);
         }
     }
-    assert!(sink.wait_for(4, Duration::from_secs(10)).await);
-    daemon.kill9();
+    assert!(h.sink.wait_for(4, Duration::from_secs(10)).await);
+    h.daemon.kill9();
+    let sink = &h.sink;
     let delivered_before = sink.count();
     assert!(
         delivered_before < 40,
         "everything was delivered before the kill"
     );
 
-    let _fresh = Daemon::start_ready(&toml).await;
+    let _fresh = h.start_another().await;
     assert!(
         eventually(Duration::from_secs(30), || async {
             let ids: HashSet<String> = sink.ids().into_iter().collect();
@@ -506,23 +504,24 @@ async fn kill_9_mid_delivery_loses_nothing() {
 /// been handed out more than worker.max_deliveries times.
 #[tokio::test(flavor = "multi_thread")]
 async fn crash_loops_are_dead_lettered() {
-    let redis = TestRedis::start();
-    let sink = Sink::start().await;
-    sink.set_default(Answer::status(200).delayed(Duration::from_secs(5)));
-    let toml = config(
-        &redis.url(),
-        "[worker]\nclaim_idle = \"1500ms\"\nclaim_interval = \"200ms\"\nmax_deliveries = 1",
-        &[SourceSpec::standard("s", &sink.url()).with("timeout = \"1s\"")],
-    );
-    let mut daemon = Daemon::start_ready(&toml).await;
-    assert_eq!(
-        send_event(&daemon, "s", "evt_crash", "{}").await.status,
-        202
-    );
+    let mut h = Harness::builder()
+        .toml("[worker]\nclaim_idle = \"1500ms\"\nclaim_interval = \"200ms\"\nmax_deliveries = 1")
+        .source(SourceSpec::standard("s", SINK).with("timeout = \"1s\""))
+        .start()
+        .await;
+    h.sink
+        .set_default(Answer::status(200).delayed(Duration::from_secs(5)));
+    assert_eq!(h.send("s", "evt_crash", "{}").await.status, 202);
     // Wait until it is in flight, then crash.
-    assert!(eventually(Duration::from_secs(5), || async { redis.pending("s") == 1 }).await);
-    daemon.kill9();
-    let _fresh = Daemon::start_ready(&toml).await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            h.redis.pending("s") == 1
+        })
+        .await
+    );
+    h.daemon.kill9();
+    let _fresh = h.start_another().await;
+    let redis = &h.redis;
     assert!(
         eventually(Duration::from_secs(10), || async {
             redis.dlq_len("s") == 1
@@ -549,38 +548,37 @@ async fn https_destination_behind_a_private_ca() {
         std::fs::write(&file, pem).unwrap();
         let url = sink.url();
         async move {
-            let redis = TestRedis::start();
-            let source = SourceSpec::standard("s", &url)
-                .with(r#"retry = { max_attempts = 1, base = "100ms", max = "1s" }"#);
-            let daemon = Daemon::start_env(
-                &config(&redis.url(), "", &[source]),
-                &[("SSL_CERT_FILE", file.to_str().unwrap())],
-            )
-            .await;
-            daemon.wait_ready().await;
-            assert_eq!(send_event(&daemon, "s", "evt_tls", "{}").await.status, 202);
-            (redis, daemon)
+            let h = Harness::builder()
+                .source(
+                    SourceSpec::standard("s", &url)
+                        .with(r#"retry = { max_attempts = 1, base = "100ms", max = "1s" }"#),
+                )
+                .env("SSL_CERT_FILE", file.to_str().unwrap())
+                .start()
+                .await;
+            assert_eq!(h.send("s", "evt_tls", "{}").await.status, 202);
+            h
         }
     };
 
-    let (_redis, trusting) = send_trusting("ca.pem", &ca.ca_pem).await;
+    let trusting = send_trusting("ca.pem", &ca.ca_pem).await;
     assert!(
         sink.wait_for(1, Duration::from_secs(10)).await,
         "{}",
-        trusting.logs()
+        trusting.daemon.logs()
     );
     assert_eq!(sink.received()[0].header("webhook-id"), "evt_tls");
 
-    let (redis, refusing) = send_trusting("empty.pem", "").await;
+    let refusing = send_trusting("empty.pem", "").await;
     assert!(
         eventually(Duration::from_secs(10), || async {
-            redis.dlq_len("s") == 1
+            refusing.redis.dlq_len("s") == 1
         })
         .await,
         "{}",
-        refusing.logs()
+        refusing.daemon.logs()
     );
-    let entry = redis.cli(&["XRANGE", "hookd:{s}:dlq", "-", "+"]);
+    let entry = refusing.redis.cli(&["XRANGE", "hookd:{s}:dlq", "-", "+"]);
     assert!(
         entry.contains("invalid peer certificate: UnknownIssuer"),
         "{entry}"

@@ -42,12 +42,12 @@ fn svix_library_accepts(got: &Received, secret: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_delivery_hookd_signs_carries_only_its_own_signature() {
-    let redis = TestRedis::start();
-    let sink = Sink::start().await;
     let signing = "whsec_c2lnbmluZy1zZWNyZXQtb2YtaG9va2Q=";
-    let source =
-        SourceSpec::standard("s", &sink.url()).with(&format!("signing_secret = \"{signing}\""));
-    let daemon = Daemon::start_ready(&config(&redis.url(), "", &[source])).await;
+    let h = Harness::builder()
+        .source(SourceSpec::standard("s", SINK).with(&format!("signing_secret = \"{signing}\"")))
+        .start()
+        .await;
+    let (sink, daemon) = (&h.sink, &h.daemon);
 
     // A Svix-style sender (Clerk, Resend, ...) signs with svix-* headers.
     let body = br#"{"type":"user.created"}"#;
@@ -64,7 +64,7 @@ async fn a_delivery_hookd_signs_carries_only_its_own_signature() {
     .await;
     assert_eq!(reply.status, 202, "{:?}", reply.body);
     // A Standard Webhooks sender signs with webhook-* headers.
-    assert_eq!(send_event(&daemon, "s", "evt_std", "{}").await.status, 202);
+    assert_eq!(send_event(daemon, "s", "evt_std", "{}").await.status, 202);
     assert!(sink.wait_for(2, Duration::from_secs(10)).await);
 
     for got in sink.received() {
@@ -82,15 +82,9 @@ async fn a_delivery_hookd_signs_carries_only_its_own_signature() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_a_signing_secret_the_providers_signature_is_passed_on() {
-    let redis = TestRedis::start();
-    let sink = Sink::start().await;
-    let daemon = Daemon::start_ready(&config(
-        &redis.url(),
-        "",
-        &[SourceSpec::standard("s", &sink.url())],
-    ))
-    .await;
-    assert_eq!(send_event(&daemon, "s", "evt_pass", "{}").await.status, 202);
+    let h = Harness::start().await;
+    let sink = &h.sink;
+    assert_eq!(h.send("s", "evt_pass", "{}").await.status, 202);
     assert!(sink.wait_for(1, Duration::from_secs(10)).await);
     let got = &sink.received()[0];
     assert!(svix_library_accepts(got, SECRET), "provider signature lost");
@@ -98,14 +92,8 @@ async fn without_a_signing_secret_the_providers_signature_is_passed_on() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn headers_named_in_connection_are_not_forwarded() {
-    let redis = TestRedis::start();
-    let sink = Sink::start().await;
-    let daemon = Daemon::start_ready(&config(
-        &redis.url(),
-        "",
-        &[SourceSpec::standard("s", &sink.url())],
-    ))
-    .await;
+    let h = Harness::start().await;
+    let (sink, daemon) = (&h.sink, &h.daemon);
     // Written by hand: an HTTP client library might rewrite Connection.
     let body = b"{}";
     let mut head = format!(
@@ -136,18 +124,13 @@ async fn headers_named_in_connection_are_not_forwarded() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_header_that_is_the_secret_is_not_forwarded_stored_or_shown() {
-    let redis = TestRedis::start();
-    let sink = Sink::start().await;
+    let token = "glpat-secret-token-4711";
+    let mut source = SourceSpec::standard("gl", SINK);
+    source.verify = format!(r#"{{ scheme = "gitlab", secrets = ["{token}"] }}"#);
+    let h = Harness::builder().source(source).start().await;
+    let (redis, sink, daemon) = (&h.redis, &h.sink, &h.daemon);
     // Rejected at once, so the event lands in the dead-letter queue.
     sink.set_default(Answer::status(400));
-    let token = "glpat-secret-token-4711";
-    let mut source = SourceSpec::standard("gl", &sink.url());
-    source.verify = format!(r#"{{ scheme = "gitlab", secrets = ["{token}"] }}"#);
-    let dir = tempfile::tempdir().unwrap();
-    let toml = config(&redis.url(), "", &[source]);
-    let config_path = dir.path().join("hookd.toml");
-    std::fs::write(&config_path, &toml).unwrap();
-    let daemon = Daemon::start_ready(&toml).await;
 
     let headers = vec![
         ("x-gitlab-token".to_owned(), token.to_owned()),
@@ -189,16 +172,7 @@ async fn a_header_that_is_the_secret_is_not_forwarded_stored_or_shown() {
     let shown = String::from_utf8_lossy(&shown.body).into_owned();
     assert!(shown.contains("x-gitlab-event"), "{shown}");
     let page = get(&daemon.admin_url(&format!("/ui/dlq/gl/{id}"))).await;
-    let (code, cli, _) = hookd(
-        &[
-            "dlq",
-            "show",
-            &id,
-            "--config",
-            config_path.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let (code, cli, _) = h.cli(&["dlq", "show", &id]);
     assert_eq!(code, 0, "{cli}");
     for (what, text) in [
         ("admin API", shown),

@@ -8,23 +8,21 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::*;
 
-/// A daemon whose destination never answers quickly, so accepted events
-/// stay visible in Redis for the assertions.
-async fn setup(extra: &str) -> (TestRedis, Daemon) {
+/// A harness whose destination never answers, so accepted events stay
+/// visible in Redis for the assertions.
+async fn setup(extra: &str) -> Harness {
     setup_env(extra, &[]).await
 }
 
-async fn setup_env(extra: &str, env: &[(&str, &str)]) -> (TestRedis, Daemon) {
-    let redis = TestRedis::start();
-    let toml = config(
-        &redis.url(),
-        extra,
-        &[SourceSpec::standard("demo", &dead_url())
-            .with("retry = { max_attempts = 5, base = \"1h\", max = \"1h\", jitter = false }")],
+async fn setup_env(extra: &str, env: &[(&str, &str)]) -> Harness {
+    let mut builder = Harness::builder().toml(extra).source(
+        SourceSpec::standard("demo", &dead_url())
+            .with("retry = { max_attempts = 5, base = \"1h\", max = \"1h\", jitter = false }"),
     );
-    let daemon = Daemon::start_env(&toml, env).await;
-    daemon.wait_ready().await;
-    (redis, daemon)
+    for (name, value) in env {
+        builder = builder.env(name, value);
+    }
+    builder.start().await
 }
 
 /// Waits until the demo source holds `n` events, in the stream or (after
@@ -41,8 +39,9 @@ async fn assert_stored_eventually(redis: &TestRedis, n: i64) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn accepts_a_signed_event_and_stores_it_once() {
-    let (redis, daemon) = setup("").await;
-    let reply = send_event(&daemon, "demo", "evt_1", r#"{"type":"a.b"}"#).await;
+    let h = setup("").await;
+    let (redis, daemon) = (&h.redis, &h.daemon);
+    let reply = send_event(daemon, "demo", "evt_1", r#"{"type":"a.b"}"#).await;
     assert_eq!(reply.status, 202);
     assert_eq!(
         reply.json(),
@@ -55,29 +54,33 @@ async fn accepts_a_signed_event_and_stores_it_once() {
     let ttl = redis.int(&["TTL", "hookd:{demo}:seen:evt_1"]);
     assert!(ttl > 71 * 3600 && ttl <= 72 * 3600, "dedup ttl {ttl}");
     // The stream or (after the failed attempt) the delayed set holds it.
-    assert_stored_eventually(&redis, 1).await;
+    assert_stored_eventually(redis, 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn duplicates_answer_200_with_the_first_id_and_store_nothing_new() {
-    let (redis, daemon) = setup("").await;
-    let first = send_event(&daemon, "demo", "evt_dup", "{}").await;
+    let h = setup("").await;
+    let (redis, daemon) = (&h.redis, &h.daemon);
+    let first = send_event(daemon, "demo", "evt_dup", "{}").await;
     assert_eq!(first.status, 202);
     for _ in 0..3 {
-        let again = send_event(&daemon, "demo", "evt_dup", "{}").await;
+        let again = send_event(daemon, "demo", "evt_dup", "{}").await;
         assert_eq!(again.status, 200);
         assert_eq!(
             again.json(),
             serde_json::json!({"id": "evt_dup", "status": "duplicate"})
         );
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(redis.stream_len("demo") + redis.delayed_len("demo"), 1);
+    // Only what ingest wrote counts here: one entry, in the stream or (after
+    // its failed attempt) in the retry set, and one dedup key.
+    assert_stored_eventually(redis, 1).await;
+    assert_eq!(redis.keys("hookd:{demo}:seen:*").len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_signatures_and_timestamps_get_401_and_store_nothing() {
-    let (redis, daemon) = setup("").await;
+    let h = setup("").await;
+    let (redis, daemon) = (&h.redis, &h.daemon);
     let url = daemon.url("/webhooks/demo");
     let body = Bytes::from_static(b"{\"x\":1}");
 
@@ -136,7 +139,8 @@ async fn bad_signatures_and_timestamps_get_401_and_store_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn oversized_bodies_get_413_and_store_nothing() {
-    let (redis, daemon) = setup_env("", &[("HOOKD_SERVER__MAX_BODY_BYTES", "1024")]).await;
+    let h = setup_env("", &[("HOOKD_SERVER__MAX_BODY_BYTES", "1024")]).await;
+    let (redis, daemon) = (&h.redis, &h.daemon);
     let url = daemon.url("/webhooks/demo");
     let big = vec![b'a'; 4096];
     let reply = request(
@@ -175,7 +179,8 @@ async fn oversized_bodies_get_413_and_store_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn wrong_method_unknown_source_and_unknown_path() {
-    let (redis, daemon) = setup("").await;
+    let h = setup("").await;
+    let (redis, daemon) = (&h.redis, &h.daemon);
     for method in [Method::GET, Method::PUT, Method::DELETE, Method::PATCH] {
         let reply = request(
             method.clone(),
@@ -188,7 +193,7 @@ async fn wrong_method_unknown_source_and_unknown_path() {
         assert_eq!(reply.headers.get("allow").unwrap(), "POST");
         assert!(reply.json()["error"].is_string());
     }
-    let reply = send_event(&daemon, "nope", "evt_1", "{}").await;
+    let reply = send_event(daemon, "nope", "evt_1", "{}").await;
     assert_eq!(reply.status, 404);
     assert_eq!(reply.json()["error"], "unknown source");
     assert_eq!(get(&daemon.url("/elsewhere")).await.status, 404);
@@ -198,7 +203,8 @@ async fn wrong_method_unknown_source_and_unknown_path() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn garbage_requests_get_400_and_store_nothing() {
-    let (redis, daemon) = setup("").await;
+    let h = setup("").await;
+    let (redis, daemon) = (&h.redis, &h.daemon);
     for garbage in [
         &b"POST /webhooks/demo HTTP/1.1\r\nHost: x\r\nBad Header Line\r\n\r\n"[..],
         &b"POST /webhooks/demo HTTP/1.1\r\nHost: x\r\nX-A: \x01\x02\r\nContent-Length: 2\r\n\r\n{}"
@@ -220,12 +226,12 @@ async fn garbage_requests_get_400_and_store_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn missing_explicit_event_id_is_400() {
-    let redis = TestRedis::start();
     let mut source = SourceSpec::standard("demo", &dead_url());
     source.verify = r#"{ scheme = "none" }
 id_from = "json:/data/id""#
         .into();
-    let daemon = Daemon::start_ready(&config(&redis.url(), "", &[source])).await;
+    let h = Harness::builder().source(source).start().await;
+    let (redis, daemon) = (&h.redis, &h.daemon);
     let url = daemon.url("/webhooks/demo");
     let reply = request(
         Method::POST,
@@ -250,7 +256,7 @@ id_from = "json:/data/id""#
 
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_headers_and_slow_bodies_are_cut_off() {
-    let (redis, daemon) = setup_env(
+    let h = setup_env(
         "",
         &[
             ("HOOKD_SERVER__HEADER_READ_TIMEOUT", "1s"),
@@ -258,6 +264,7 @@ async fn slow_headers_and_slow_bodies_are_cut_off() {
         ],
     )
     .await;
+    let (redis, daemon) = (&h.redis, &h.daemon);
     // Slowloris: headers never finish; the connection is closed.
     let mut stream = tokio::net::TcpStream::connect(daemon.public).await.unwrap();
     stream
@@ -297,20 +304,22 @@ async fn slow_headers_and_slow_bodies_are_cut_off() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn redis_outage_gives_503_then_recovers_without_restart() {
-    let (mut redis, daemon) = setup("").await;
+    let mut h = setup("").await;
     assert_eq!(
-        send_event(&daemon, "demo", "evt_before", "{}").await.status,
+        send_event(&h.daemon, "demo", "evt_before", "{}")
+            .await
+            .status,
         202
     );
 
-    redis.kill();
-    let reply = send_event(&daemon, "demo", "evt_during", "{}").await;
+    h.redis.kill();
+    let reply = send_event(&h.daemon, "demo", "evt_during", "{}").await;
     assert_eq!(reply.status, 503);
     assert!(reply.headers.contains_key("retry-after"));
     assert!(reply.json()["error"].is_string());
     assert!(
         eventually(Duration::from_secs(5), || async {
-            get(&daemon.url("/health/ready")).await.status == 503
+            get(&h.daemon.url("/health/ready")).await.status == 503
         })
         .await,
         "ready stayed 200 with redis down"
@@ -318,30 +327,33 @@ async fn redis_outage_gives_503_then_recovers_without_restart() {
     // Once the outage is known, ingest fails fast: no waiting for a
     // reconnect or a command timeout.
     let started = std::time::Instant::now();
-    let reply = send_event(&daemon, "demo", "evt_during", "{}").await;
+    let reply = send_event(&h.daemon, "demo", "evt_during", "{}").await;
     assert_eq!(reply.status, 503);
     assert!(
         started.elapsed() < Duration::from_secs(1),
         "503 took {:?}",
         started.elapsed()
     );
-    assert_eq!(get(&daemon.url("/health/live")).await.status, 200);
-    let health = get(&daemon.url("/health")).await;
+    assert_eq!(get(&h.daemon.url("/health/live")).await.status, 200);
+    let health = get(&h.daemon.url("/health")).await;
     assert_eq!(health.json()["redis"], "down");
 
-    redis.restart();
+    h.redis.restart();
     assert!(
         eventually(Duration::from_secs(15), || async {
-            send_event(&daemon, "demo", "evt_after", "{}").await.status == 202
+            send_event(&h.daemon, "demo", "evt_after", "{}")
+                .await
+                .status
+                == 202
         })
         .await,
         "ingest did not recover:\n{}",
-        daemon.logs()
+        h.daemon.logs()
     );
-    daemon.wait_ready().await;
+    h.daemon.wait_ready().await;
     // Nothing from the outage was stored.
     assert_eq!(
-        redis.keys("hookd:{demo}:seen:evt_during"),
+        h.redis.keys("hookd:{demo}:seen:evt_during"),
         Vec::<String>::new()
     );
 }
@@ -351,9 +363,10 @@ async fn redis_outage_gives_503_then_recovers_without_restart() {
 /// request waiting out its own timeout.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hung_redis_gets_fast_503s_once_it_is_known() {
-    let (redis, daemon) = setup("").await;
+    let h = setup("").await;
+    let (redis, daemon) = (&h.redis, &h.daemon);
     assert_eq!(
-        send_event(&daemon, "demo", "evt_before", "{}").await.status,
+        send_event(daemon, "demo", "evt_before", "{}").await.status,
         202
     );
     redis.freeze();
@@ -366,7 +379,7 @@ async fn a_hung_redis_gets_fast_503s_once_it_is_known() {
     );
     for i in 0..5 {
         let started = std::time::Instant::now();
-        let reply = send_event(&daemon, "demo", &format!("evt_hung_{i}"), "{}").await;
+        let reply = send_event(daemon, "demo", &format!("evt_hung_{i}"), "{}").await;
         assert_eq!(reply.status, 503);
         assert!(reply.headers.contains_key("retry-after"));
         assert!(
@@ -378,7 +391,7 @@ async fn a_hung_redis_gets_fast_503s_once_it_is_known() {
     redis.thaw();
     daemon.wait_ready().await;
     assert_eq!(
-        send_event(&daemon, "demo", "evt_after", "{}").await.status,
+        send_event(daemon, "demo", "evt_after", "{}").await.status,
         202
     );
     assert_eq!(
@@ -394,7 +407,6 @@ async fn redis_down_at_startup_is_not_fatal() {
     redis.kill();
     let toml = config(&url, "", &[SourceSpec::standard("demo", &dead_url())]);
     let daemon = Daemon::start(&toml).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(get(&daemon.url("/health/live")).await.status, 200);
     assert_eq!(get(&daemon.url("/health/ready")).await.status, 503);
     assert_eq!(send_event(&daemon, "demo", "evt_1", "{}").await.status, 503);
@@ -405,16 +417,17 @@ async fn redis_down_at_startup_is_not_fatal() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn backlog_over_max_answers_503() {
-    let (redis, daemon) = setup("[ingest]\nmax_backlog = 3\n").await;
+    let h = setup("[ingest]\nmax_backlog = 3\n").await;
+    let (redis, daemon) = (&h.redis, &h.daemon);
     for i in 0..3 {
         assert_eq!(
-            send_event(&daemon, "demo", &format!("evt_{i}"), "{}")
+            send_event(daemon, "demo", &format!("evt_{i}"), "{}")
                 .await
                 .status,
             202
         );
     }
-    let reply = send_event(&daemon, "demo", "evt_over", "{}").await;
+    let reply = send_event(daemon, "demo", "evt_over", "{}").await;
     assert_eq!(reply.status, 503);
     assert!(reply.headers.contains_key("retry-after"));
     assert_eq!(
@@ -425,9 +438,10 @@ async fn backlog_over_max_answers_503() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn health_endpoints_and_metrics() {
-    let (_redis, daemon) = setup("").await;
-    assert_eq!(send_event(&daemon, "demo", "evt_m", "{}").await.status, 202);
-    assert_eq!(send_event(&daemon, "demo", "evt_m", "{}").await.status, 200);
+    let h = setup("").await;
+    let (_redis, daemon) = (&h.redis, &h.daemon);
+    assert_eq!(send_event(daemon, "demo", "evt_m", "{}").await.status, 202);
+    assert_eq!(send_event(daemon, "demo", "evt_m", "{}").await.status, 200);
     assert_eq!(get(&daemon.url("/health/live")).await.status, 200);
     assert_eq!(get(&daemon.url("/health/ready")).await.status, 200);
     let health = get(&daemon.url("/health")).await;
@@ -497,21 +511,19 @@ async fn send_concurrently(daemon: &Daemon, ids: Vec<String>) -> Vec<u16> {
 /// still answered for its own event.
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_events_are_stored_in_shared_round_trips() {
-    let redis = TestRedis::start();
     // Deliveries throttled so that script calls are (nearly) all ingest.
-    let toml = config(
-        &redis.url(),
-        "",
-        &[SourceSpec::standard("demo", &dead_url()).with("rate_per_sec = 1")],
-    );
-    let daemon = Daemon::start_ready(&toml).await;
+    let h = Harness::builder()
+        .source(SourceSpec::standard("demo", &dead_url()).with("rate_per_sec = 1"))
+        .start()
+        .await;
+    let (redis, daemon) = (&h.redis, &h.daemon);
     redis.cli(&["CONFIG", "RESETSTAT"]);
     let ids: Vec<String> = (0..300).map(|i| format!("evt_c{i}")).collect();
-    let statuses = send_concurrently(&daemon, ids).await;
+    let statuses = send_concurrently(daemon, ids).await;
     assert!(statuses.iter().all(|&s| s == 202), "{statuses:?}");
     assert_eq!(redis.keys("hookd:{demo}:seen:evt_c*").len(), 300);
     // Each in the stream, or in the retry set after its failed attempt.
-    assert_stored_eventually(&redis, 300).await;
+    assert_stored_eventually(redis, 300).await;
     let script_calls = redis
         .cli(&["INFO", "commandstats"])
         .lines()
@@ -531,8 +543,9 @@ async fn concurrent_events_are_stored_in_shared_round_trips() {
 /// is stored once, even when the copies share one batch.
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_duplicates_are_stored_once() {
-    let (redis, daemon) = setup("").await;
-    let statuses = send_concurrently(&daemon, vec!["evt_same".to_owned(); 40]).await;
+    let h = setup("").await;
+    let (redis, daemon) = (&h.redis, &h.daemon);
+    let statuses = send_concurrently(daemon, vec!["evt_same".to_owned(); 40]).await;
     assert_eq!(
         statuses.iter().filter(|&&s| s == 202).count(),
         1,
@@ -543,16 +556,17 @@ async fn concurrent_duplicates_are_stored_once() {
         39,
         "{statuses:?}"
     );
-    assert_stored_eventually(&redis, 1).await;
+    assert_stored_eventually(redis, 1).await;
 }
 
 /// A batch that crosses `max_backlog` stores up to the limit and refuses
 /// the rest, storing nothing for them.
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_events_over_the_backlog_limit_are_refused_exactly() {
-    let (redis, daemon) = setup("[ingest]\nmax_backlog = 5\n").await;
+    let h = setup("[ingest]\nmax_backlog = 5\n").await;
+    let (redis, daemon) = (&h.redis, &h.daemon);
     let ids: Vec<String> = (0..40).map(|i| format!("evt_b{i}")).collect();
-    let statuses = send_concurrently(&daemon, ids).await;
+    let statuses = send_concurrently(daemon, ids).await;
     assert_eq!(
         statuses.iter().filter(|&&s| s == 202).count(),
         5,
@@ -570,19 +584,11 @@ async fn concurrent_events_over_the_backlog_limit_are_refused_exactly() {
 /// not an answer: ingest loads the script again and stores the event.
 #[tokio::test(flavor = "multi_thread")]
 async fn flushed_scripts_are_reloaded_transparently() {
-    let (redis, daemon) = setup("").await;
-    assert_eq!(
-        send_event(&daemon, "demo", "evt_s1", "{}").await.status,
-        202
-    );
+    let h = setup("").await;
+    let (redis, daemon) = (&h.redis, &h.daemon);
+    assert_eq!(send_event(daemon, "demo", "evt_s1", "{}").await.status, 202);
     assert_eq!(redis.cli(&["SCRIPT", "FLUSH"]).trim(), "OK");
-    assert_eq!(
-        send_event(&daemon, "demo", "evt_s2", "{}").await.status,
-        202
-    );
-    assert_eq!(
-        send_event(&daemon, "demo", "evt_s2", "{}").await.status,
-        200
-    );
+    assert_eq!(send_event(daemon, "demo", "evt_s2", "{}").await.status, 202);
+    assert_eq!(send_event(daemon, "demo", "evt_s2", "{}").await.status, 200);
     assert_eq!(redis.keys("hookd:{demo}:seen:evt_s*").len(), 2);
 }

@@ -194,15 +194,12 @@ async fn alerts_and_dashboard_query_series_the_daemon_exports() {
 
     // Every series a panel or rule reads exists once the daemon has
     // ingested and delivered one event.
-    let redis = TestRedis::start();
-    let sink = Sink::start().await;
-    let daemon = Daemon::start_ready(&config(
-        &redis.url(),
-        "",
-        &[SourceSpec::standard("demo", &sink.url())],
-    ))
-    .await;
-    assert_eq!(send_event(&daemon, "demo", "evt_1", "{}").await.status, 202);
+    let h = Harness::builder()
+        .source(SourceSpec::standard("demo", SINK))
+        .start()
+        .await;
+    let (sink, daemon) = (&h.sink, &h.daemon);
+    assert_eq!(h.send("demo", "evt_1", "{}").await.status, 202);
     assert!(sink.wait_for(1, Duration::from_secs(10)).await);
     // The delivery's counter is bumped after the sink has answered; wait
     // for it to show.

@@ -17,11 +17,10 @@ fn b64_hmac(algorithm: ring::hmac::Algorithm, key: &str, message: &[u8]) -> Stri
 
 #[tokio::test(flavor = "multi_thread")]
 async fn shopify_headers_without_the_x_prefix_are_accepted() {
-    let redis = TestRedis::start();
-    let sink = Sink::start().await;
-    let mut source = SourceSpec::standard("shop", &sink.url());
+    let mut source = SourceSpec::standard("shop", SINK);
     source.verify = r#"{ scheme = "shopify", secrets = ["shpss_hush"] }"#.into();
-    let daemon = Daemon::start_ready(&config(&redis.url(), "", &[source])).await;
+    let h = Harness::builder().source(source).start().await;
+    let (sink, daemon) = (&h.sink, &h.daemon);
     let body = br#"{"id":820982911946154508}"#;
     let headers = vec![
         (
@@ -54,14 +53,13 @@ async fn shopify_headers_without_the_x_prefix_are_accepted() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn twilio_webhook_settings_signed_with_hmac_sha256_are_accepted() {
-    let redis = TestRedis::start();
-    let sink = Sink::start().await;
     let public_url = "https://hooks.example.com/webhooks/tw";
-    let mut source = SourceSpec::standard("tw", &sink.url());
+    let mut source = SourceSpec::standard("tw", SINK);
     source.verify = format!(
         r#"{{ scheme = "twilio", secrets = ["auth-token"], shared_keys = ["shared-key-secret"], url = "{public_url}" }}"#
     );
-    let daemon = Daemon::start_ready(&config(&redis.url(), "", &[source])).await;
+    let h = Harness::builder().source(source).start().await;
+    let (sink, daemon) = (&h.sink, &h.daemon);
     let body = b"MessageSid=SM1&Body=hello&From=%2B15550001";
     // Twilio signs the URL followed by the POST parameters sorted by name.
     let mut signed = public_url.to_owned();

@@ -6,14 +6,11 @@ use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_drains_in_order_and_exits_zero() {
-    let redis = TestRedis::start();
-    let sink = Sink::start().await;
-    let toml = config(
-        &redis.url(),
-        "[shutdown]\ndrain_delay = \"1500ms\"\ntimeout = \"10s\"",
-        &[SourceSpec::standard("s", &sink.url())],
-    );
-    let mut daemon = Daemon::start_ready(&toml).await;
+    let mut h = Harness::builder()
+        .toml("[shutdown]\ndrain_delay = \"1500ms\"\ntimeout = \"10s\"")
+        .start()
+        .await;
+    let (redis, daemon) = (&h.redis, &mut h.daemon);
     daemon.signal("TERM");
     // During drain_delay: not ready, ingest refuses with 503, still listening.
     assert!(
@@ -22,7 +19,7 @@ async fn sigterm_drains_in_order_and_exits_zero() {
         })
         .await
     );
-    let reply = send_event(&daemon, "s", "evt_late", "{}").await;
+    let reply = send_event(daemon, "s", "evt_late", "{}").await;
     assert_eq!(reply.status, 503);
     assert!(reply.headers.contains_key("retry-after"));
     assert_eq!(get(&daemon.url("/health")).await.json()["draining"], true);
@@ -48,13 +45,11 @@ async fn sigterm_drains_in_order_and_exits_zero() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn second_signal_exits_at_once() {
-    let redis = TestRedis::start();
-    let toml = config(
-        &redis.url(),
-        "[shutdown]\ndrain_delay = \"30s\"",
-        &[SourceSpec::standard("s", &dead_url())],
-    );
-    let mut daemon = Daemon::start_ready(&toml).await;
+    let mut h = Harness::builder()
+        .toml("[shutdown]\ndrain_delay = \"30s\"")
+        .start()
+        .await;
+    let daemon = &mut h.daemon;
     daemon.signal("TERM");
     tokio::time::sleep(Duration::from_millis(300)).await;
     daemon.signal("INT");
@@ -67,16 +62,14 @@ async fn second_signal_exits_at_once() {
 /// left pending, is delivered by the next process.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hanging_delivery_does_not_stretch_the_shutdown_bound() {
-    let redis = TestRedis::start();
-    let sink = Sink::start().await;
-    sink.script([Answer::status(200).delayed(Duration::from_secs(30))]);
-    let toml = config(
-        &redis.url(),
-        "[shutdown]\ntimeout = \"2s\"\n[worker]\nclaim_idle = \"11s\"\nclaim_interval = \"300ms\"",
-        &[SourceSpec::standard("s", &sink.url())],
-    );
-    let mut daemon = Daemon::start_ready(&toml).await;
-    assert_eq!(send_event(&daemon, "s", "evt_hang", "{}").await.status, 202);
+    let mut h = Harness::builder()
+        .toml("[shutdown]\ntimeout = \"2s\"\n[worker]\nclaim_idle = \"11s\"\nclaim_interval = \"300ms\"")
+        .start()
+        .await;
+    h.sink
+        .script([Answer::status(200).delayed(Duration::from_secs(30))]);
+    let (redis, sink, daemon) = (&h.redis, &h.sink, &mut h.daemon);
+    assert_eq!(send_event(daemon, "s", "evt_hang", "{}").await.status, 202);
     assert!(
         eventually(Duration::from_secs(10), || async {
             sink.in_progress() == 1
@@ -97,7 +90,7 @@ async fn a_hanging_delivery_does_not_stretch_the_shutdown_bound() {
     assert!(daemon.logs().contains("stays pending"), "{}", daemon.logs());
     assert_eq!(redis.pending("s"), 1);
 
-    let _next = Daemon::start_ready(&toml).await;
+    let _next = h.start_another().await;
     assert!(
         eventually(Duration::from_secs(30), || async {
             sink.ids().contains(&"evt_hang".to_owned())

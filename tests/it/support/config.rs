@@ -1,0 +1,67 @@
+//! Daemon configurations: listeners on port 0, a private Redis, sources.
+
+use super::SECRET;
+
+/// A `[[sources]]` block.
+pub struct SourceSpec {
+    pub name: String,
+    pub verify: String,
+    pub destination: String,
+    /// Extra keys for `[sources.destination]`.
+    pub destination_extra: String,
+}
+
+impl SourceSpec {
+    /// A Standard-Webhooks source signed with [`SECRET`].
+    pub fn standard(name: &str, destination: &str) -> Self {
+        Self {
+            name: name.into(),
+            verify: format!(r#"{{ scheme = "standard-webhooks", secrets = ["{SECRET}"] }}"#),
+            destination: destination.into(),
+            destination_extra: String::new(),
+        }
+    }
+
+    pub fn with(mut self, destination_extra: &str) -> Self {
+        self.destination_extra.push_str(destination_extra);
+        self.destination_extra.push('\n');
+        self
+    }
+
+    fn toml(&self) -> String {
+        format!(
+            "[[sources]]\nname = \"{}\"\nverify = {}\n[sources.destination]\nurl = \"{}\"\n{}\n",
+            self.name, self.verify, self.destination, self.destination_extra
+        )
+    }
+}
+
+/// A full config: listeners on port 0, the given Redis, fast timings,
+/// `extra` TOML (sections) and the sources.
+pub fn config(redis_url: &str, extra: &str, sources: &[SourceSpec]) -> String {
+    let mut toml = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
+[redis]
+url = "{redis_url}"
+{extra}
+"#
+    );
+    for source in sources {
+        toml.push_str(&source.toml());
+    }
+    toml
+}
+
+/// The same config with the public listener on a fixed port, so a
+/// restarted daemon is found where clients left it.
+pub fn listen_on(toml: &str, port: u16) -> String {
+    toml.replacen(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:{port}\""),
+        1,
+    )
+}

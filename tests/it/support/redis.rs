@@ -1,0 +1,303 @@
+//! Private `redis-server` processes (and a three-master cluster) in temp
+//! dirs, killed on drop, that tests may kill, restart, freeze and fill.
+
+use std::net::TcpListener as StdListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use super::free_port;
+
+/// Persistence that loses nothing acknowledged: AOF fsynced on every write.
+const AOF_ALWAYS: [&str; 6] = [
+    "--save",
+    "",
+    "--appendonly",
+    "yes",
+    "--appendfsync",
+    "always",
+];
+
+pub struct TestRedis {
+    pub port: u16,
+    pub(super) dir: TempDir,
+    pub(super) child: Option<Child>,
+    pub(super) args: Vec<String>,
+}
+
+impl TestRedis {
+    /// A private redis-server without persistence.
+    pub fn start() -> Self {
+        Self::start_with(&["--save", "", "--appendonly", "no"])
+    }
+
+    /// With the append-only file fsynced on every write, so a restart keeps
+    /// everything that was acknowledged.
+    pub fn start_persistent() -> Self {
+        Self::start_with(&AOF_ALWAYS)
+    }
+
+    pub fn start_with(extra: &[&str]) -> Self {
+        let mut redis = Self {
+            port: free_port(),
+            dir: tempfile::tempdir().expect("tempdir"),
+            child: None,
+            args: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        redis.spawn();
+        redis
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .arg("--port")
+            .arg(self.port.to_string())
+            .arg("--bind")
+            .arg("127.0.0.1")
+            .arg("--dir")
+            .arg(self.dir.path())
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start redis-server ({e}). The integration tests need Redis 7: \
+                     install it with `sudo apt-get install -y redis-server` (Debian/Ubuntu) \
+                     or `brew install redis` (macOS)."
+                )
+            });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.try_cli(&["PING"]).is_some_and(|r| r.trim() == "PONG") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server on port {} did not come up", self.port);
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILL: the server vanishes mid-whatever, like a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGSTOP: the server hangs, connections stay open, nothing answers.
+    pub fn freeze(&self) {
+        self.send_signal("STOP");
+    }
+
+    /// SIGCONT after [`Self::freeze`].
+    pub fn thaw(&self) {
+        self.send_signal("CONT");
+    }
+
+    fn send_signal(&self, name: &str) {
+        let pid = self.child.as_ref().expect("redis is running").id();
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Same port, same data directory (AOF is replayed if enabled).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    fn try_cli(&self, args: &[&str]) -> Option<String> {
+        let out = Command::new("redis-cli")
+            .arg("-p")
+            .arg(self.port.to_string())
+            .args(args)
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        Some(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    pub fn cli(&self, args: &[&str]) -> String {
+        self.try_cli(args)
+            .unwrap_or_else(|| panic!("redis-cli {args:?} failed"))
+    }
+
+    /// Sends many commands at once (`redis-cli --pipe`), each a list of
+    /// arguments; panics unless every one succeeded.
+    pub fn pipe(&self, commands: impl IntoIterator<Item = Vec<String>>) {
+        use std::io::Write;
+        let mut resp = Vec::new();
+        for command in commands {
+            write!(resp, "*{}\r\n", command.len()).unwrap();
+            for arg in command {
+                write!(resp, "${}\r\n{arg}\r\n", arg.len()).unwrap();
+            }
+        }
+        let mut child = Command::new("redis-cli")
+            .arg("-p")
+            .arg(self.port.to_string())
+            .arg("--pipe")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("redis-cli --pipe");
+        child.stdin.take().unwrap().write_all(&resp).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("errors: 0"),
+            "redis-cli --pipe: {text}"
+        );
+    }
+
+    pub fn int(&self, args: &[&str]) -> i64 {
+        let out = self.cli(args);
+        out.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("redis-cli {args:?} answered {out:?}"))
+    }
+
+    /// Entries handed out and not yet acknowledged.
+    pub fn pending(&self, source: &str) -> i64 {
+        let out = self.cli(&["XPENDING", &format!("hookd:{{{source}}}:stream"), "hookd"]);
+        out.lines()
+            .next()
+            .unwrap_or("0")
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    }
+
+    pub fn keys(&self, pattern: &str) -> Vec<String> {
+        self.cli(&["--scan", "--pattern", pattern])
+            .lines()
+            .map(str::to_owned)
+            .filter(|l| !l.is_empty())
+            .collect()
+    }
+
+    pub fn stream_len(&self, source: &str) -> i64 {
+        self.int(&["XLEN", &format!("hookd:{{{source}}}:stream")])
+    }
+
+    pub fn dlq_len(&self, source: &str) -> i64 {
+        self.int(&["XLEN", &format!("hookd:{{{source}}}:dlq")])
+    }
+
+    pub fn delayed_len(&self, source: &str) -> i64 {
+        self.int(&["ZCARD", &format!("hookd:{{{source}}}:delayed")])
+    }
+
+    /// Nothing of `source` is unread, in flight or waiting for a retry.
+    pub fn settled(&self, source: &str) -> bool {
+        self.stream_len(source) == 0 && self.pending(source) == 0 && self.delayed_len(source) == 0
+    }
+
+    /// Asserts that Redis holds no event and no dedup key for `source`.
+    pub fn assert_nothing_stored(&self, source: &str) {
+        assert_eq!(
+            self.keys(&format!("hookd:{{{source}}}:seen:*")),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            self.stream_len(source),
+            0,
+            "stream of {source} is not empty"
+        );
+        assert_eq!(self.delayed_len(source), 0);
+        assert_eq!(self.dlq_len(source), 0);
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Three masters, no replicas, created with `redis-cli --cluster create`.
+pub struct TestCluster {
+    pub nodes: Vec<TestRedis>,
+}
+
+impl TestCluster {
+    pub fn start() -> Self {
+        // The cluster bus listens on port + 10000; both must be free.
+        let mut ports = Vec::new();
+        while ports.len() < 3 {
+            let port = free_port();
+            if port < 50000 && StdListener::bind(("127.0.0.1", port + 10000)).is_ok() {
+                ports.push(port);
+            }
+        }
+        let nodes: Vec<TestRedis> = ports
+            .iter()
+            .map(|port| {
+                let mut redis = TestRedis {
+                    port: *port,
+                    dir: tempfile::tempdir().expect("tempdir"),
+                    child: None,
+                    args: [
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        "--cluster-node-timeout",
+                        "2000",
+                    ]
+                    .iter()
+                    .chain(AOF_ALWAYS.iter())
+                    .map(|s| s.to_string())
+                    .collect(),
+                };
+                redis.spawn();
+                redis
+            })
+            .collect();
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for port in &ports {
+            create.arg(format!("127.0.0.1:{port}"));
+        }
+        let out = create
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "cluster create failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !nodes
+            .iter()
+            .all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+        {
+            assert!(Instant::now() < deadline, "cluster never became ok");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self { nodes }
+    }
+
+    pub fn url(&self) -> String {
+        let mut url = format!("redis-cluster://127.0.0.1:{}", self.nodes[0].port);
+        for (i, node) in self.nodes.iter().enumerate().skip(1) {
+            url.push(if i == 1 { '?' } else { '&' });
+            url.push_str(&format!("node=127.0.0.1:{}", node.port));
+        }
+        url
+    }
+}
