@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// What a connection is doing, as its requests report it.
@@ -26,8 +25,6 @@ pub struct Activity {
     served: AtomicBool,
     /// When the last request ended, in ms since `opened`.
     idle_since_ms: AtomicU64,
-    /// Signalled when a request ends, so the watchdog re-reads its deadline.
-    request_ended: Notify,
 }
 
 /// Marks one request in progress for as long as it lives.
@@ -40,7 +37,6 @@ impl Activity {
             active: AtomicUsize::new(0),
             served: AtomicBool::new(false),
             idle_since_ms: AtomicU64::new(0),
-            request_ended: Notify::new(),
         })
     }
 
@@ -64,7 +60,6 @@ impl Drop for RequestGuard {
             .idle_since_ms
             .store(self.0.elapsed_ms(), Ordering::SeqCst);
         self.0.active.fetch_sub(1, Ordering::SeqCst);
-        self.0.request_ended.notify_one();
     }
 }
 
@@ -72,11 +67,16 @@ impl Drop for RequestGuard {
 /// within `first_request`, or none in progress for `idle` since the last
 /// one ended. A request in progress is never cut off here; the request's
 /// own timeouts bound it.
+///
+/// Requests do not wake the watchdog (that would cost a task wake-up per
+/// request); it wakes at its deadline, at least every `idle`, and reads
+/// what happened meanwhile.
 pub async fn expired(activity: &Activity, first_request: Duration, idle: Duration) {
     let ms = |d: Duration| d.as_millis() as u64;
     loop {
+        let now = activity.elapsed_ms();
         if activity.active.load(Ordering::SeqCst) > 0 {
-            activity.request_ended.notified().await;
+            tokio::time::sleep(idle).await;
             continue;
         }
         let due = if activity.served.load(Ordering::SeqCst) {
@@ -84,15 +84,10 @@ pub async fn expired(activity: &Activity, first_request: Duration, idle: Duratio
         } else {
             ms(first_request)
         };
-        let now = activity.elapsed_ms();
         if now >= due {
             return;
         }
-        // A request that starts and ends meanwhile moves the deadline.
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(due - now)) => {}
-            _ = activity.request_ended.notified() => {}
-        }
+        tokio::time::sleep(Duration::from_millis((due - now).min(ms(idle)))).await;
     }
 }
 
@@ -126,6 +121,18 @@ mod tests {
         tokio::time::advance(Duration::from_secs(1)).await;
         let took = expires_after(&activity).await;
         assert!(took >= Duration::from_secs(4) && took < IDLE, "{took:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_before_the_first_deadline_moves_it_to_idle_timeout() {
+        let activity = Activity::new();
+        let (first, idle) = (Duration::from_secs(30), Duration::from_secs(1));
+        tokio::time::advance(Duration::from_millis(500)).await;
+        drop(activity.request_started());
+        let start = Instant::now();
+        expired(&activity, first, idle).await;
+        let took = start.elapsed();
+        assert!(took <= idle + Duration::from_millis(50), "{took:?}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::load::{Load, rss_kib, verify};
+use crate::load::{Load, verify};
 use crate::support::*;
 
 fn scale(n: usize) -> usize {

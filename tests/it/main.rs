@@ -13,4 +13,5 @@ mod load;
 mod packaging;
 mod providers;
 mod shutdown;
+mod structure;
 mod support;

@@ -2,14 +2,22 @@
 //! real `hookd` binary ([`Daemon`]), programmable HTTP sinks ([`Sink`]),
 //! a signing HTTP client, and the [`Harness`] that puts the three together.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
+// Paths spelled out: the load bench includes this file too, from elsewhere.
+#[path = "support/client.rs"]
 mod client;
+#[path = "support/config.rs"]
 mod config;
+#[path = "support/daemon.rs"]
 mod daemon;
+#[path = "support/harness.rs"]
 mod harness;
+#[path = "support/redis.rs"]
 mod redis;
+#[path = "support/sink.rs"]
 mod sink;
+#[path = "support/tls.rs"]
 mod tls;
 
 use std::net::TcpListener as StdListener;

@@ -79,6 +79,11 @@ impl TestRedis {
         panic!("redis-server on port {} did not come up", self.port);
     }
 
+    /// The server's process id (while it runs).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }

@@ -1,0 +1,212 @@
+//! End to end: ingest + delivery to the sink + acknowledgement, offered
+//! at a fixed rate (open loop), with the backlog, RSS and CPU sampled.
+
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::cpu::{CpuTicks, cores};
+use crate::driver::{Pacing, Summary, drive, use_wrk, wrk_in_background};
+use crate::servers::{Hookd, e2e_backlog};
+use crate::support::{TestRedis, rss_kib};
+
+/// One end-to-end phase at a fixed offered rate.
+pub struct E2e {
+    pub run: Summary,
+    /// Deliveries the sink counted during the phase.
+    pub delivered: u64,
+    /// The e2e source's backlog, sampled every second.
+    pub backlog: Vec<u64>,
+    pub peak_rss_kib: u64,
+    /// CPU used during the phase, by process and by the whole machine.
+    pub cpu: CpuTicks,
+    /// hookd's system calls during the phase, by name, when counted (empty
+    /// without perf).
+    pub syscalls: Vec<(String, u64)>,
+}
+
+impl E2e {
+    /// Delivery kept pace with ingest: at most 2% of what was accepted is
+    /// still waiting at the end, and the backlog did not drift upwards: its
+    /// mean over the last third is at most half a second of traffic above
+    /// its mean over the first third. (Near the machine's limit delivery
+    /// can run at 99.5% of ingest, well inside the 2%, while the backlog
+    /// grows by a few hundred events every second.)
+    pub fn kept_up(&self) -> bool {
+        let [(early, _), (late, _)] = self.backlog_thirds();
+        self.run.accepted > 0
+            && self.delivered as f64 >= 0.98 * self.run.accepted as f64
+            && late as f64 <= early as f64 + 0.5 * self.run.rate
+    }
+
+    /// CPU µs per event of everything on the machine but hookd.
+    pub fn others_per_event(&self) -> f64 {
+        let per = |ticks| CpuTicks::per_event(ticks, self.run.accepted);
+        (per(self.cpu.machine_busy) - per(self.cpu.server)).max(1.0)
+    }
+
+    /// The rate the machine could reach if hookd used no CPU at all.
+    pub fn ceiling(&self) -> f64 {
+        cores() * 1e6 / self.others_per_event()
+    }
+
+    /// Mean and largest backlog in the first and in the last third of the
+    /// samples: near the machine's limit the backlog swings by thousands
+    /// within seconds, and the means show a trend the maxima hide.
+    pub fn backlog_thirds(&self) -> [(u64, u64); 2] {
+        let third = (self.backlog.len() / 3).max(1).min(self.backlog.len());
+        let mean_max = |s: &[u64]| {
+            let mean = s.iter().sum::<u64>() / (s.len() as u64).max(1);
+            (mean, s.iter().copied().max().unwrap_or(0))
+        };
+        [
+            mean_max(&self.backlog[..third]),
+            mean_max(&self.backlog[self.backlog.len() - third..]),
+        ]
+    }
+}
+
+/// Offers `rate` signed events/s to the e2e source for `duration`, open
+/// loop: wrk on a fixed schedule when available (it costs the shared CPUs
+/// less), else the in-repo driver.
+/// What an end-to-end step drives and watches.
+pub struct Target<'a> {
+    pub hookd: &'a Hookd,
+    pub redis: &'a TestRedis,
+    /// Deliveries the sink has counted.
+    pub delivered: &'a AtomicU64,
+    /// Connections the driver offers its rate over.
+    pub connections: usize,
+}
+
+pub async fn step(
+    target: &Target<'_>,
+    rate: f64,
+    duration: Duration,
+    prefix: &str,
+    count_syscalls: bool,
+) -> E2e {
+    let Target {
+        hookd,
+        redis,
+        delivered,
+        connections,
+    } = *target;
+    let path = "/webhooks/e2e";
+    // Open loop still waits for each answer per connection, so the
+    // offered rate needs connections > rate × latency.
+    let before = delivered.load(Ordering::Relaxed);
+    let pid = hookd.child.id();
+    let redis_pid = redis.pid();
+    let admin = hookd.admin;
+    let cpu_before = CpuTicks::now(pid, redis_pid);
+    // Tracepoints cost each system call about a microsecond, so calls are
+    // counted in a step of their own, not in one whose CPU is reported.
+    let census = tokio::task::spawn_blocking(move || {
+        if count_syscalls {
+            syscall_census(pid, duration)
+        } else {
+            Vec::new()
+        }
+    });
+    // E2E_TRACE=1 prints every sample, to see how the backlog moves.
+    let trace = std::env::var_os("E2E_TRACE").is_some();
+    let sampler = tokio::task::spawn_blocking(move || {
+        let mut peak = 0;
+        let mut backlog = Vec::new();
+        let start = Instant::now();
+        while start.elapsed() < duration {
+            peak = peak.max(rss_kib(pid));
+            let waiting = e2e_backlog(admin);
+            if trace {
+                eprintln!(
+                    "e2e {:>4} ms: backlog {waiting}",
+                    start.elapsed().as_millis()
+                );
+            }
+            backlog.push(waiting);
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        (peak, backlog)
+    });
+    let run = if use_wrk() {
+        wrk_in_background(
+            hookd.public,
+            path,
+            connections,
+            duration,
+            prefix.to_owned(),
+            Pacing::Rate(rate),
+        )
+        .await
+    } else {
+        drive(
+            hookd.public,
+            path,
+            connections,
+            duration,
+            Some(rate),
+            prefix,
+        )
+        .await
+        .summary()
+    };
+    let (peak_rss_kib, backlog) = sampler.await.unwrap();
+    E2e {
+        run,
+        delivered: delivered.load(Ordering::Relaxed) - before,
+        backlog,
+        peak_rss_kib,
+        cpu: CpuTicks::now(pid, redis_pid).since(cpu_before),
+        syscalls: census.await.unwrap(),
+    }
+}
+
+/// The system calls hookd's kernel time goes to, counted by perf's
+/// tracepoints over `duration`: the kernel share of hookd's CPU is mostly
+/// per-call loopback work, so calls per event is the lever. Empty when perf
+/// or its tracepoints are not available here.
+fn syscall_census(pid: u32, duration: Duration) -> Vec<(String, u64)> {
+    const CALLS: [&str; 9] = [
+        "read",
+        "write",
+        "writev",
+        "recvfrom",
+        "sendto",
+        "epoll_wait",
+        "futex",
+        "sched_yield",
+        "accept4",
+    ];
+    let mut events = vec!["raw_syscalls:sys_enter".to_owned()];
+    events.extend(CALLS.iter().map(|c| format!("syscalls:sys_enter_{c}")));
+    let output = Command::new("perf")
+        .args([
+            "stat",
+            "-x",
+            ",",
+            "-e",
+            &events.join(","),
+            "-p",
+            &pid.to_string(),
+        ])
+        .args(["--", "sleep", &duration.as_secs_f64().to_string()])
+        .stdout(Stdio::null())
+        .output();
+    let Ok(output) = output else {
+        return Vec::new();
+    };
+    // perf stat -x, writes "count,unit,event,..." lines to stderr.
+    String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split(',');
+            let count = fields.next()?.parse().ok()?;
+            let event = fields.nth(1)?;
+            let name = event
+                .strip_prefix("syscalls:sys_enter_")
+                .or(event.strip_prefix("raw_syscalls:sys_enter").map(|_| "all"))?;
+            Some((name.to_owned(), count))
+        })
+        .collect()
+}

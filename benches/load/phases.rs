@@ -1,0 +1,405 @@
+//! The phases of a run, one function each, in the order `run` calls them.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hookd::queue::SourceKeys;
+
+use crate::Knobs;
+use crate::cpu::CpuTicks;
+use crate::driver::{
+    PAUSE_MS, Pacing, Summary, closed_loop, drive, median, pace, use_wrk, wrk_in_background,
+};
+use crate::e2e::{self, E2e};
+use crate::servers::{self, Hookd, baseline};
+use crate::support::{TestRedis, free_port, rss_kib};
+
+/// Alternating baseline/hookd rounds in the ingest comparison.
+pub const ROUNDS: usize = 3;
+/// Steps of the end-to-end rate search, and how long each lasts.
+pub const E2E_SEARCH_STEPS: usize = 4;
+pub const E2E_STEP_SECONDS: u64 = 15;
+/// The step after the hold that counts hookd's system calls.
+pub const E2E_CENSUS_SECONDS: u64 = 10;
+
+/// The bare baseline server, on its own Redis.
+pub struct Baseline {
+    pub redis: TestRedis,
+    pub process: Child,
+    pub addr: SocketAddr,
+}
+
+impl Baseline {
+    pub fn start() -> Self {
+        let redis = TestRedis::start();
+        let port = free_port();
+        let mut process = Command::new(std::env::current_exe().unwrap())
+            .args(["--serve-baseline", &redis.url(), &port.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::BufRead;
+            let mut line = String::new();
+            std::io::BufReader::new(process.stdout.take().unwrap())
+                .read_line(&mut line)
+                .unwrap();
+        }
+        Self {
+            redis,
+            process,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+}
+
+impl Drop for Baseline {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// The ingest comparison: baseline and hookd's ingest ceiling in
+/// alternating rounds.
+pub struct Ingest {
+    pub bases: Vec<Summary>,
+    pub maxes: Vec<Summary>,
+    /// CPU of every round, to say where a closed-loop event's CPU goes.
+    pub base_cpu: CpuTicks,
+    pub max_cpu: CpuTicks,
+    /// hookd's Redis: (round trips, commands incl. inside Lua).
+    pub calls: (u64, u64),
+}
+
+impl Ingest {
+    /// Median of the rounds' hookd/baseline ratios.
+    pub fn ratio(&self) -> f64 {
+        median(self.ratios())
+    }
+
+    pub fn ratios(&self) -> Vec<f64> {
+        self.bases
+            .iter()
+            .zip(&self.maxes)
+            .map(|(b, m)| m.rate / b.rate)
+            .collect()
+    }
+
+    pub fn base_rate(&self) -> f64 {
+        median(self.bases.iter().map(|b| b.rate).collect())
+    }
+
+    pub fn max_rate(&self) -> f64 {
+        median(self.maxes.iter().map(|m| m.rate).collect())
+    }
+
+    /// A round that accepted (almost) nothing, and why.
+    pub fn failed_round(&self) -> Option<String> {
+        self.bases
+            .iter()
+            .map(|r| ("baseline", r))
+            .chain(self.maxes.iter().map(|r| ("hookd", r)))
+            .find_map(|(who, r)| r.accepted_nothing().map(|why| format!("{who}: {why}")))
+    }
+}
+
+/// Every round, and the phases after the last, start from empty servers
+/// (warm-up included).
+fn forget_ingested(baseline: &Baseline, redis: &TestRedis) {
+    servers::forget_ingested(&baseline.redis, &baseline::keys());
+    servers::forget_ingested(redis, &SourceKeys::new("hookd", "ingest"));
+}
+
+pub async fn ingest_rounds(
+    knobs: &Knobs,
+    baseline: &Baseline,
+    redis: &TestRedis,
+    hookd: &Hookd,
+) -> Ingest {
+    let warm = Duration::from_secs(2);
+    let c = knobs.connections;
+    closed_loop(baseline.addr, "/", c, warm, "warm_b").await;
+    closed_loop(hookd.public, "/webhooks/ingest", c, warm, "warm_h").await;
+    let mut ingest = Ingest {
+        bases: Vec::new(),
+        maxes: Vec::new(),
+        base_cpu: CpuTicks::default(),
+        max_cpu: CpuTicks::default(),
+        calls: (0, 0),
+    };
+    let (base_pid, base_redis) = (baseline.process.id(), baseline.redis.pid());
+    let (hookd_pid, hookd_redis) = (hookd.child.id(), redis.pid());
+    for round in 0..ROUNDS {
+        forget_ingested(baseline, redis);
+        let cpu = CpuTicks::now(base_pid, base_redis);
+        let run = closed_loop(
+            baseline.addr,
+            "/",
+            c,
+            knobs.seconds,
+            &format!("base{round}"),
+        )
+        .await;
+        ingest.bases.push(run);
+        ingest
+            .base_cpu
+            .add(CpuTicks::now(base_pid, base_redis).since(cpu));
+        let calls_before = servers::calls(redis);
+        let cpu = CpuTicks::now(hookd_pid, hookd_redis);
+        let outcomes = hookd.ingest_outcomes("ingest");
+        let path = "/webhooks/ingest";
+        let mut run =
+            closed_loop(hookd.public, path, c, knobs.seconds, &format!("max{round}")).await;
+        run.outcomes = hookd.ingest_outcomes_since("ingest", &outcomes);
+        ingest.maxes.push(run);
+        ingest
+            .max_cpu
+            .add(CpuTicks::now(hookd_pid, hookd_redis).since(cpu));
+        let calls_after = servers::calls(redis);
+        ingest.calls.0 += calls_after.0 - calls_before.0;
+        ingest.calls.1 += calls_after.1 - calls_before.1;
+    }
+    forget_ingested(baseline, redis);
+    ingest
+}
+
+/// Latency at about half the ceiling: paced wrk (cheap, so the figure is
+/// hookd's), and the in-repo driver in open loop (counts from each
+/// request's scheduled send time, so a stall anywhere shows).
+pub struct HalfRate {
+    pub paced: Option<Summary>,
+    pub open: Summary,
+}
+
+pub async fn half_rate(knobs: &Knobs, hookd: &Hookd, rate: f64) -> HalfRate {
+    let path = "/webhooks/ingest";
+    let paced = if use_wrk() {
+        let connections = pace(hookd.public, path, rate, "half").await;
+        Some(
+            wrk_in_background(
+                hookd.public,
+                path,
+                connections,
+                knobs.seconds,
+                "half_paced".into(),
+                Pacing::PauseMs(PAUSE_MS),
+            )
+            .await,
+        )
+    } else {
+        None
+    };
+    let open = drive(
+        hookd.public,
+        path,
+        knobs.connections,
+        knobs.seconds,
+        Some(rate),
+        "half",
+    )
+    .await
+    .summary();
+    HalfRate { paced, open }
+}
+
+/// hookd ingest while delivering everything (the e2e source), closed loop.
+pub async fn mixed(knobs: &Knobs, hookd: &Hookd) -> Summary {
+    let run = closed_loop(
+        hookd.public,
+        "/webhooks/e2e",
+        knobs.connections,
+        knobs.seconds,
+        "mixed",
+    )
+    .await;
+    // Let the backlog drain before the end-to-end phases.
+    hookd.drain(Duration::from_secs(120)).await;
+    run
+}
+
+/// The highest offered rate the whole pipeline keeps up with: short
+/// steps, 15% up after one that kept up, 15% down otherwise.
+pub struct Search {
+    pub steps: Vec<String>,
+    pub rate: f64,
+}
+
+pub async fn e2e_search(
+    knobs: &Knobs,
+    hookd: &Hookd,
+    redis: &TestRedis,
+    delivered: &AtomicU64,
+    start_rate: f64,
+) -> Search {
+    if let Some(rate) = knobs.e2e_rate {
+        return Search {
+            steps: Vec::new(),
+            rate,
+        };
+    }
+    let mut rate = start_rate.round();
+    let mut steps = Vec::new();
+    let mut best: Option<f64> = None;
+    for step in 0..E2E_SEARCH_STEPS {
+        let probe = e2e::step(
+            &e2e::Target {
+                hookd,
+                redis,
+                delivered,
+                connections: knobs.e2e_connections,
+            },
+            rate,
+            Duration::from_secs(E2E_STEP_SECONDS),
+            &format!("e2e_search{step}"),
+            false,
+        )
+        .await;
+        let kept_up = probe.kept_up();
+        steps.push(match probe.run.accepted_nothing() {
+            Some(why) => format!("{rate:.0}/s offered: {why}"),
+            None => format!(
+                "{:.0}/s {}",
+                probe.run.rate,
+                if kept_up { "kept up" } else { "fell behind" }
+            ),
+        });
+        if kept_up {
+            best = Some(best.unwrap_or(0.0).max(probe.run.rate));
+            rate = (rate * 1.15).round();
+        } else {
+            rate = (rate * 0.85).round();
+        }
+        hookd.drain(Duration::from_secs(120)).await;
+    }
+    Search {
+        steps,
+        rate: best.map_or(rate, f64::round),
+    }
+}
+
+/// The end-to-end hold at the chosen rate, and what it left undelivered.
+pub struct Hold {
+    pub e2e: E2e,
+    /// Accepted but never delivered, after up to a minute of draining.
+    pub lost: u64,
+    /// hookd's Redis: (round trips, commands incl. inside Lua).
+    pub calls: (u64, u64),
+}
+
+pub async fn e2e_hold(
+    knobs: &Knobs,
+    hookd: &Hookd,
+    redis: &TestRedis,
+    delivered: &AtomicU64,
+    rate: f64,
+) -> Hold {
+    let calls_before = servers::calls(redis);
+    let before = delivered.load(Ordering::Relaxed);
+    let outcomes = hookd.ingest_outcomes("e2e");
+    let mut e2e = e2e::step(
+        &e2e::Target {
+            hookd,
+            redis,
+            delivered,
+            connections: knobs.e2e_connections,
+        },
+        rate,
+        knobs.e2e_seconds,
+        "e2e",
+        false,
+    )
+    .await;
+    e2e.run.outcomes = hookd.ingest_outcomes_since("e2e", &outcomes);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while delivered.load(Ordering::Relaxed) - before < e2e.run.accepted && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let lost = e2e
+        .run
+        .accepted
+        .saturating_sub(delivered.load(Ordering::Relaxed) - before);
+    let calls_after = servers::calls(redis);
+    Hold {
+        e2e,
+        lost,
+        calls: (
+            calls_after.0 - calls_before.0,
+            calls_after.1 - calls_before.1,
+        ),
+    }
+}
+
+/// Where hookd's kernel time goes: system calls per event at the same
+/// rate, in a short step of its own (tracepoints add about a microsecond
+/// to every call).
+pub async fn census(
+    knobs: &Knobs,
+    hookd: &Hookd,
+    redis: &TestRedis,
+    delivered: &AtomicU64,
+    rate: f64,
+) -> E2e {
+    hookd.drain(Duration::from_secs(120)).await;
+    e2e::step(
+        &e2e::Target {
+            hookd,
+            redis,
+            delivered,
+            connections: knobs.e2e_connections,
+        },
+        rate,
+        Duration::from_secs(E2E_CENSUS_SECONDS),
+        "e2e_census",
+        true,
+    )
+    .await
+}
+
+/// hookd's memory over a long run at the end-to-end rate.
+pub struct Soak {
+    pub seconds: u64,
+    pub rate: f64,
+    pub accepted: u64,
+    /// RSS at the start, then after each minute (the last may be shorter).
+    pub start_mib: u64,
+    pub minutes_mib: Vec<u64>,
+}
+
+pub async fn soak(knobs: &Knobs, hookd: &Hookd, rate: f64) -> Option<Soak> {
+    let seconds = knobs.soak_seconds;
+    if seconds == 0 {
+        return None;
+    }
+    let pid = hookd.child.id();
+    let start_mib = rss_kib(pid) / 1024;
+    let samples = tokio::task::spawn_blocking(move || {
+        let mut samples = Vec::new();
+        let start = Instant::now();
+        let soak = Duration::from_secs(seconds);
+        while let Some(left) = soak.checked_sub(start.elapsed()).filter(|l| !l.is_zero()) {
+            std::thread::sleep(Duration::from_secs(60).min(left));
+            samples.push(rss_kib(pid) / 1024);
+        }
+        samples
+    });
+    let run = drive(
+        hookd.public,
+        "/webhooks/e2e",
+        knobs.connections,
+        Duration::from_secs(seconds),
+        Some(rate),
+        "soak",
+    )
+    .await;
+    Some(Soak {
+        seconds,
+        rate,
+        accepted: run.accepted,
+        start_mib,
+        minutes_mib: samples.await.unwrap(),
+    })
+}
