@@ -5,10 +5,13 @@
 //! under `cargo test --all-targets` it only checks that it starts and that
 //! a phase that accepted nothing is reported as such.
 //!
-//! Phases (`load/phases.rs`), in order: the ingest comparison (baseline and
-//! hookd's ingest ceiling in alternating rounds, each from empty servers),
-//! latency at half that rate, ingest while delivering, the end-to-end rate
-//! search and hold, a system-call census, and an optional memory soak.
+//! Phases (`load/phases.rs`, `load/routes.rs`), in order: the ingest
+//! comparison (baseline, hookd's ingest ceiling with one and with two
+//! destinations, in alternating rounds, each from empty servers), Redis
+//! memory per queued event with one and two destinations, latency at half
+//! the ceiling, ingest while delivering, the end-to-end rate search and
+//! hold, a system-call census, the same search and a hold with two
+//! destinations receiving every event, and an optional memory soak.
 //! `--instructions` counts instructions per event under callgrind instead
 //! (`load/instructions.rs`).
 //!
@@ -36,6 +39,8 @@ mod instructions;
 mod phases;
 #[path = "load/report.rs"]
 mod report;
+#[path = "load/routes.rs"]
+mod routes;
 #[path = "load/servers.rs"]
 mod servers;
 
@@ -151,12 +156,14 @@ async fn run(knobs: Knobs) {
 
     let ingest = phases::ingest_rounds(&knobs, &baseline, &redis, &hookd).await;
     drop(baseline);
+    let memory = routes::memory(&knobs, &hookd, &redis).await;
     let half = phases::half_rate(&knobs, &hookd, ingest.max_rate() / 2.0).await;
     let mixed = phases::mixed(&knobs, &hookd).await;
-    let search =
-        phases::e2e_search(&knobs, &hookd, &redis, &delivered, ingest.max_rate() * 0.6).await;
-    let hold = phases::e2e_hold(&knobs, &hookd, &redis, &delivered, search.rate).await;
-    let census = phases::census(&knobs, &hookd, &redis, &delivered, search.rate).await;
+    let e2e = e2e::Target::e2e(&hookd, &redis, &delivered, knobs.e2e_connections);
+    let search = phases::e2e_search(&knobs, &e2e, ingest.max_rate() * 0.6).await;
+    let hold = phases::e2e_hold(&e2e, search.rate, knobs.e2e_seconds).await;
+    let census = phases::census(&e2e, search.rate).await;
+    let fanout = routes::fanout(&knobs, &hookd, &redis, &delivered, search.rate).await;
     let soak = phases::soak(&knobs, &hookd, search.rate).await;
 
     report::Report {
@@ -167,6 +174,8 @@ async fn run(knobs: Knobs) {
         search: &search,
         hold: &hold,
         census: &census,
+        fanout: &fanout,
+        memory: &memory,
         soak: &soak,
     }
     .print();

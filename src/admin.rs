@@ -19,19 +19,21 @@ use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
 
 use crate::config::Secret;
-use crate::dlq::Filter;
+use crate::dlq::{Filter, Targets};
 use crate::queue::Queue;
 use crate::response::{HttpResponse, error, redirect, with_type};
 use crate::source::Sources;
 use crate::status::Status;
 use auth::{Auth, CSRF_HEADER, Gate};
 
-pub use api::{DestinationView, SourceView, SourcesView};
+pub use api::SourcesView;
 
 /// Everything the admin API and the dashboard use.
 pub struct AdminHandle {
     queue: Queue,
     sources: Arc<Sources>,
+    /// The sources and their destinations, for DLQ operations.
+    targets: Targets,
     status: Arc<Status>,
     gate: Gate,
 }
@@ -48,9 +50,14 @@ pub fn handles(path: &str) -> bool {
 
 impl AdminHandle {
     pub fn new(queue: Queue, sources: Arc<Sources>, status: Arc<Status>, token: Secret) -> Self {
+        let targets = Targets::new(sources.iter().map(|source| {
+            let names = source.destination_names().map(str::to_owned).collect();
+            (source.keys.clone(), names)
+        }));
         Self {
             queue,
             sources,
+            targets,
             status,
             gate: Gate::new(token),
         }
@@ -128,6 +135,7 @@ fn filter_from(query: &HashMap<String, String>) -> Result<Filter, String> {
     let get = |k: &str| query.get(k).filter(|v| !v.is_empty()).cloned();
     Ok(Filter {
         source: get("source"),
+        destination: get("destination"),
         event_type: get("event_type").or_else(|| get("event")),
         reason: get("reason").map(|r| r.parse()).transpose()?,
     })

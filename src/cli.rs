@@ -15,6 +15,7 @@ fn parse_reason(text: &str) -> Result<DeadReason, String> {
     text.parse()
 }
 
+mod destinations_cmd;
 mod dlq_cmd;
 
 #[derive(Debug, Parser)]
@@ -41,6 +42,11 @@ pub enum Command {
     Dlq {
         #[command(subcommand)]
         action: DlqCommand,
+    },
+    /// Every destination's state; pause, resume, forget one (directly on Redis).
+    Destinations {
+        #[command(subcommand)]
+        action: DestinationsCommand,
     },
     /// Print the headers the source's provider would send for a body, to test a setup with curl.
     Sign {
@@ -70,12 +76,46 @@ pub struct DlqFilter {
     /// Only this source.
     #[arg(long)]
     pub source: Option<String>,
+    /// Only events that died for this destination.
+    #[arg(long)]
+    pub destination: Option<String>,
     /// Only this event type.
     #[arg(long = "event")]
     pub event_type: Option<String>,
     /// Only this reason: rejected, max_attempts, max_deliveries.
     #[arg(long, value_parser = parse_reason)]
     pub reason: Option<DeadReason>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DestinationsCommand {
+    /// Every destination with its state and queue depths.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop deliveries to a destination on every instance; its events wait.
+    Pause {
+        source: String,
+        destination: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deliver to a paused destination again.
+    Resume {
+        source: String,
+        destination: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Drop the consumer group (and its undelivered events) of a destination
+    /// that is no longer configured.
+    Forget {
+        source: String,
+        destination: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -141,6 +181,7 @@ pub fn main() -> ExitCode {
         Command::Run => run_daemon(cli.config),
         Command::CheckConfig => check_config(cli.config),
         Command::Dlq { action } => crate::cli::dlq_cmd::run(cli.config, action),
+        Command::Destinations { action } => destinations_cmd::run(cli.config, action),
         Command::Sign {
             source,
             body,
@@ -175,6 +216,39 @@ pub fn main() -> ExitCode {
 
 pub(crate) fn load(path: Option<PathBuf>) -> anyhow::Result<(Config, ConfigOrigin)> {
     Config::load(path.as_deref())
+}
+
+/// Runs `work` against the configured Redis with the configured sources
+/// (commands that work directly on Redis, daemon or not).
+pub(crate) fn on_redis<F, Fut>(path: Option<PathBuf>, work: F) -> anyhow::Result<()>
+where
+    F: FnOnce(crate::queue::Queue, crate::source::Sources) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    use std::time::Duration;
+    let (config, _) = load(path)?;
+    let mut sources = crate::source::Sources::default();
+    for (index, source) in config.sources.iter().enumerate() {
+        sources.insert(crate::source::Source::build(
+            source,
+            index,
+            &config.redis.key_prefix,
+        )?);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(async move {
+        let settings = crate::queue::RedisSettings::build(config.redis.url.expose(), 1)?;
+        let queue = crate::queue::Queue::connect(&settings)?;
+        if !queue.wait_connected(Duration::from_secs(5)).await {
+            bail!("cannot reach redis (redis.url) within 5s");
+        }
+        let result = work(queue.clone(), sources).await;
+        queue.quit().await;
+        result
+    })
 }
 
 fn check_config(path: Option<PathBuf>) -> anyhow::Result<()> {

@@ -4,6 +4,7 @@
 //! is the commented reference. Unknown keys are rejected so a typo never
 //! silently falls back to a default.
 
+mod destination;
 mod secret;
 mod source;
 
@@ -16,11 +17,12 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
-pub use secret::Secret;
-pub use source::{
-    DestinationConfig, DestinationUrl, FieldSource, HmacAlgorithm, RetryConfig, SignatureEncoding,
-    SourceConfig, VerifyConfig,
+pub use destination::{
+    BreakerConfig, DEFAULT_DESTINATION, DestinationConfig, DestinationUrl, FilterConfig,
+    RetryConfig,
 };
+pub use secret::Secret;
+pub use source::{FieldSource, HmacAlgorithm, SignatureEncoding, SourceConfig, VerifyConfig};
 
 /// Path used when neither `--config` nor `HOOKD_CONFIG` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "config/hookd.toml";
@@ -234,7 +236,8 @@ impl Config {
                 .filter(|key| key.as_str().contains("__"))
                 .split("__"),
         );
-        let config: Config = figment.extract().map_err(describe_figment_error)?;
+        let mut config: Config = figment.extract().map_err(describe_figment_error)?;
+        config.normalize()?;
         config.validate()?;
         Ok(config)
     }
@@ -284,7 +287,7 @@ impl Config {
         let mut names = std::collections::HashSet::new();
         for (index, source) in self.sources.iter().enumerate() {
             let key = format!("sources[{index}]");
-            if !is_valid_source_name(&source.name) {
+            if !is_valid_name(&source.name) {
                 bail!(
                     "{key}.name {:?} must be 1-64 characters of A-Z a-z 0-9 _ - .",
                     source.name
@@ -293,31 +296,96 @@ impl Config {
             if !names.insert(source.name.as_str()) {
                 bail!("{key}.name {:?} is used by another source", source.name);
             }
-            let destination = &source.destination;
-            if destination.max_in_flight == 0 {
-                bail!("{key}.destination.max_in_flight must be at least 1");
+            let mut destinations = std::collections::HashSet::new();
+            for (d, destination) in source.destinations.iter().enumerate() {
+                let key = format!("{key}.destinations[{d}]");
+                if !is_valid_name(&destination.name) {
+                    bail!(
+                        "{key}.name {:?} must be 1-64 characters of A-Z a-z 0-9 _ - .",
+                        destination.name
+                    );
+                }
+                if !destinations.insert(destination.name.as_str()) {
+                    bail!(
+                        "{key}.name {:?} is used by another destination of source {:?}",
+                        destination.name,
+                        source.name
+                    );
+                }
+                self.validate_destination(&key, &source.name, destination)?;
             }
-            if destination.timeout.is_zero() {
-                bail!("{key}.destination.timeout must be greater than 0");
-            }
-            if destination.retry.max_attempts == 0 {
-                bail!("{key}.destination.retry.max_attempts must be at least 1");
-            }
-            if destination.retry.base.is_zero() || destination.retry.max < destination.retry.base {
-                bail!(
-                    "{key}.destination.retry: base must be > 0 and max must be >= base (base {:?}, max {:?})",
-                    destination.retry.base,
-                    destination.retry.max
-                );
-            }
-            if self.worker.claim_idle <= destination.timeout {
-                bail!(
-                    "worker.claim_idle ({:?}) must exceed {key}.destination.timeout ({:?}) of source {:?}, \
-                     or live deliveries would be claimed by another consumer and sent twice",
-                    self.worker.claim_idle,
-                    destination.timeout,
-                    source.name
-                );
+        }
+        Ok(())
+    }
+
+    fn validate_destination(
+        &self,
+        key: &str,
+        source: &str,
+        destination: &DestinationConfig,
+    ) -> anyhow::Result<()> {
+        if destination.max_in_flight == 0 {
+            bail!("{key}.max_in_flight must be at least 1");
+        }
+        if destination.timeout.is_zero() {
+            bail!("{key}.timeout must be greater than 0");
+        }
+        let retry = &destination.retry;
+        if retry.max_attempts == 0 {
+            bail!("{key}.retry.max_attempts must be at least 1");
+        }
+        if retry.base.is_zero() || retry.max < retry.base {
+            bail!(
+                "{key}.retry: base must be > 0 and max must be >= base (base {:?}, max {:?})",
+                retry.base,
+                retry.max
+            );
+        }
+        let breaker = &destination.breaker;
+        if breaker.failures > 0
+            && (breaker.cooldown.is_zero() || breaker.max_cooldown < breaker.cooldown)
+        {
+            bail!(
+                "{key}.breaker: cooldown must be > 0 and max_cooldown must be >= cooldown (cooldown {:?}, max_cooldown {:?})",
+                breaker.cooldown,
+                breaker.max_cooldown
+            );
+        }
+        if self.worker.claim_idle <= destination.timeout {
+            bail!(
+                "worker.claim_idle ({:?}) must exceed {key}.timeout ({:?}) of source {source:?}, \
+                 or live deliveries would be claimed by another consumer and sent twice",
+                self.worker.claim_idle,
+                destination.timeout,
+            );
+        }
+        Ok(())
+    }
+
+    /// The single-destination form becomes the list form's one
+    /// destination, named `default`; every source has exactly one form
+    /// and at least one destination.
+    fn normalize(&mut self) -> anyhow::Result<()> {
+        for (index, source) in self.sources.iter_mut().enumerate() {
+            let key = format!("sources[{index}]");
+            match (source.destination.take(), source.destinations.is_empty()) {
+                (Some(mut destination), true) => {
+                    if !destination.name.is_empty() && destination.name != DEFAULT_DESTINATION {
+                        bail!(
+                            "{key}.destination.name: the single destination is named {DEFAULT_DESTINATION:?}; \
+                             use [[sources.destinations]] to name destinations"
+                        );
+                    }
+                    destination.name = DEFAULT_DESTINATION.to_owned();
+                    source.destinations.push(destination);
+                }
+                (Some(_), false) => bail!(
+                    "{key} has both [sources.destination] and [[sources.destinations]]: use one form"
+                ),
+                (None, true) => bail!(
+                    "{key} has no destination: add [sources.destination] or [[sources.destinations]]"
+                ),
+                (None, false) => {}
             }
         }
         Ok(())
@@ -339,7 +407,9 @@ fn base_figment() -> Figment {
     Figment::new()
 }
 
-fn is_valid_source_name(name: &str) -> bool {
+/// Source and destination names: URL path segments, Redis hash tags,
+/// consumer group names and metric labels.
+fn is_valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name
             .bytes()
@@ -457,8 +527,13 @@ url = "http://127.0.0.1:3000/hooks"
     fn parses_a_source_with_defaults() {
         let config = Config::from_toml_str(&source_toml("")).unwrap();
         let source = &config.sources[0];
-        assert_eq!(source.destination.max_in_flight, 16);
-        assert_eq!(source.destination.retry.max_attempts, 8);
+        assert!(source.destination.is_none(), "read into destinations");
+        let destination = &source.destinations[0];
+        assert_eq!(destination.name, DEFAULT_DESTINATION);
+        assert_eq!(destination.max_in_flight, 16);
+        assert_eq!(destination.retry.max_attempts, 8);
+        assert_eq!(destination.breaker, BreakerConfig::default());
+        assert!(destination.filter.is_empty());
         assert_eq!(source.id_from, FieldSource::Auto);
     }
 
@@ -486,6 +561,11 @@ url = "http://127.0.0.1:3000/hooks"
         let toml = format!("[worker]\nclaim_idle = \"5s\"\n{}", source_toml(""));
         let err = Config::from_toml_str(&toml).unwrap_err();
         assert!(err.to_string().contains("worker.claim_idle"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("sources[0].destinations[0].timeout"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -518,6 +598,76 @@ url = "http://127.0.0.1:1/"
         let bad = source_toml("").replace("name = \"gh\"", "name = \"a/b\"");
         let err = Config::from_toml_str(&bad).unwrap_err();
         assert!(err.to_string().contains("sources[0].name"), "{err}");
+    }
+
+    fn destinations(block: &str) -> String {
+        format!("[[sources]]\nname = \"s\"\nverify = {{ scheme = \"none\" }}\n{block}")
+    }
+
+    #[test]
+    fn several_destinations_with_filters_headers_and_breakers() {
+        let toml = destinations(
+            r#"
+[[sources.destinations]]
+name = "billing"
+url = "http://billing:3000/hooks"
+filter = { event_types = ["invoice.*"], match = { "/data/object/livemode" = true } }
+headers = { Authorization = "Bearer t0ken" }
+breaker = { failures = 5, cooldown = "10s", max_cooldown = "1m" }
+[[sources.destinations]]
+name = "analytics"
+url = "http://analytics:9000/ingest"
+"#,
+        );
+        let config = Config::from_toml_str(&toml).unwrap();
+        let d = &config.sources[0].destinations;
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[0].filter.event_types, vec!["invoice.*"]);
+        assert_eq!(
+            d[0].filter.matches["/data/object/livemode"],
+            serde_json::json!(true)
+        );
+        assert_eq!(d[0].breaker.failures, 5);
+        assert_eq!(d[1].name, "analytics");
+        let printed = config.to_redacted_toml().unwrap();
+        assert!(!printed.contains("t0ken"), "{printed}");
+    }
+
+    #[test]
+    fn destination_forms_and_names_are_checked() {
+        let one = "[sources.destination]\nurl = \"http://a/\"\n";
+        let many = "[[sources.destinations]]\nname = \"a\"\nurl = \"http://a/\"\n";
+        let cases = [
+            (destinations(""), "sources[0] has no destination"),
+            (
+                destinations(&format!(
+                    "{many}[sources.destination]\nurl = \"http://b/\"\n"
+                )),
+                "both",
+            ),
+            (
+                destinations(&format!("{many}{many}")),
+                "sources[0].destinations[1].name",
+            ),
+            (
+                destinations("[[sources.destinations]]\nname = \"a b\"\nurl = \"http://a/\"\n"),
+                "sources[0].destinations[0].name",
+            ),
+            (
+                destinations(&one.replace("url", "name = \"other\"\nurl")),
+                "sources[0].destination.name",
+            ),
+            (
+                destinations(&format!(
+                    "{many}breaker = {{ failures = 3, cooldown = \"0s\" }}\n"
+                )),
+                "sources[0].destinations[0].breaker",
+            ),
+        ];
+        for (toml, key) in cases {
+            let err = Config::from_toml_str(&toml).unwrap_err().to_string();
+            assert!(err.contains(key), "{key} not named in: {err}");
+        }
     }
 
     #[test]

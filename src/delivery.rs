@@ -1,29 +1,31 @@
-//! The delivery pipeline. Per source a [`reader`] takes from the stream
-//! only what it can start now (worker and destination slots, rate limit)
-//! and hands each entry to an [`attempt`], which sends the [`request`] over
-//! the destination's keep-alive [`pool`] and records the outcome: an
-//! [`acker`] acknowledges deliveries in batches, failures are parked in
-//! Redis with their [`backoff`] until the [`promoter`] moves them back, and
-//! entries that cannot be delivered go to the dead-letter queue. Entries a
-//! dead process held are claimed by the readers of the living ones.
+//! The delivery pipeline. Per destination a [`reader`] takes from its
+//! consumer group only what it can start now (worker and destination
+//! slots, rate limit), skips what its filter does not want, and hands each
+//! entry to an [`attempt`], which sends the [`request`] over the
+//! destination's keep-alive [`pool`] and records the outcome: an [`acker`]
+//! acknowledges deliveries in batches, failures wait in Redis with their
+//! [`backoff`] until the reader takes them again, and entries that cannot
+//! be delivered go to the dead-letter queue. Entries a dead process held
+//! are claimed by the readers of the living ones. Per source a [`watch`]
+//! task keeps every reader in line with its destination's shared state
+//! (paused, breaker open).
 
 mod acker;
 mod attempt;
 mod backoff;
 mod pool;
-mod promoter;
 mod rate;
 mod reader;
 mod request;
 mod route;
 mod slots;
 mod tls;
+mod watch;
 
 use std::sync::Arc;
 
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
@@ -77,14 +79,12 @@ pub struct Context {
     pub worker: WorkerConfig,
 }
 
-/// What readers, attempts and the promoter share.
+/// What readers and attempts share.
 struct Shared {
     queue: Queue,
     workers: Workers,
     worker: WorkerConfig,
     consumer: String,
-    /// Signalled when this process schedules a retry.
-    retry_scheduled: Notify,
     /// Cancelled at the shutdown deadline: deliveries still waiting for
     /// their destination give up and stay pending for another consumer.
     abandon: CancellationToken,
@@ -102,8 +102,8 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Starts a reader per source and the promoter; they stop when `token`
-    /// is cancelled. Deliveries run on `deliveries`.
+    /// Starts a reader per destination and a state watcher per source;
+    /// they stop when `token` is cancelled. Deliveries run on `deliveries`.
     pub fn start(
         settings: Settings,
         context: Context,
@@ -117,7 +117,6 @@ impl Pipeline {
             workers: context.workers,
             worker: context.worker,
             consumer,
-            retry_scheduled: Notify::new(),
             abandon: CancellationToken::new(),
             deliveries,
             connections: TaskTracker::new(),
@@ -125,24 +124,31 @@ impl Pipeline {
         let readers = TaskTracker::new();
         let ackers = TaskTracker::new();
         for source in context.sources.iter() {
-            let (route, pending_acks) = Route::new(
-                source.clone(),
-                settings.connector.clone(),
-                shared.connections.clone(),
-            );
-            ackers.spawn(acker::run(
+            let mut routes = Vec::with_capacity(source.destinations.len());
+            for destination in &source.destinations {
+                let (route, pending_acks) = Route::new(
+                    source.clone(),
+                    destination.clone(),
+                    settings.connector.clone(),
+                    shared.connections.clone(),
+                );
+                let route = Arc::new(route);
+                routes.push(route.clone());
+                ackers.spawn(acker::run(
+                    shared.queue.clone(),
+                    source.clone(),
+                    destination.clone(),
+                    pending_acks,
+                ));
+                readers.spawn(reader::Reader::new(shared.clone(), route, token.clone()).run());
+            }
+            readers.spawn(watch::run(
                 shared.queue.clone(),
                 source.clone(),
-                pending_acks,
+                routes,
+                token.clone(),
             ));
-            readers
-                .spawn(reader::Reader::new(shared.clone(), Arc::new(route), token.clone()).run());
         }
-        readers.spawn(promoter::run(
-            shared.clone(),
-            context.sources.clone(),
-            token,
-        ));
         readers.close();
         ackers.close();
         shared.connections.close();
@@ -161,7 +167,7 @@ impl Pipeline {
         self.shared.abandon.cancel();
     }
 
-    /// Resolves once every reader and the promoter have stopped.
+    /// Resolves once every reader and state watcher has stopped.
     pub async fn stopped(&self) {
         self.readers.wait().await;
     }
@@ -175,10 +181,12 @@ impl Pipeline {
     /// Deletes this process' consumer from each group if it holds nothing.
     pub async fn release_consumers(&self) {
         for source in self.sources.iter() {
-            self.shared
-                .queue
-                .remove_idle_consumer(&source.keys, &self.shared.consumer)
-                .await;
+            for destination in &source.destinations {
+                self.shared
+                    .queue
+                    .remove_idle_consumer(&source.keys, &destination.keys, &self.shared.consumer)
+                    .await;
+            }
         }
     }
 }

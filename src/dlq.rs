@@ -9,7 +9,8 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use crate::queue::{
-    DeadReason, DlqMatch, Queue, QueueError, SourceKeys, StoredEntry, decode_headers, field,
+    DeadReason, DlqMatch, DlqScanFilter, Queue, QueueError, SourceKeys, StoredEntry,
+    decode_headers, field,
 };
 
 /// Entries one scan step examines inside Redis (only matches come back).
@@ -24,6 +25,7 @@ const REDACTED: &str = "[redacted]";
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {
     pub source: Option<String>,
+    pub destination: Option<String>,
     pub event_type: Option<String>,
     pub reason: Option<DeadReason>,
 }
@@ -40,6 +42,8 @@ pub struct AttemptRecord {
 #[derive(Debug, Clone, Serialize)]
 pub struct DlqItem {
     pub source: String,
+    /// The destination it died for.
+    pub destination: String,
     pub id: String,
     pub event_id: String,
     pub event_type: String,
@@ -77,6 +81,7 @@ impl DlqItem {
     pub fn from_match(source: &str, m: DlqMatch) -> Self {
         DlqItem {
             source: source.to_owned(),
+            destination: m.destination,
             id: m.dlq_id,
             event_id: m.event_id,
             event_type: m.event_type,
@@ -96,6 +101,7 @@ impl DlqItem {
     pub fn from_entry(source: &str, entry: StoredEntry) -> Self {
         let mut item = DlqItem {
             source: source.to_owned(),
+            destination: String::new(),
             id: entry.id,
             event_id: String::new(),
             event_type: String::new(),
@@ -124,6 +130,7 @@ impl DlqItem {
                 field::BODY => item.body = value,
                 field::HEADERS => item.headers = value,
                 field::LOG => item.history = parse_history(&text(&value)),
+                field::DESTINATION => item.destination = text(&value),
                 _ => {}
             }
         }
@@ -264,15 +271,21 @@ async fn scan_source(
     cursor: Option<&Cursor>,
     limit: usize,
 ) -> Result<(Vec<DlqItem>, Option<OrderKey>), QueueError> {
-    let event_type = filter.event_type.as_deref().unwrap_or("");
-    let reason = filter.reason.map_or("", DeadReason::as_str);
+    let scan = DlqScanFilter {
+        event_type: filter.event_type.as_deref().unwrap_or(""),
+        reason: filter.reason.map_or("", DeadReason::as_str),
+        destination: filter.destination.as_deref().unwrap_or(""),
+    };
     let mut found = Vec::new();
     // Inclusive start at the cursor id: another source may share the id.
     let mut from = cursor.map(|c| c.id.clone());
     let mut examined = 0;
     loop {
+        // One more than the page holds: the page then knows it is not
+        // the last.
+        let wanted = (limit + 1).saturating_sub(found.len()).max(1);
         let step = queue
-            .dlq_scan(keys, from.as_deref(), SCAN_BATCH, event_type, reason)
+            .dlq_scan(keys, from.as_deref(), SCAN_BATCH, wanted, &scan)
             .await?;
         examined += step.examined;
         for m in step.matches {
@@ -281,10 +294,10 @@ async fn scan_source(
                 found.push(item);
             }
         }
-        let Some(last) = step.last.filter(|_| step.examined >= SCAN_BATCH) else {
+        let Some(last) = step.last.filter(|_| step.more) else {
             return Ok((found, None));
         };
-        if found.len() >= limit || examined >= SCAN_PER_PAGE {
+        if found.len() > limit || examined >= SCAN_PER_PAGE {
             return Ok((found, Some(OrderKey::new(&last, &keys.source))));
         }
         from = Some(format!("({last}"));
@@ -316,8 +329,10 @@ pub async fn list<'k>(
             floor = floor.max(Some(source_floor));
         }
     }
+    // The floor itself was examined (it is the last entry a source
+    // looked at), so it belongs to this page; the next starts below it.
     if let Some(floor) = &floor {
-        items.retain(|item| item.order_key() > *floor);
+        items.retain(|item| item.order_key() >= *floor);
     }
     items.sort_by_key(|item| std::cmp::Reverse(item.order_key()));
     let next = if items.len() > limit {
@@ -355,16 +370,47 @@ pub struct BulkResult {
     pub done: usize,
 }
 
+/// The sources a DLQ operation covers, with the destinations each has
+/// configured (a replay goes back only to a destination that exists).
+pub struct Targets {
+    sources: Vec<(SourceKeys, Vec<String>)>,
+}
+
+impl Targets {
+    pub fn new(sources: impl IntoIterator<Item = (SourceKeys, Vec<String>)>) -> Self {
+        let mut sources: Vec<_> = sources.into_iter().collect();
+        sources.sort_by(|a, b| a.0.source.cmp(&b.0.source));
+        Self { sources }
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &SourceKeys> + Clone {
+        self.sources.iter().map(|(keys, _)| keys)
+    }
+
+    pub fn source(&self, name: &str) -> Option<&SourceKeys> {
+        self.keys().find(|keys| keys.source == name)
+    }
+
+    /// Whether `destination` of `source` is configured.
+    pub fn delivers_to(&self, source: &str, destination: &str) -> bool {
+        self.sources
+            .iter()
+            .any(|(keys, names)| keys.source == source && names.iter().any(|n| n == destination))
+    }
+}
+
 /// Replays or deletes every matching entry, however many there are: it
 /// walks the DLQ page by page (memory stays at one page) and acts on each
-/// page with one script call or command per source.
-pub async fn bulk<'k>(
+/// page with one script call or command per source. A replay skips entries
+/// whose destination is no longer configured (they stay in the DLQ).
+pub async fn bulk(
     queue: &Queue,
-    sources: impl IntoIterator<Item = &'k SourceKeys> + Clone,
+    targets: &Targets,
     filter: &Filter,
     op: BulkOp,
     dry_run: bool,
 ) -> Result<BulkResult, QueueError> {
+    let sources = targets.keys();
     let mut result = BulkResult {
         matched: 0,
         done: 0,
@@ -380,6 +426,9 @@ pub async fn bulk<'k>(
                     .items
                     .iter()
                     .filter(|item| item.source == keys.source)
+                    .filter(|item| {
+                        op == BulkOp::Purge || targets.delivers_to(&item.source, &item.destination)
+                    })
                     .map(|item| item.id.as_str())
                     .collect();
                 result.done += match op {
@@ -427,7 +476,11 @@ pub async fn find<'k>(
 ) -> Result<Option<DlqItem>, QueueError> {
     for keys in sources {
         if let Some(entry) = queue.dlq_get(keys, id).await? {
-            return Ok(Some(DlqItem::from_entry(&keys.source, entry)));
+            let mut item = DlqItem::from_entry(&keys.source, entry);
+            if item.destination.is_empty() {
+                item.destination = queue.heir(keys).await?.unwrap_or_default();
+            }
+            return Ok(Some(item));
         }
     }
     Ok(None)

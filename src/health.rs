@@ -7,7 +7,8 @@ use std::sync::Arc;
 use http::StatusCode;
 use serde::Serialize;
 
-use crate::queue::{Queue, SourceStats};
+use crate::overview::{self, SourceOverview};
+use crate::queue::Queue;
 use crate::response::{HttpResponse, json};
 use crate::source::Sources;
 use crate::status::Status;
@@ -28,7 +29,59 @@ struct Health {
     redis: &'static str,
     draining: bool,
     workers: WorkersView,
-    sources: BTreeMap<String, Option<SourceStats>>,
+    sources: BTreeMap<String, Option<SourceHealth>>,
+}
+
+/// A source's depths, and each destination's with its state.
+#[derive(Serialize)]
+struct SourceHealth {
+    backlog: Option<u64>,
+    pending: u64,
+    retrying: u64,
+    dlq: u64,
+    destinations: BTreeMap<String, DestinationHealth>,
+}
+
+#[derive(Serialize)]
+struct DestinationHealth {
+    state: &'static str,
+    in_flight: u64,
+    backlog: Option<u64>,
+    pending: u64,
+    retrying: u64,
+    dlq: u64,
+    last_success_ms: Option<u64>,
+    last_failure_ms: Option<u64>,
+}
+
+impl From<SourceOverview> for SourceHealth {
+    fn from(view: SourceOverview) -> Self {
+        Self {
+            backlog: view.backlog,
+            pending: view.pending,
+            retrying: view.retrying,
+            dlq: view.dlq,
+            destinations: view
+                .destinations
+                .into_iter()
+                .map(|d| {
+                    (
+                        d.name,
+                        DestinationHealth {
+                            state: d.state,
+                            in_flight: d.in_flight,
+                            backlog: d.backlog,
+                            pending: d.pending,
+                            retrying: d.retrying,
+                            dlq: d.dlq,
+                            last_success_ms: d.last_success_ms,
+                            last_failure_ms: d.last_failure_ms,
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -62,7 +115,10 @@ impl HealthHandle {
         let mut sources = BTreeMap::new();
         for source in self.sources.iter() {
             let stats = if redis_up {
-                self.queue.stats(&source.keys).await.ok()
+                overview::source(&self.queue, source)
+                    .await
+                    .ok()
+                    .map(SourceHealth::from)
             } else {
                 None
             };

@@ -18,9 +18,11 @@ pub mod config;
 pub mod delivery;
 pub mod dlq;
 pub mod extract;
+pub mod filter;
 pub mod health;
 pub mod ingest;
-mod monitor;
+pub mod monitor;
+pub mod overview;
 pub mod queue;
 pub mod response;
 pub mod routes;
@@ -71,12 +73,8 @@ impl Listeners {
 /// What the configuration does not survive being built into.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("invalid configuration for source {source_name}: {source}")]
-    Source {
-        source_name: String,
-        #[source]
-        source: verify::KeyError,
-    },
+    #[error("invalid configuration: {0}")]
+    Source(#[from] source::SourceError),
     #[error("cannot set up redis: {0}")]
     Redis(#[from] QueueError),
     #[error("cannot set up the delivery client: {0}")]
@@ -117,15 +115,8 @@ pub fn build(config: Config) -> Result<Plan, BuildError> {
     let metrics = telemetry::install();
     let redis = RedisSettings::build(config.redis.url.expose(), config.redis.pool_size)?;
     let mut sources = Sources::default();
-    for source in &config.sources {
-        sources.insert(
-            Source::build(source, &config.redis.key_prefix).map_err(|source_err| {
-                BuildError::Source {
-                    source_name: source.name.clone(),
-                    source: source_err,
-                }
-            })?,
-        );
+    for (index, source) in config.sources.iter().enumerate() {
+        sources.insert(Source::build(source, index, &config.redis.key_prefix)?);
     }
     let delivery = delivery::Settings::build()?;
     Ok(Plan {
@@ -188,7 +179,15 @@ impl Plan {
         let ingestors: HashMap<String, Ingestor> = sources
             .iter()
             .map(|s| {
-                let ingestor = Ingestor::start(&queue, s.keys.clone(), settings, &writers);
+                let destinations = s.destination_names().map(str::to_owned).collect();
+                let ingestor = Ingestor::start(
+                    &queue,
+                    s.keys.clone(),
+                    destinations,
+                    s.heir(),
+                    settings,
+                    &writers,
+                );
                 (s.name.clone(), ingestor)
             })
             .collect();

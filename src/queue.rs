@@ -1,15 +1,18 @@
 //! Everything hookd keeps in Redis: the key layout ([`keys`]), what an
 //! entry holds ([`entry`]), the Lua scripts that make each state move
 //! atomic ([`scripts`]), group commit for ingest ([`ingest`]), the moves
-//! along the delivery path ([`stream`]) and the dead-letter queue
-//! ([`dlq`]). [`Queue`] is the connection pool they share.
+//! along the delivery path ([`stream`]), each destination's shared state
+//! ([`state`]) and the dead-letter queue ([`dlq`]). [`Queue`] is the
+//! connection pool they share.
 
 mod dlq;
 mod entry;
+mod groups;
 mod ingest;
 mod keys;
 mod reply;
 mod scripts;
+mod state;
 mod stream;
 
 use std::sync::Arc;
@@ -22,14 +25,18 @@ use fred::types::config::{Options, TcpConfig};
 use fred::types::scripts::Script;
 use fred::types::{Builder, ClusterHash, CustomCommand, Value};
 
-pub use dlq::{DlqMatch, DlqScanStep};
+pub use dlq::{DlqMatch, DlqScanFilter, DlqScanStep};
 pub use entry::{
     DeadReason, Envelope, StoredEntry, decode_headers, encode_headers, encode_headers_except,
     field, header_count, history_line,
 };
+pub use groups::{DestinationDepth, OrphanGroup, SourceDepths, SweepStep};
 pub use ingest::{IngestOutcome, IngestSettings, Ingestor, NewEvent};
-pub use keys::{GROUP, SourceKeys};
-pub use stream::{ClaimPage, Claimed, DeadLetter, Promoted, SourceStats};
+pub use keys::{DestinationKeys, LEGACY_GROUP, SourceKeys};
+pub use state::{Breaker, DestinationState, DestinationStatus, Gate};
+pub use stream::{
+    AckKind, ClaimPage, Claimed, DeadLetter, Due, FailedAttempt, RetryOutcome, Setup, id_ms,
+};
 
 use reply::redis;
 use scripts::Scripts;

@@ -1,16 +1,35 @@
-//! A configured source, with everything derived from its configuration
-//! once: its verifier, its Redis keys, its metrics, and what this process
-//! has seen of its destination.
+//! A configured source and its destinations, with everything derived from
+//! their configuration once: the verifier, the Redis keys, each
+//! destination's filter, headers, signing key and metrics.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use crate::clock::unix_ms;
+use http::{HeaderMap, HeaderName, HeaderValue};
+
 use crate::config::{DestinationConfig, FieldSource, SourceConfig, VerifyConfig};
-use crate::queue::SourceKeys;
-use crate::telemetry::SourceMetrics;
-use crate::verify::{KeyError, Verifier};
+use crate::filter::{Filter, FilterError};
+use crate::queue::{DestinationKeys, SourceKeys};
+use crate::telemetry::{DestinationMetrics, SourceMetrics};
+use crate::verify::{KeyError, Verifier, standard_webhooks};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("sources[{index}].verify ({source_name}): {source}")]
+    Verify {
+        index: usize,
+        source_name: String,
+        #[source]
+        source: KeyError,
+    },
+    #[error(transparent)]
+    Filter(#[from] FilterError),
+    #[error("{key} is not a valid HTTP header name")]
+    HeaderName { key: String },
+    /// Never quotes the value: it may be a secret.
+    #[error("{key} is not a valid HTTP header value")]
+    HeaderValue { key: String },
+}
 
 pub struct Source {
     pub name: String,
@@ -19,23 +38,104 @@ pub struct Source {
     pub verifier: Verifier,
     pub id_from: FieldSource,
     pub event_type_from: FieldSource,
-    pub destination: DestinationConfig,
+    /// In configuration order.
+    pub destinations: Vec<Arc<Destination>>,
     pub metrics: SourceMetrics,
-    pub stats: DestinationStats,
+}
+
+/// One destination of a source.
+pub struct Destination {
+    pub name: String,
+    pub keys: DestinationKeys,
+    pub config: DestinationConfig,
+    pub filter: Filter,
+    /// The configured static headers, ready to copy into each delivery.
+    pub headers: HeaderMap,
+    /// With `signing_secret`: the key hookd signs deliveries with.
+    pub signing_key: Option<ring::hmac::Key>,
+    pub metrics: DestinationMetrics,
 }
 
 impl Source {
-    pub fn build(config: &SourceConfig, key_prefix: &str) -> Result<Self, KeyError> {
+    /// `index` is the source's place in `[[sources]]`, for error messages.
+    pub fn build(
+        config: &SourceConfig,
+        index: usize,
+        key_prefix: &str,
+    ) -> Result<Self, SourceError> {
+        let verifier = Verifier::build(&config.verify).map_err(|source| SourceError::Verify {
+            index,
+            source_name: config.name.clone(),
+            source,
+        })?;
+        let keys = SourceKeys::new(key_prefix, &config.name);
+        let destinations = config
+            .destinations
+            .iter()
+            .enumerate()
+            .map(|(d, destination)| {
+                let key = format!("sources[{index}].destinations[{d}]");
+                Destination::build(destination, &key, &config.name, &keys).map(Arc::new)
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Self {
             name: config.name.clone(),
-            keys: SourceKeys::new(key_prefix, &config.name),
+            keys,
             verify: config.verify.clone(),
-            verifier: Verifier::build(&config.verify)?,
+            verifier,
             id_from: config.id_from.clone(),
             event_type_from: config.event_type_from.clone(),
-            destination: config.destination.clone(),
+            destinations,
             metrics: SourceMetrics::new(&config.name),
-            stats: DestinationStats::default(),
+        })
+    }
+
+    pub fn destination(&self, name: &str) -> Option<&Arc<Destination>> {
+        self.destinations.iter().find(|d| d.name == name)
+    }
+
+    /// The destination names, in configuration order (the groups).
+    pub fn destination_names(&self) -> impl Iterator<Item = &str> {
+        self.destinations.iter().map(|d| d.name.as_str())
+    }
+
+    /// The destination the single-destination layout's events go to when
+    /// it is migrated: `default` if there is one, else the first.
+    pub fn heir(&self) -> &str {
+        self.destination(crate::config::DEFAULT_DESTINATION)
+            .or_else(|| self.destinations.first())
+            .map_or(crate::config::DEFAULT_DESTINATION, |d| d.name.as_str())
+    }
+}
+
+impl Destination {
+    fn build(
+        config: &DestinationConfig,
+        key: &str,
+        source: &str,
+        keys: &SourceKeys,
+    ) -> Result<Self, SourceError> {
+        let filter = Filter::build(&config.filter, &format!("{key}.filter"))?;
+        let mut headers = HeaderMap::with_capacity(config.headers.len());
+        for (name, value) in &config.headers {
+            let key = format!("{key}.headers.{name}");
+            let header = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| SourceError::HeaderName { key: key.clone() })?;
+            let mut value = HeaderValue::from_str(value.expose())
+                .map_err(|_| SourceError::HeaderValue { key })?;
+            value.set_sensitive(true);
+            headers.append(header, value);
+        }
+        let signing_key = (!config.signing_secret.is_empty())
+            .then(|| standard_webhooks::signing_key(config.signing_secret.expose()));
+        Ok(Self {
+            name: config.name.clone(),
+            keys: keys.destination(&config.name),
+            config: config.clone(),
+            filter,
+            headers,
+            signing_key,
+            metrics: DestinationMetrics::new(source, &config.name),
         })
     }
 }
@@ -67,58 +167,5 @@ impl Sources {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
-    }
-}
-
-/// What this process last saw of a destination, for operators.
-#[derive(Default)]
-pub struct DestinationStats {
-    pub in_flight: AtomicUsize,
-    pub last_success_ms: AtomicU64,
-    pub last_failure_ms: AtomicU64,
-    /// HTTP status of the last failed attempt, 0 for none / no response.
-    pub last_failure_status: AtomicU64,
-}
-
-/// How a destination looks from its last outcome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DestinationState {
-    Unknown,
-    Healthy,
-    Failing,
-}
-
-impl DestinationState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Unknown => "unknown",
-            Self::Healthy => "healthy",
-            Self::Failing => "failing",
-        }
-    }
-}
-
-impl DestinationStats {
-    pub fn record(&self, success: bool, status: Option<u16>) {
-        let now = unix_ms();
-        if success {
-            self.last_success_ms.store(now, Ordering::Relaxed);
-        } else {
-            self.last_failure_ms.store(now, Ordering::Relaxed);
-            self.last_failure_status
-                .store(status.map_or(0, u64::from), Ordering::Relaxed);
-        }
-    }
-
-    /// Healthy if the last outcome was a success, failing if it was a
-    /// failure, unknown before any delivery.
-    pub fn state(&self) -> DestinationState {
-        let ok = self.last_success_ms.load(Ordering::Relaxed);
-        let failed = self.last_failure_ms.load(Ordering::Relaxed);
-        match (ok, failed) {
-            (0, 0) => DestinationState::Unknown,
-            (ok, failed) if ok >= failed => DestinationState::Healthy,
-            _ => DestinationState::Failing,
-        }
     }
 }

@@ -19,6 +19,7 @@ pub const CLAIMED: &str = "hookd_claimed_total";
 pub const WORKERS_BUSY: &str = "hookd_workers_busy";
 pub const WORKERS_MAX: &str = "hookd_workers_max";
 pub const REDIS_UP: &str = "hookd_redis_up";
+pub const DESTINATION_STATE: &str = "hookd_destination_state";
 pub const BUILD_INFO: &str = "hookd_build_info";
 
 fn describe() {
@@ -33,7 +34,7 @@ fn describe() {
     );
     describe_counter!(
         DELIVERIES,
-        "Delivery attempts by source and outcome (success, retry, dead)."
+        "Deliveries by source, destination and outcome (success, retry, dead, filtered)."
     );
     describe_histogram!(
         DELIVERY_DURATION,
@@ -47,13 +48,20 @@ fn describe() {
     );
     describe_gauge!(
         QUEUE_BACKLOG,
-        "Events accepted but not yet read by a worker."
+        "Events accepted but not yet read for a destination."
     );
     describe_gauge!(
         QUEUE_PENDING,
-        "Events read by a worker and not yet finished."
+        "Events read for a destination and not yet finished (in flight or waiting for a retry)."
     );
-    describe_gauge!(RETRY_SCHEDULED, "Events waiting for a retry.");
+    describe_gauge!(
+        RETRY_SCHEDULED,
+        "Events waiting for a retry, per destination."
+    );
+    describe_gauge!(
+        DESTINATION_STATE,
+        "1 for a destination's current state (healthy, failing, open, half_open, paused, unknown), else 0."
+    );
     describe_gauge!(DLQ_SIZE, "Events in the dead-letter queue.");
     describe_counter!(
         CLAIMED,
@@ -144,6 +152,21 @@ pub enum DeliveryOutcome {
     Success,
     Retry,
     Dead,
+    /// The destination's filter did not match the event.
+    Filtered,
+}
+
+impl DeliveryOutcome {
+    const ALL: [DeliveryOutcome; 4] = [Self::Success, Self::Retry, Self::Dead, Self::Filtered];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Retry => "retry",
+            Self::Dead => "dead",
+            Self::Filtered => "filtered",
+        }
+    }
 }
 
 /// Per-source metric handles, registered once so the hot paths do not
@@ -151,12 +174,6 @@ pub enum DeliveryOutcome {
 pub struct SourceMetrics {
     ingest: [Counter; IngestOutcome::ALL.len()],
     pub ingest_duration: Histogram,
-    deliveries: [Counter; 3],
-    pub delivery_duration: Histogram,
-    pub end_to_end: Histogram,
-    pub backlog: Gauge,
-    pub pending: Gauge,
-    pub retry_scheduled: Gauge,
     pub dlq_size: Gauge,
     pub claimed: Counter,
 }
@@ -167,17 +184,9 @@ impl SourceMetrics {
         let ingest = IngestOutcome::ALL.map(
             |o| metrics::counter!(INGEST_REQUESTS, "source" => s.clone(), "outcome" => o.label()),
         );
-        let deliveries = ["success", "retry", "dead"]
-            .map(|o| metrics::counter!(DELIVERIES, "source" => s.clone(), "outcome" => o));
         Self {
             ingest,
             ingest_duration: metrics::histogram!(INGEST_DURATION, "source" => s.clone()),
-            deliveries,
-            delivery_duration: metrics::histogram!(DELIVERY_DURATION, "source" => s.clone()),
-            end_to_end: metrics::histogram!(END_TO_END, "source" => s.clone()),
-            backlog: metrics::gauge!(QUEUE_BACKLOG, "source" => s.clone()),
-            pending: metrics::gauge!(QUEUE_PENDING, "source" => s.clone()),
-            retry_scheduled: metrics::gauge!(RETRY_SCHEDULED, "source" => s.clone()),
             dlq_size: metrics::gauge!(DLQ_SIZE, "source" => s.clone()),
             claimed: metrics::counter!(CLAIMED, "source" => s),
         }
@@ -190,9 +199,48 @@ impl SourceMetrics {
             .unwrap_or(0);
         self.ingest[index].increment(1);
     }
+}
+
+/// Per-destination metric handles.
+pub struct DestinationMetrics {
+    deliveries: [Counter; DeliveryOutcome::ALL.len()],
+    pub delivery_duration: Histogram,
+    pub end_to_end: Histogram,
+    pub backlog: Gauge,
+    pub pending: Gauge,
+    pub retry_scheduled: Gauge,
+    states: [Gauge; crate::queue::DestinationState::ALL.len()],
+}
+
+impl DestinationMetrics {
+    pub fn new(source: &str, destination: &str) -> Self {
+        let (s, d) = (source.to_owned(), destination.to_owned());
+        let deliveries = DeliveryOutcome::ALL.map(|o| {
+            metrics::counter!(DELIVERIES, "source" => s.clone(), "destination" => d.clone(), "outcome" => o.label())
+        });
+        let states = crate::queue::DestinationState::ALL.map(|state| {
+            metrics::gauge!(DESTINATION_STATE, "source" => s.clone(), "destination" => d.clone(), "state" => state.as_str())
+        });
+        Self {
+            deliveries,
+            delivery_duration: metrics::histogram!(DELIVERY_DURATION, "source" => s.clone(), "destination" => d.clone()),
+            end_to_end: metrics::histogram!(END_TO_END, "source" => s.clone(), "destination" => d.clone()),
+            backlog: metrics::gauge!(QUEUE_BACKLOG, "source" => s.clone(), "destination" => d.clone()),
+            pending: metrics::gauge!(QUEUE_PENDING, "source" => s.clone(), "destination" => d.clone()),
+            retry_scheduled: metrics::gauge!(RETRY_SCHEDULED, "source" => s, "destination" => d),
+            states,
+        }
+    }
 
     pub fn delivery(&self, outcome: DeliveryOutcome) {
         self.deliveries[outcome as usize].increment(1);
+    }
+
+    /// Sets `hookd_destination_state`: 1 for `current`, 0 for the others.
+    pub fn state(&self, current: crate::queue::DestinationState) {
+        for (gauge, state) in self.states.iter().zip(crate::queue::DestinationState::ALL) {
+            gauge.set(if state == current { 1.0 } else { 0.0 });
+        }
     }
 }
 

@@ -94,6 +94,15 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// How long the run lasted, from what it accepted at what rate.
+    pub fn seconds(&self) -> f64 {
+        if self.rate > 0.0 {
+            self.accepted as f64 / self.rate
+        } else {
+            0.0
+        }
+    }
+
     pub fn latency(&self) -> String {
         format!(
             "p50 {:.2} ms, p99 {:.2} ms, {}",
@@ -468,8 +477,13 @@ pub fn check_failure_reporting() {
         outcomes: BTreeMap::from([("unavailable".to_owned(), 220_000)]),
         ..Summary::default()
     };
-    let why = failed.accepted_nothing().expect("a failed phase is reported");
-    assert!(why.contains("220000× 503") && why.contains("220000× unavailable"), "{why}");
+    let why = failed
+        .accepted_nothing()
+        .expect("a failed phase is reported");
+    assert!(
+        why.contains("220000× 503") && why.contains("220000× unavailable"),
+        "{why}"
+    );
     assert_eq!(failed.rate_or_why(), why);
     let fine = Summary {
         accepted: 40_000,

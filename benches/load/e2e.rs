@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::cpu::{CpuTicks, cores};
 use crate::driver::{Pacing, Summary, drive, use_wrk, wrk_in_background};
-use crate::servers::{Hookd, e2e_backlog};
+use crate::servers::{Hookd, backlog, webhook_path};
 use crate::support::{TestRedis, rss_kib};
 
 /// One end-to-end phase at a fixed offered rate.
@@ -15,6 +15,8 @@ pub struct E2e {
     pub run: Summary,
     /// Deliveries the sink counted during the phase.
     pub delivered: u64,
+    /// Deliveries each event makes (its source's destinations).
+    pub copies: u64,
     /// The e2e source's backlog, sampled every second.
     pub backlog: Vec<u64>,
     pub peak_rss_kib: u64,
@@ -35,8 +37,8 @@ impl E2e {
     pub fn kept_up(&self) -> bool {
         let [(early, _), (late, _)] = self.backlog_thirds();
         self.run.accepted > 0
-            && self.delivered as f64 >= 0.98 * self.run.accepted as f64
-            && late as f64 <= early as f64 + 0.5 * self.run.rate
+            && self.delivered as f64 >= 0.98 * (self.copies * self.run.accepted) as f64
+            && late as f64 <= early as f64 + 0.5 * (self.copies as f64 * self.run.rate)
     }
 
     /// CPU µs per event of everything on the machine but hookd.
@@ -77,6 +79,43 @@ pub struct Target<'a> {
     pub delivered: &'a AtomicU64,
     /// Connections the driver offers its rate over.
     pub connections: usize,
+    /// The source driven, and how many destinations it delivers each
+    /// event to.
+    pub source: &'static str,
+    pub copies: u64,
+}
+
+impl<'a> Target<'a> {
+    /// The one-destination `e2e` source.
+    pub fn e2e(
+        hookd: &'a Hookd,
+        redis: &'a TestRedis,
+        delivered: &'a AtomicU64,
+        connections: usize,
+    ) -> Self {
+        Self {
+            hookd,
+            redis,
+            delivered,
+            connections,
+            source: "e2e",
+            copies: 1,
+        }
+    }
+
+    /// The two-destination `fanout` source.
+    pub fn fanout(
+        hookd: &'a Hookd,
+        redis: &'a TestRedis,
+        delivered: &'a AtomicU64,
+        connections: usize,
+    ) -> Self {
+        Self {
+            source: "fanout",
+            copies: 2,
+            ..Self::e2e(hookd, redis, delivered, connections)
+        }
+    }
 }
 
 pub async fn step(
@@ -91,8 +130,10 @@ pub async fn step(
         redis,
         delivered,
         connections,
+        source,
+        copies,
     } = *target;
-    let path = "/webhooks/e2e";
+    let path = webhook_path(source);
     // Open loop still waits for each answer per connection, so the
     // offered rate needs connections > rate × latency.
     let before = delivered.load(Ordering::Relaxed);
@@ -113,21 +154,21 @@ pub async fn step(
     let trace = std::env::var_os("E2E_TRACE").is_some();
     let sampler = tokio::task::spawn_blocking(move || {
         let mut peak = 0;
-        let mut backlog = Vec::new();
+        let mut samples = Vec::new();
         let start = Instant::now();
         while start.elapsed() < duration {
             peak = peak.max(rss_kib(pid));
-            let waiting = e2e_backlog(admin);
+            let waiting = backlog(admin, source);
             if trace {
                 eprintln!(
                     "e2e {:>4} ms: backlog {waiting}",
                     start.elapsed().as_millis()
                 );
             }
-            backlog.push(waiting);
+            samples.push(waiting);
             std::thread::sleep(Duration::from_secs(1));
         }
-        (peak, backlog)
+        (peak, samples)
     });
     let run = if use_wrk() {
         wrk_in_background(
@@ -155,6 +196,7 @@ pub async fn step(
     E2e {
         run,
         delivered: delivered.load(Ordering::Relaxed) - before,
+        copies,
         backlog,
         peak_rss_kib,
         cpu: CpuTicks::now(pid, redis_pid).since(cpu_before),

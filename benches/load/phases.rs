@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use hookd::queue::SourceKeys;
@@ -67,6 +67,8 @@ impl Drop for Baseline {
 pub struct Ingest {
     pub bases: Vec<Summary>,
     pub maxes: Vec<Summary>,
+    /// The same source with two destinations.
+    pub fanouts: Vec<Summary>,
     /// CPU of every round, to say where a closed-loop event's CPU goes.
     pub base_cpu: CpuTicks,
     pub max_cpu: CpuTicks,
@@ -81,11 +83,24 @@ impl Ingest {
     }
 
     pub fn ratios(&self) -> Vec<f64> {
-        self.bases
+        Self::ratios_of(&self.bases, &self.maxes)
+    }
+
+    /// Median of the rounds' hookd-with-two-destinations/baseline ratios.
+    pub fn fanout_ratio(&self) -> f64 {
+        median(Self::ratios_of(&self.bases, &self.fanouts))
+    }
+
+    fn ratios_of(bases: &[Summary], runs: &[Summary]) -> Vec<f64> {
+        bases
             .iter()
-            .zip(&self.maxes)
+            .zip(runs)
             .map(|(b, m)| m.rate / b.rate)
             .collect()
+    }
+
+    pub fn fanout_rate(&self) -> f64 {
+        median(self.fanouts.iter().map(|m| m.rate).collect())
     }
 
     pub fn base_rate(&self) -> f64 {
@@ -102,6 +117,7 @@ impl Ingest {
             .iter()
             .map(|r| ("baseline", r))
             .chain(self.maxes.iter().map(|r| ("hookd", r)))
+            .chain(self.fanouts.iter().map(|r| ("hookd, 2 destinations", r)))
             .find_map(|(who, r)| r.accepted_nothing().map(|why| format!("{who}: {why}")))
     }
 }
@@ -111,6 +127,7 @@ impl Ingest {
 fn forget_ingested(baseline: &Baseline, redis: &TestRedis) {
     servers::forget_ingested(&baseline.redis, &baseline::keys());
     servers::forget_ingested(redis, &SourceKeys::new("hookd", "ingest"));
+    servers::forget_ingested(redis, &SourceKeys::new("hookd", "ingest2"));
 }
 
 pub async fn ingest_rounds(
@@ -123,9 +140,11 @@ pub async fn ingest_rounds(
     let c = knobs.connections;
     closed_loop(baseline.addr, "/", c, warm, "warm_b").await;
     closed_loop(hookd.public, "/webhooks/ingest", c, warm, "warm_h").await;
+    closed_loop(hookd.public, "/webhooks/ingest2", c, warm, "warm_f").await;
     let mut ingest = Ingest {
         bases: Vec::new(),
         maxes: Vec::new(),
+        fanouts: Vec::new(),
         base_cpu: CpuTicks::default(),
         max_cpu: CpuTicks::default(),
         calls: (0, 0),
@@ -161,6 +180,13 @@ pub async fn ingest_rounds(
         let calls_after = servers::calls(redis);
         ingest.calls.0 += calls_after.0 - calls_before.0;
         ingest.calls.1 += calls_after.1 - calls_before.1;
+        forget_ingested(baseline, redis);
+        let outcomes = hookd.ingest_outcomes("ingest2");
+        let path = "/webhooks/ingest2";
+        let mut run =
+            closed_loop(hookd.public, path, c, knobs.seconds, &format!("fan{round}")).await;
+        run.outcomes = hookd.ingest_outcomes_since("ingest2", &outcomes);
+        ingest.fanouts.push(run);
     }
     forget_ingested(baseline, redis);
     ingest
@@ -227,14 +253,8 @@ pub struct Search {
     pub rate: f64,
 }
 
-pub async fn e2e_search(
-    knobs: &Knobs,
-    hookd: &Hookd,
-    redis: &TestRedis,
-    delivered: &AtomicU64,
-    start_rate: f64,
-) -> Search {
-    if let Some(rate) = knobs.e2e_rate {
+pub async fn e2e_search(knobs: &Knobs, target: &e2e::Target<'_>, start_rate: f64) -> Search {
+    if let Some(rate) = knobs.e2e_rate.map(|r| r / target.copies as f64) {
         return Search {
             steps: Vec::new(),
             rate,
@@ -245,15 +265,10 @@ pub async fn e2e_search(
     let mut best: Option<f64> = None;
     for step in 0..E2E_SEARCH_STEPS {
         let probe = e2e::step(
-            &e2e::Target {
-                hookd,
-                redis,
-                delivered,
-                connections: knobs.e2e_connections,
-            },
+            target,
             rate,
             Duration::from_secs(E2E_STEP_SECONDS),
-            &format!("e2e_search{step}"),
+            &format!("{}_search{step}", target.source),
             false,
         )
         .await;
@@ -272,7 +287,7 @@ pub async fn e2e_search(
         } else {
             rate = (rate * 0.85).round();
         }
-        hookd.drain(Duration::from_secs(120)).await;
+        target.hookd.drain(Duration::from_secs(120)).await;
     }
     Search {
         steps,
@@ -283,45 +298,33 @@ pub async fn e2e_search(
 /// The end-to-end hold at the chosen rate, and what it left undelivered.
 pub struct Hold {
     pub e2e: E2e,
-    /// Accepted but never delivered, after up to a minute of draining.
+    /// Deliveries owed for accepted events but never made, after up to a
+    /// minute of draining.
     pub lost: u64,
     /// hookd's Redis: (round trips, commands incl. inside Lua).
     pub calls: (u64, u64),
 }
 
-pub async fn e2e_hold(
-    knobs: &Knobs,
-    hookd: &Hookd,
-    redis: &TestRedis,
-    delivered: &AtomicU64,
-    rate: f64,
-) -> Hold {
+pub async fn e2e_hold(target: &e2e::Target<'_>, rate: f64, seconds: Duration) -> Hold {
+    let e2e::Target {
+        hookd,
+        redis,
+        delivered,
+        source,
+        copies,
+        ..
+    } = *target;
     let calls_before = servers::calls(redis);
     let before = delivered.load(Ordering::Relaxed);
-    let outcomes = hookd.ingest_outcomes("e2e");
-    let mut e2e = e2e::step(
-        &e2e::Target {
-            hookd,
-            redis,
-            delivered,
-            connections: knobs.e2e_connections,
-        },
-        rate,
-        knobs.e2e_seconds,
-        "e2e",
-        false,
-    )
-    .await;
-    e2e.run.outcomes = hookd.ingest_outcomes_since("e2e", &outcomes);
+    let outcomes = hookd.ingest_outcomes(source);
+    let mut e2e = e2e::step(target, rate, seconds, source, false).await;
+    e2e.run.outcomes = hookd.ingest_outcomes_since(source, &outcomes);
+    let expected = copies * e2e.run.accepted;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while delivered.load(Ordering::Relaxed) - before < e2e.run.accepted && Instant::now() < deadline
-    {
+    while delivered.load(Ordering::Relaxed) - before < expected && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let lost = e2e
-        .run
-        .accepted
-        .saturating_sub(delivered.load(Ordering::Relaxed) - before);
+    let lost = expected.saturating_sub(delivered.load(Ordering::Relaxed) - before);
     let calls_after = servers::calls(redis);
     Hold {
         e2e,
@@ -336,21 +339,10 @@ pub async fn e2e_hold(
 /// Where hookd's kernel time goes: system calls per event at the same
 /// rate, in a short step of its own (tracepoints add about a microsecond
 /// to every call).
-pub async fn census(
-    knobs: &Knobs,
-    hookd: &Hookd,
-    redis: &TestRedis,
-    delivered: &AtomicU64,
-    rate: f64,
-) -> E2e {
-    hookd.drain(Duration::from_secs(120)).await;
+pub async fn census(target: &e2e::Target<'_>, rate: f64) -> E2e {
+    target.hookd.drain(Duration::from_secs(120)).await;
     e2e::step(
-        &e2e::Target {
-            hookd,
-            redis,
-            delivered,
-            connections: knobs.e2e_connections,
-        },
+        target,
         rate,
         Duration::from_secs(E2E_CENSUS_SECONDS),
         "e2e_census",

@@ -9,6 +9,7 @@ use crate::e2e::E2e;
 use crate::phases::{
     E2E_CENSUS_SECONDS, E2E_STEP_SECONDS, HalfRate, Hold, Ingest, ROUNDS, Search, Soak,
 };
+use crate::routes::{self, Fanout, Memory};
 
 /// The end-to-end rate the goals name, events/s.
 pub const E2E_GOAL: u64 = 25_000;
@@ -21,6 +22,8 @@ pub struct Report<'a> {
     pub search: &'a Search,
     pub hold: &'a Hold,
     pub census: &'a E2e,
+    pub fanout: &'a Fanout,
+    pub memory: &'a Memory,
     pub soak: &'a Option<Soak>,
 }
 
@@ -40,6 +43,7 @@ impl Report<'_> {
         println!("|---|---|");
         self.ingest_rows();
         self.e2e_rows();
+        routes::rows(self.fanout, self.memory, self.hold);
         self.memory_rows();
         self.answer_rows();
         self.goals();
@@ -73,6 +77,17 @@ impl Report<'_> {
                 ingest.max_rate(),
                 rates(&ingest.maxes),
                 median_run(&ingest.maxes).latency()
+            ),
+        );
+        row(
+            &format!(
+                "hookd accepted/s, a source of 2 destinations (deliveries held back), median of {ROUNDS} rounds"
+            ),
+            format!(
+                "{:.0} ({}; {})",
+                ingest.fanout_rate(),
+                rates(&ingest.fanouts),
+                median_run(&ingest.fanouts).latency()
             ),
         );
         row(
@@ -323,12 +338,14 @@ impl Report<'_> {
             .bases
             .iter()
             .chain(&ingest.maxes)
+            .chain(&ingest.fanouts)
             .chain(&self.half.paced)
             .chain([
                 &self.half.open,
                 self.mixed,
                 &self.hold.e2e.run,
                 &self.census.run,
+                &self.fanout.hold.e2e.run,
             ])
             .collect()
     }
@@ -455,5 +472,6 @@ impl Report<'_> {
         }
         let commands = self.hold.calls.1 as f64 / e2e.run.accepted.max(1) as f64;
         println!("| Redis commands per event, end to end (stated) | {commands:.2} | - |");
+        routes::goals(ingest, self.fanout, self.memory, self.hold);
     }
 }

@@ -45,9 +45,12 @@ pub mod baseline {
             dedup_ttl: std::time::Duration::from_secs(3600),
             max_backlog: u64::MAX >> 2,
         };
+        // One destination, as hookd's ingest-ceiling source has.
         let ingestor = Ingestor::start(
             &queue,
             keys(),
+            vec!["default".to_owned()],
+            "default",
             settings,
             &tokio_util::task::TaskTracker::new(),
         );
@@ -134,9 +137,10 @@ pub async fn start_sink(count: Arc<AtomicU64>) -> SocketAddr {
     addr
 }
 
-/// The release hookd under test, with two sources: `ingest` (deliveries
-/// held back to 1/s, for the ingest ceiling) and `e2e` (delivered as fast
-/// as the sink takes them).
+/// The release hookd under test, with four sources: `ingest` and
+/// `ingest2` (one and two destinations, deliveries held back to 1/s, for
+/// the ingest ceiling) and `e2e` and `fanout` (one and two destinations,
+/// delivered as fast as the sink takes them).
 pub struct Hookd {
     pub child: Child,
     pub public: SocketAddr,
@@ -184,11 +188,35 @@ verify = {{ scheme = "github", secrets = ["{SECRET}"] }}
 [sources.destination]
 url = "http://{sink}/ingest-only"
 rate_per_sec = 1
+# The same with two destinations: what fan-out costs ingest.
+[[sources]]
+name = "ingest2"
+verify = {{ scheme = "github", secrets = ["{SECRET}"] }}
+[[sources.destinations]]
+name = "a"
+url = "http://{sink}/ingest-only"
+rate_per_sec = 1
+[[sources.destinations]]
+name = "b"
+url = "http://{sink}/ingest-only"
+rate_per_sec = 1
 # End to end: delivered as fast as the sink takes them.
 [[sources]]
 name = "e2e"
 verify = {{ scheme = "github", secrets = ["{SECRET}"] }}
 [sources.destination]
+url = "http://{sink}/hook"
+max_in_flight = {in_flight}
+# End to end to two destinations, each receiving every event.
+[[sources]]
+name = "fanout"
+verify = {{ scheme = "github", secrets = ["{SECRET}"] }}
+[[sources.destinations]]
+name = "a"
+url = "http://{sink}/hook"
+max_in_flight = {in_flight}
+[[sources.destinations]]
+name = "b"
 url = "http://{sink}/hook"
 max_in_flight = {in_flight}
 "#
@@ -257,10 +285,13 @@ max_in_flight = {in_flight}
             .collect()
     }
 
-    /// Waits (up to `limit`) until the e2e source has nothing waiting.
+    /// Waits (up to `limit`) until the end-to-end sources have nothing
+    /// waiting.
     pub async fn drain(&self, limit: Duration) {
         let deadline = Instant::now() + limit;
-        while e2e_backlog(self.admin) > 0 && Instant::now() < deadline {
+        while (backlog(self.admin, "e2e") > 0 || backlog(self.admin, "fanout") > 0)
+            && Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
@@ -290,14 +321,45 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
-/// What the e2e source has not delivered yet (unread + in flight).
-pub fn e2e_backlog(admin: SocketAddr) -> u64 {
+/// What `source` has not delivered yet (unread + in flight), summed over
+/// its destinations.
+pub fn backlog(admin: SocketAddr, source: &str) -> u64 {
     http_get(admin, "/health")
         .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
         .map(|v| {
-            let s = &v["sources"]["e2e"];
-            s["backlog"].as_u64().unwrap_or(0) + s["pending"].as_u64().unwrap_or(0)
+            v["sources"][source]["destinations"]
+                .as_object()
+                .map(|destinations| {
+                    destinations
+                        .values()
+                        .map(|d| {
+                            d["backlog"].as_u64().unwrap_or(0) + d["pending"].as_u64().unwrap_or(0)
+                        })
+                        .sum()
+                })
+                .unwrap_or(0)
         })
+        .unwrap_or(0)
+}
+
+/// `POST` path of one of [`Hookd`]'s sources (the drivers take static
+/// paths).
+pub fn webhook_path(source: &str) -> &'static str {
+    match source {
+        "ingest" => "/webhooks/ingest",
+        "ingest2" => "/webhooks/ingest2",
+        "e2e" => "/webhooks/e2e",
+        "fanout" => "/webhooks/fanout",
+        other => panic!("the bench's hookd has no source {other}"),
+    }
+}
+
+/// Redis' `used_memory`, bytes.
+pub fn used_memory(redis: &TestRedis) -> u64 {
+    redis
+        .cli(&["INFO", "memory"])
+        .lines()
+        .find_map(|line| line.strip_prefix("used_memory:")?.trim().parse().ok())
         .unwrap_or(0)
 }
 
@@ -330,6 +392,14 @@ pub fn calls(redis: &TestRedis) -> (u64, u64) {
         "zrem",
         "zrange",
         "xautoclaim",
+        "xclaim",
+        "xinfo",
+        "hget",
+        "hset",
+        "hdel",
+        "hincrby",
+        "hmget",
+        "exists",
         "xpending",
         "time",
         "xrange",

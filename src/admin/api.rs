@@ -3,13 +3,13 @@
 //! purge).
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 
 use http::{Method, StatusCode};
 use serde::Serialize;
 
 use super::{AdminHandle, filter_from, split_entry_path};
 use crate::dlq::{self, BulkOp, Cursor, Filter};
+use crate::overview::{self, SourceOverview};
 use crate::queue::QueueError;
 use crate::response::{HttpResponse, error, json};
 
@@ -23,6 +23,7 @@ pub async fn route(
 ) -> HttpResponse {
     let result = match (method, path) {
         (&Method::GET, "sources") => Ok(json(StatusCode::OK, &sources(admin).await)),
+        (method, p) if p.starts_with("sources/") => destination_action(admin, method, p).await,
         (&Method::GET, "dlq") => list(admin, query).await,
         (&Method::POST, "dlq/replay") => bulk(admin, query, BulkOp::Replay).await,
         (&Method::POST, "dlq/purge") => bulk(admin, query, BulkOp::Purge).await,
@@ -52,59 +53,19 @@ pub async fn route(
 }
 
 #[derive(Serialize)]
-pub struct SourceView {
-    pub name: String,
-    pub backlog: Option<u64>,
-    pub pending: Option<u64>,
-    pub retrying: Option<u64>,
-    pub dlq: Option<u64>,
-    pub oldest_pending_age_ms: Option<u64>,
-    pub destination: DestinationView,
-}
-
-#[derive(Serialize)]
-pub struct DestinationView {
-    pub url: String,
-    pub state: &'static str,
-    pub in_flight: usize,
-    pub max_in_flight: usize,
-    pub last_success_ms: Option<u64>,
-    pub last_failure_ms: Option<u64>,
-    pub last_failure_status: Option<u64>,
-}
-
-#[derive(Serialize)]
 pub struct SourcesView {
     pub redis: &'static str,
-    pub sources: Vec<SourceView>,
+    pub sources: Vec<SourceOverview>,
 }
 
-fn nonzero(v: u64) -> Option<u64> {
-    (v != 0).then_some(v)
-}
-
+/// Every source's overview; a source Redis could not answer for is left
+/// out (the dashboard says so).
 pub async fn sources(admin: &AdminHandle) -> SourcesView {
     let mut out = Vec::with_capacity(admin.sources.len());
     for source in admin.sources.iter() {
-        let stats = admin.queue.stats(&source.keys).await.ok();
-        let d = &source.stats;
-        out.push(SourceView {
-            name: source.name.clone(),
-            backlog: stats.map(|s| s.backlog),
-            pending: stats.map(|s| s.pending),
-            retrying: stats.map(|s| s.retrying),
-            dlq: stats.map(|s| s.dlq),
-            oldest_pending_age_ms: stats.and_then(|s| s.oldest_age_ms),
-            destination: DestinationView {
-                url: source.destination.url.to_string(),
-                state: d.state().as_str(),
-                in_flight: d.in_flight.load(Ordering::Relaxed),
-                max_in_flight: source.destination.max_in_flight,
-                last_success_ms: nonzero(d.last_success_ms.load(Ordering::Relaxed)),
-                last_failure_ms: nonzero(d.last_failure_ms.load(Ordering::Relaxed)),
-                last_failure_status: nonzero(d.last_failure_status.load(Ordering::Relaxed)),
-            },
-        });
+        if let Ok(view) = overview::source(&admin.queue, source).await {
+            out.push(view);
+        }
     }
     SourcesView {
         redis: if admin.status.redis_up() {
@@ -144,6 +105,48 @@ pub fn checked_filter(
         }),
         _ => Ok(filter),
     }
+}
+
+/// `POST /admin/sources/{source}/destinations/{name}/pause|resume`.
+async fn destination_action(admin: &AdminHandle, method: &Method, path: &str) -> ApiResult {
+    let mut parts = path.split('/');
+    let (Some("sources"), Some(source), Some("destinations"), Some(name), Some(action), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return Ok(error(StatusCode::NOT_FOUND, "not found"));
+    };
+    let paused = match action {
+        "pause" => true,
+        "resume" => false,
+        _ => return Ok(error(StatusCode::NOT_FOUND, "not found")),
+    };
+    if method != Method::POST {
+        return Ok(error(StatusCode::METHOD_NOT_ALLOWED, "use POST"));
+    }
+    let Some(found) = admin.sources.get(source) else {
+        return Ok(error(StatusCode::NOT_FOUND, "unknown source"));
+    };
+    let Some(destination) = found.destination(name) else {
+        return Ok(error(StatusCode::NOT_FOUND, "unknown destination"));
+    };
+    admin.queue.set_paused(&destination.keys, paused).await?;
+    tracing::info!(
+        source,
+        destination = name,
+        paused,
+        "destination {action}d by an operator"
+    );
+    let status = admin.queue.states(&[&destination.keys]).await?;
+    let state = status.first().map_or("unknown", |s| s.state().as_str());
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({"source": source, "destination": name, "state": state}),
+    ))
 }
 
 pub fn page_args(query: &HashMap<String, String>) -> Result<(usize, Option<Cursor>), &'static str> {
@@ -192,6 +195,18 @@ async fn replay_one(admin: &AdminHandle, source: &str, id: &str) -> ApiResult {
     let Some(found) = admin.sources.get(source) else {
         return Ok(error(StatusCode::NOT_FOUND, "unknown source"));
     };
+    let Some(item) = dlq::find(&admin.queue, [&found.keys], id).await? else {
+        return Ok(error(StatusCode::NOT_FOUND, "not in the dead-letter queue"));
+    };
+    if !admin.targets.delivers_to(source, &item.destination) {
+        return Ok(error(
+            StatusCode::CONFLICT,
+            &format!(
+                "destination {:?} is no longer configured; nothing to replay to",
+                item.destination
+            ),
+        ));
+    }
     Ok(match admin.queue.replay(&found.keys, id).await? {
         Some(entry_id) => {
             tracing::info!(source, dlq_id = id, entry_id = %entry_id, "replayed from the dead-letter queue");
@@ -227,7 +242,7 @@ async fn bulk(admin: &AdminHandle, query: &HashMap<String, String>, op: BulkOp) 
     let dry_run = query
         .get("dry_run")
         .is_some_and(|v| v == "true" || v == "1");
-    let result = dlq::bulk(&admin.queue, admin.sources.keys(), &filter, op, dry_run).await?;
+    let result = dlq::bulk(&admin.queue, &admin.targets, &filter, op, dry_run).await?;
     let mut body = serde_json::json!({"matched": result.matched, "dry_run": dry_run});
     body[op.verb()] = serde_json::json!(result.done);
     Ok(json(StatusCode::OK, &body))

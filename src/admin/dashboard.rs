@@ -108,28 +108,47 @@ pub async fn overview(admin: &AdminHandle, query: &HashMap<String, String>) -> H
     let view = sources(admin).await;
     let _ = write!(
         body,
-        "<section class=\"card\"><h1>Sources <small>redis {}</small></h1><table id=\"sources\">\
-         <thead><tr><th>source</th><th>backlog</th><th>pending</th><th>retrying</th><th>dead-lettered</th>\
-         <th>oldest undelivered</th><th>destination</th><th>state</th><th>in flight</th></tr></thead><tbody>",
+        "<section class=\"card\"><h1>Destinations <small>redis {}</small></h1><table id=\"sources\">\
+         <thead><tr><th>source</th><th>destination</th><th>state</th><th>in flight</th><th>backlog</th>\
+         <th>retrying</th><th>dead-lettered</th><th>oldest undelivered</th><th>url</th><th></th></tr></thead><tbody>",
         view.redis
     );
     for s in &view.sources {
-        let _ = write!(
-            body,
-            "<tr><td><a href=\"/?source={src}\">{name}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-             <td>{}</td><td class=\"mono\">{}</td><td><span class=\"state {state}\">{state}</span></td><td>{}/{}</td></tr>",
-            opt(s.backlog),
-            opt(s.pending),
-            opt(s.retrying),
-            opt(s.dlq),
-            age(s.oldest_pending_age_ms),
-            esc(&s.destination.url),
-            s.destination.in_flight,
-            s.destination.max_in_flight,
-            src = url_encode(&s.name),
-            name = esc(&s.name),
-            state = s.destination.state,
-        );
+        for d in &s.destinations {
+            let action = format!(
+                "/admin/sources/{}/destinations/{}",
+                url_encode(&s.name),
+                url_encode(&d.name)
+            );
+            let button = if d.state == "paused" {
+                format!(
+                    "<button data-action=\"resume\" data-url=\"{}/resume\" data-method=\"POST\">Resume</button>",
+                    esc(&action)
+                )
+            } else {
+                format!(
+                    "<button class=\"danger\" data-action=\"pause\" data-url=\"{}/pause\" data-method=\"POST\">Pause</button>",
+                    esc(&action)
+                )
+            };
+            let _ = write!(
+                body,
+                "<tr data-destination=\"{dest}\"><td><a href=\"/?source={src}\">{name}</a></td><td>{dest}</td>\
+                 <td><span class=\"state {state}\">{state}</span></td><td>{}/{}</td><td>{}</td><td>{}</td><td>{}</td>\
+                 <td>{}</td><td class=\"mono\">{}</td><td class=\"actions\">{button}</td></tr>",
+                d.in_flight,
+                d.max_in_flight,
+                opt(d.backlog),
+                d.retrying,
+                d.dlq,
+                age(d.oldest_pending_age_ms),
+                esc(&d.url),
+                src = url_encode(&s.name),
+                name = esc(&s.name),
+                dest = esc(&d.name),
+                state = d.state,
+            );
+        }
     }
     body.push_str("</tbody></table></section>");
 
@@ -158,8 +177,10 @@ pub async fn overview(admin: &AdminHandle, query: &HashMap<String, String>) -> H
     }
     let _ = write!(
         body,
-        "</select></label><label>event type <input name=\"event_type\" value=\"{}\"></label>\
+        "</select></label><label>destination <input name=\"destination\" value=\"{}\"></label>\
+         <label>event type <input name=\"event_type\" value=\"{}\"></label>\
          <label>reason <select name=\"reason\"><option value=\"\">any</option>",
+        esc(filter.destination.as_deref().unwrap_or("")),
         esc(filter.event_type.as_deref().unwrap_or(""))
     );
     let reason = filter.reason.map(|r| r.as_str().to_owned());
@@ -171,8 +192,9 @@ pub async fn overview(admin: &AdminHandle, query: &HashMap<String, String>) -> H
         );
     }
     let filter_query = format!(
-        "source={}&event_type={}&reason={}",
+        "source={}&destination={}&event_type={}&reason={}",
         url_encode(filter.source.as_deref().unwrap_or("")),
+        url_encode(filter.destination.as_deref().unwrap_or("")),
         url_encode(filter.event_type.as_deref().unwrap_or("")),
         url_encode(reason.as_deref().unwrap_or(""))
     );
@@ -206,7 +228,7 @@ pub async fn overview(admin: &AdminHandle, query: &HashMap<String, String>) -> H
         Ok(page) => {
             body.push_str(
                 "<table id=\"dlq\"><thead><tr><th>dead since</th><th>source</th><th>event id</th><th>type</th>\
-                 <th>reason</th><th>status</th><th>attempts</th><th>last error</th><th></th></tr></thead><tbody>",
+                 <th>destination</th><th>reason</th><th>status</th><th>attempts</th><th>last error</th><th></th></tr></thead><tbody>",
             );
             for item in &page.items {
                 row(&mut body, item);
@@ -237,12 +259,13 @@ fn row(body: &mut String, item: &DlqItem) {
     let _ = write!(
         body,
         "<tr data-event-id=\"{eid}\"><td>{}</td><td>{}</td><td><a class=\"mono\" href=\"{ui}\">{eid}</a></td>\
-         <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"error-text\">{}</td>\
+         <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"error-text\">{}</td>\
          <td class=\"actions\"><button data-action=\"replay\" data-url=\"{api}/replay\" data-method=\"POST\">Replay</button>\
          <button class=\"danger\" data-action=\"delete\" data-url=\"{api}\" data-method=\"DELETE\">Delete</button></td></tr>",
         time(item.dead_at_ms),
         esc(&item.source),
         esc(&item.event_type),
+        esc(&item.destination),
         esc(&item.reason),
         opt(item.status.map(u64::from)),
         item.attempts,
@@ -274,11 +297,12 @@ pub async fn detail(admin: &AdminHandle, source: &str, id: &str) -> HttpResponse
         "<p><a href=\"/\">← Overview</a></p><section class=\"card\"><h1>Event <span class=\"mono\" id=\"event-id\">{}</span></h1>\
          <div class=\"actions\"><button data-action=\"replay\" id=\"replay\" data-url=\"{api}/replay\" data-method=\"POST\">Replay</button>\
          <button class=\"danger\" data-action=\"delete\" id=\"delete\" data-url=\"{api}\" data-method=\"DELETE\">Delete</button></div>\
-         <dl class=\"meta\"><dt>source</dt><dd>{}</dd><dt>type</dt><dd>{}</dd><dt>reason</dt><dd>{}</dd>\
+         <dl class=\"meta\"><dt>source</dt><dd>{}</dd><dt>destination</dt><dd>{}</dd><dt>type</dt><dd>{}</dd><dt>reason</dt><dd>{}</dd>\
          <dt>last status</dt><dd>{}</dd><dt>last error</dt><dd class=\"error-text\">{}</dd><dt>attempts</dt><dd>{}</dd>\
          <dt>received</dt><dd>{}</dd><dt>dead-lettered</dt><dd>{}</dd><dt>DLQ id</dt><dd class=\"mono\">{}</dd></dl></section>",
         esc(&item.event_id),
         esc(&item.source),
+        esc(&item.destination),
         esc(&item.event_type),
         esc(&item.reason),
         opt(item.status.map(u64::from)),

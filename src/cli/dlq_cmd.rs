@@ -7,31 +7,17 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use super::{DlqCommand, DlqFilter};
-use crate::dlq::{self, BulkOp, Cursor, DlqItem, Filter};
-use crate::queue::{Queue, RedisSettings, SourceKeys};
+use crate::dlq::{self, BulkOp, Cursor, DlqItem, Filter, Targets};
+use crate::queue::{Queue, SourceKeys};
 
 pub fn run(config_path: Option<PathBuf>, command: DlqCommand) -> anyhow::Result<()> {
-    let (config, _) = super::load(config_path)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
-    runtime.block_on(async move {
-        let queue = Queue::connect(&RedisSettings::build(config.redis.url.expose(), 1)?)?;
-        if !queue.wait_connected(Duration::from_secs(5)).await {
-            bail!("cannot reach redis (redis.url) within 5s");
-        }
-        let keys: Vec<SourceKeys> = {
-            let mut names: Vec<&str> = config.sources.iter().map(|s| s.name.as_str()).collect();
-            names.sort();
-            names
-                .into_iter()
-                .map(|name| SourceKeys::new(&config.redis.key_prefix, name))
-                .collect()
-        };
-        let result = execute(&queue, &keys, command).await;
-        queue.quit().await;
-        result
+    super::on_redis(config_path, |queue, sources| async move {
+        let targets = Targets::new(sources.iter().map(|source| {
+            let names = source.destination_names().map(str::to_owned).collect();
+            (source.keys.clone(), names)
+        }));
+        let keys: Vec<SourceKeys> = targets.keys().cloned().collect();
+        execute(&queue, &targets, &keys, command).await
     })
 }
 
@@ -43,6 +29,7 @@ fn filter(f: DlqFilter, keys: &[SourceKeys]) -> anyhow::Result<Filter> {
     }
     Ok(Filter {
         source: f.source,
+        destination: f.destination,
         event_type: f.event_type,
         reason: f.reason,
     })
@@ -93,7 +80,12 @@ fn ms_to_text(ms: u64) -> String {
     httpdate::fmt_http_date(std::time::UNIX_EPOCH + Duration::from_millis(ms))
 }
 
-async fn execute(queue: &Queue, keys: &[SourceKeys], command: DlqCommand) -> anyhow::Result<()> {
+async fn execute(
+    queue: &Queue,
+    targets: &Targets,
+    keys: &[SourceKeys],
+    command: DlqCommand,
+) -> anyhow::Result<()> {
     match command {
         DlqCommand::List {
             filter: f,
@@ -113,14 +105,15 @@ async fn execute(queue: &Queue, keys: &[SourceKeys], command: DlqCommand) -> any
                 return print_json(&page);
             }
             println!(
-                "{:<20} {:<12} {:<28} {:<22} {:<14} {:>6} {:>8}  DEAD SINCE",
-                "ID", "SOURCE", "EVENT ID", "TYPE", "REASON", "STATUS", "ATTEMPTS"
+                "{:<20} {:<12} {:<14} {:<28} {:<22} {:<14} {:>6} {:>8}  DEAD SINCE",
+                "ID", "SOURCE", "DESTINATION", "EVENT ID", "TYPE", "REASON", "STATUS", "ATTEMPTS"
             );
             for item in &page.items {
                 println!(
-                    "{:<20} {:<12} {:<28} {:<22} {:<14} {:>6} {:>8}  {}",
+                    "{:<20} {:<12} {:<14} {:<28} {:<22} {:<14} {:>6} {:>8}  {}",
                     item.id,
                     item.source,
+                    item.destination,
                     item.event_id,
                     item.event_type,
                     item.reason,
@@ -145,6 +138,7 @@ async fn execute(queue: &Queue, keys: &[SourceKeys], command: DlqCommand) -> any
             }
             println!("id:         {}", item.id);
             println!("source:     {}", item.source);
+            println!("destination: {}", item.destination);
             println!("event id:   {}", item.event_id);
             println!("type:       {}", item.event_type);
             println!("reason:     {}", item.reason);
@@ -192,6 +186,13 @@ async fn execute(queue: &Queue, keys: &[SourceKeys], command: DlqCommand) -> any
             if let Some(id) = id {
                 let item = find(queue, keys, &id, &f.source).await?;
                 let source_keys = selected(keys, &Some(item.source.clone()))?[0];
+                if !targets.delivers_to(&item.source, &item.destination) {
+                    bail!(
+                        "{id} died for destination {:?}, which is no longer configured for {}",
+                        item.destination,
+                        item.source
+                    );
+                }
                 if dry_run {
                     println!("would replay {} ({})", item.id, item.event_id);
                     return Ok(());
@@ -217,7 +218,7 @@ async fn execute(queue: &Queue, keys: &[SourceKeys], command: DlqCommand) -> any
             }
             let filter = filter(f, keys)?;
             report(
-                dlq::bulk(queue, keys, &filter, BulkOp::Replay, dry_run).await?,
+                dlq::bulk(queue, targets, &filter, BulkOp::Replay, dry_run).await?,
                 BulkOp::Replay,
                 dry_run,
                 json,
@@ -245,7 +246,7 @@ async fn execute(queue: &Queue, keys: &[SourceKeys], command: DlqCommand) -> any
         } => {
             let filter = filter(f, keys)?;
             report(
-                dlq::bulk(queue, keys, &filter, BulkOp::Purge, dry_run).await?,
+                dlq::bulk(queue, targets, &filter, BulkOp::Purge, dry_run).await?,
                 BulkOp::Purge,
                 dry_run,
                 json,

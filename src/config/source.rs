@@ -5,10 +5,9 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use http::Uri;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::Secret;
+use super::{DestinationConfig, Secret};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -24,8 +23,14 @@ pub struct SourceConfig {
     /// Where the event type comes from: `auto`, `header:NAME`, `json:/pointer`.
     #[serde(default)]
     pub event_type_from: FieldSource,
-    /// The user's service that receives the events.
-    pub destination: DestinationConfig,
+    /// The one destination of the single-destination form, named
+    /// `default`; read into `destinations` when the configuration loads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<DestinationConfig>,
+    /// Every service that receives this source's events (each whose
+    /// filter matches).
+    #[serde(default)]
+    pub destinations: Vec<DestinationConfig>,
 }
 
 /// Signature scheme per provider; `none` must be spelled out so an
@@ -135,114 +140,6 @@ pub enum SignatureEncoding {
     Base64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DestinationConfig {
-    /// `http://` or `https://` URL receiving a POST per event. https trusts
-    /// the built-in Mozilla roots and the system store (`SSL_CERT_FILE`).
-    pub url: DestinationUrl,
-    /// Per attempt, from connect to the last response byte we read.
-    #[serde(default = "default_destination_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
-    /// Cap on concurrent deliveries to this destination, so one slow service
-    /// cannot take every worker.
-    #[serde(default = "default_max_in_flight")]
-    pub max_in_flight: usize,
-    /// Deliveries started per second; 0 means unlimited.
-    #[serde(default)]
-    pub rate_per_sec: u32,
-    /// Backoff between attempts.
-    #[serde(default)]
-    pub retry: RetryConfig,
-    /// If set, deliveries carry Standard-Webhooks headers signed by hookd
-    /// (`whsec_<base64>`, or any other string used as raw key bytes).
-    #[serde(default)]
-    pub signing_secret: Secret,
-}
-
-fn default_destination_timeout() -> Duration {
-    Duration::from_secs(10)
-}
-
-fn default_max_in_flight() -> usize {
-    16
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RetryConfig {
-    /// Attempts including the first; after the last failure the event is
-    /// dead-lettered.
-    pub max_attempts: u32,
-    /// Delay before the second attempt; doubles each time.
-    #[serde(with = "humantime_serde")]
-    pub base: Duration,
-    /// Ceiling for the doubling (and for a destination's Retry-After).
-    #[serde(with = "humantime_serde")]
-    pub max: Duration,
-    /// Full jitter spreads retries of a burst so they do not return together.
-    pub jitter: bool,
-}
-
-impl Default for RetryConfig {
-    fn default() -> Self {
-        Self {
-            max_attempts: 8,
-            base: Duration::from_secs(1),
-            max: Duration::from_secs(3600),
-            jitter: true,
-        }
-    }
-}
-
-/// A destination URL, checked when the configuration is read: absolute,
-/// `http` or `https`, with a host. Deserialises straight into the `Uri`
-/// that delivery dials.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DestinationUrl(Uri);
-
-impl DestinationUrl {
-    pub fn uri(&self) -> &Uri {
-        &self.0
-    }
-}
-
-impl FromStr for DestinationUrl {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let uri: Uri = text.parse().map_err(|_| format!("{text:?} is not a URL"))?;
-        match uri.scheme_str() {
-            Some("http") | Some("https") => {}
-            _ => return Err(format!("{text:?}: the scheme must be http or https")),
-        }
-        if uri.authority().is_none() {
-            return Err(format!("{text:?}: the host is missing"));
-        }
-        Ok(Self(uri))
-    }
-}
-
-impl fmt::Display for DestinationUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl Serialize for DestinationUrl {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for DestinationUrl {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer)?
-            .parse()
-            .map_err(serde::de::Error::custom)
-    }
-}
-
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum FieldSource {
     /// The provider's documented location (see `extract`).
@@ -319,15 +216,5 @@ mod tests {
         assert!("json:data".parse::<FieldSource>().is_err());
         assert!("header:bad header".parse::<FieldSource>().is_err());
         assert!("whatever".parse::<FieldSource>().is_err());
-    }
-
-    #[test]
-    fn destination_urls_are_checked() {
-        assert!("http://127.0.0.1:3000/x".parse::<DestinationUrl>().is_ok());
-        assert!("https://example.com".parse::<DestinationUrl>().is_ok());
-        assert!("ftp://example.com".parse::<DestinationUrl>().is_err());
-        assert!("/relative".parse::<DestinationUrl>().is_err());
-        let url: DestinationUrl = "http://h:1/p?q=1".parse().unwrap();
-        assert_eq!(url.to_string(), "http://h:1/p?q=1");
     }
 }

@@ -7,17 +7,23 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use crate::queue::Queue;
-use crate::source::Source;
+use super::route::PendingAck;
+use crate::queue::{AckKind, Queue};
+use crate::source::{Destination, Source};
 
 /// Acknowledges delivered entries of one source in batches: it takes what
 /// has queued up since the last round trip (up to ACK_BATCH), so an idle
 /// system acks at once and a busy one amortises the round trip. A failed
 /// ack is retried briefly; if Redis stays away the entries remain pending
 /// and are delivered again after claim_idle (at-least-once).
-pub async fn run(queue: Queue, source: Arc<Source>, mut pending: mpsc::UnboundedReceiver<String>) {
+pub async fn run(
+    queue: Queue,
+    source: Arc<Source>,
+    destination: Arc<Destination>,
+    mut pending: mpsc::UnboundedReceiver<PendingAck>,
+) {
     const ACK_BATCH: usize = 512;
-    let mut batch: Vec<String> = Vec::with_capacity(ACK_BATCH);
+    let mut batch: Vec<PendingAck> = Vec::with_capacity(ACK_BATCH);
     while let Some(first) = pending.recv().await {
         batch.push(first);
         while batch.len() < ACK_BATCH {
@@ -26,19 +32,20 @@ pub async fn run(queue: Queue, source: Arc<Source>, mut pending: mpsc::Unbounded
                 Err(_) => break,
             }
         }
-        let ids: Vec<&str> = batch.iter().map(String::as_str).collect();
+        let ids: Vec<(AckKind, &str)> = batch.iter().map(|(k, id)| (*k, id.as_str())).collect();
         let mut tries = 0;
         loop {
-            match queue.ack(&source.keys, &ids).await {
+            match queue.ack(&source.keys, &destination.keys, &ids).await {
                 Ok(_) => break,
                 Err(e) if tries < 3 => {
                     tries += 1;
-                    debug!(source = %source.keys.source, error = %e, "ack failed; retrying");
+                    debug!(source = %source.name, destination = %destination.name, error = %e, "ack failed; retrying");
                     tokio::time::sleep(Duration::from_millis(200 * tries)).await;
                 }
                 Err(e) => {
                     warn!(
-                        source = %source.keys.source,
+                        source = %source.name,
+                        destination = %destination.name,
                         entries = ids.len(),
                         error = %e,
                         "could not acknowledge delivered entries; they will be delivered again after claim_idle"

@@ -15,7 +15,10 @@ use super::route::Route;
 use super::slots::Permits;
 use super::{Shared, pool, request};
 use crate::clock::unix_ms;
-use crate::queue::{DeadLetter, DeadReason, Envelope, QueueError, history_line};
+use crate::queue::{
+    AckKind, DeadLetter, DeadReason, Envelope, FailedAttempt, QueueError, RetryOutcome,
+    history_line, id_ms,
+};
 use crate::telemetry::DeliveryOutcome;
 
 /// Bytes of a failed response kept as the error text.
@@ -60,6 +63,9 @@ pub enum AttemptClass {
 pub struct Job {
     pub shared: Arc<Shared>,
     pub route: Arc<Route>,
+    /// The breaker's probe: its outcome closes or reopens the breaker, and
+    /// a failure is not counted against the event's attempts.
+    pub probe: bool,
 }
 
 impl Job {
@@ -69,30 +75,24 @@ impl Job {
         let span = info_span!(
             "delivery",
             source = %self.route.source.name,
+            destination = %self.route.destination.name,
             event_id = %envelope.event_id,
             entry_id = %envelope.entry_id,
             attempt,
         );
         async {
-            let metrics = &self.route.source.metrics;
+            let destination = &self.route.destination;
             let started = Instant::now();
-            let destination = &self.route.source.stats;
-            destination.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let result = tokio::select! {
                 result = self.attempt(&envelope, attempt) => Some(result),
                 _ = self.shared.abandon.cancelled() => None,
             };
-            destination.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             let Some(result) = result else {
                 info!("delivery abandoned at the shutdown deadline; the entry stays pending");
                 return;
             };
-            match &result {
-                Attempt::Delivered { .. } => destination.record(true, None),
-                Attempt::Failed { status, .. } => destination.record(false, *status),
-                Attempt::Rejected { status, .. } => destination.record(false, Some(*status)),
-            }
-            metrics
+            destination
+                .metrics
                 .delivery_duration
                 .record(started.elapsed().as_secs_f64());
             let settled = tokio::select! {
@@ -113,7 +113,7 @@ impl Job {
     }
 
     async fn attempt(&self, envelope: &Envelope, attempt: u32) -> Attempt {
-        let destination = &self.route.source.destination;
+        let destination = &self.route.destination.config;
         let request = match request::build(&self.route, envelope, attempt) {
             Ok(r) => r,
             Err(e) => {
@@ -182,7 +182,8 @@ impl Job {
         }
     }
 
-    /// Records the outcome in Redis with one atomic script.
+    /// Records the outcome in Redis with one atomic script (two when the
+    /// last attempt failed: recorded, then dead-lettered).
     async fn settle(
         &self,
         envelope: &Envelope,
@@ -190,20 +191,28 @@ impl Job {
         result: Attempt,
     ) -> Result<(), QueueError> {
         let queue = &self.shared.queue;
-        let source = &self.route.source;
-        let keys = &source.keys;
-        let retry = &source.destination.retry;
+        let keys = &self.route.source.keys;
+        let destination = &self.route.destination;
+        let config = &destination.config;
         let now = unix_ms();
         match result {
             Attempt::Delivered { status } => {
                 // The acker outlives every delivery (it ends when the last
                 // route is dropped), so this cannot fail while we hold one.
-                let _ = self.route.acks.send(envelope.entry_id.clone());
-                source.metrics.delivery(DeliveryOutcome::Success);
-                source
+                let _ = self
+                    .route
+                    .acks
+                    .send((AckKind::Delivered, envelope.entry_id.clone()));
+                destination.metrics.delivery(DeliveryOutcome::Success);
+                // A replayed copy counts from its replay.
+                let since = match &envelope.of {
+                    Some(_) => id_ms(&envelope.entry_id).unwrap_or(envelope.received_ms),
+                    None => envelope.received_ms,
+                };
+                destination
                     .metrics
                     .end_to_end
-                    .record(now.saturating_sub(envelope.received_ms) as f64 / 1000.0);
+                    .record(now.saturating_sub(since) as f64 / 1000.0);
                 debug!(status, "delivered");
             }
             Attempt::Failed {
@@ -212,24 +221,45 @@ impl Job {
                 retry_after,
             } => {
                 let history = history_line(attempt, now, status, &error);
-                if attempt >= retry.max_attempts {
-                    warn!(?status, error = %error, "giving up after destination.retry.max_attempts");
-                    let dead = DeadLetter {
-                        entry_id: &envelope.entry_id,
-                        reason: DeadReason::MaxAttempts,
-                        status,
-                        error: &error,
-                        history: &history,
-                    };
-                    Box::pin(queue.dead_letter(keys, &dead)).await?;
-                    source.metrics.delivery(DeliveryOutcome::Dead);
-                } else {
-                    let delay = backoff_delay(retry, attempt, retry_after, rand::random::<f64>());
-                    debug!(?status, error = %error, ?delay, "will retry");
-                    Box::pin(queue.schedule_retry(keys, &envelope.entry_id, delay, &history))
-                        .await?;
-                    source.metrics.delivery(DeliveryOutcome::Retry);
-                    self.shared.retry_scheduled.notify_one();
+                let delay =
+                    backoff_delay(&config.retry, attempt, retry_after, rand::random::<f64>());
+                let failed = FailedAttempt {
+                    entry_id: &envelope.entry_id,
+                    delay,
+                    history: &history,
+                    status,
+                    max_attempts: config.retry.max_attempts,
+                    breaker_failures: config.breaker.failures,
+                    cooldown: config.breaker.cooldown,
+                    max_cooldown: config.breaker.max_cooldown,
+                    probe: self.probe,
+                };
+                match Box::pin(queue.schedule_retry(keys, &destination.keys, &failed)).await? {
+                    RetryOutcome::Scheduled {
+                        due_ms,
+                        breaker_open_until_ms,
+                    } => {
+                        debug!(?status, error = %error, ?delay, probe = self.probe, "will retry");
+                        destination.metrics.delivery(DeliveryOutcome::Retry);
+                        self.route.retry_scheduled(due_ms);
+                        if let Some(until_ms) = breaker_open_until_ms {
+                            self.route.breaker_opened(until_ms);
+                        }
+                    }
+                    RetryOutcome::Exhausted { .. } => {
+                        warn!(?status, error = %error, "giving up after retry.max_attempts");
+                        let dead = DeadLetter {
+                            entry_id: &envelope.entry_id,
+                            reason: DeadReason::MaxAttempts,
+                            status,
+                            error: &error,
+                            history: "",
+                            counted: false,
+                        };
+                        Box::pin(queue.dead_letter(keys, &destination.keys, &dead)).await?;
+                        destination.metrics.delivery(DeliveryOutcome::Dead);
+                    }
+                    RetryOutcome::Gone => debug!("settled by another consumer meanwhile"),
                 }
             }
             Attempt::Rejected { status, error } => {
@@ -241,9 +271,10 @@ impl Job {
                     status: Some(status),
                     error: &error,
                     history: &history,
+                    counted: true,
                 };
-                Box::pin(queue.dead_letter(keys, &dead)).await?;
-                source.metrics.delivery(DeliveryOutcome::Dead);
+                Box::pin(queue.dead_letter(keys, &destination.keys, &dead)).await?;
+                destination.metrics.delivery(DeliveryOutcome::Dead);
             }
         }
         Ok(())

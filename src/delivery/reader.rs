@@ -1,7 +1,10 @@
-//! A source's reader: it takes from the stream only what it can start at
-//! once (as many entries as it holds worker and destination slots for,
-//! paced by the rate limit), claims what dead consumers left behind, and
-//! starts an attempt per entry.
+//! A destination's reader: it takes from its consumer group only what it
+//! can start at once (as many entries as it holds worker and destination
+//! slots for, paced by the rate limit), due retries first, claims what dead
+//! consumers left behind, skips what its filter does not want, and starts
+//! an attempt per entry. While the destination is paused or its breaker
+//! is open it reads nothing; once the cooldown is over it asks for the one
+//! probe every instance shares.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,17 +18,29 @@ use super::rate::RateLimiter;
 use super::route::Route;
 use super::slots::Grant;
 use crate::clock::unix_ms;
-use crate::queue::{Claimed, DeadLetter, DeadReason, Envelope, QueueError, history_line};
+use crate::filter::Verdict;
+use crate::queue::{
+    AckKind, Claimed, DeadLetter, DeadReason, Envelope, Gate, QueueError, READ_BLOCK, history_line,
+};
 use crate::telemetry::DeliveryOutcome;
 
 /// Most entries one read or claim asks for; bounds a burst's memory.
 const MAX_BATCH: usize = 128;
+/// Retries other instances scheduled are looked for at least this often.
+const RETRY_POLL: Duration = Duration::from_secs(1);
 
-/// Reads one source's stream for its route.
+/// Reads one destination's group.
 pub struct Reader {
     shared: Arc<Shared>,
     route: Arc<Route>,
     token: CancellationToken,
+}
+
+/// What one round of the loop reads.
+enum Source {
+    Claim,
+    DueRetries,
+    New { block: Option<Duration> },
 }
 
 impl Reader {
@@ -38,61 +53,142 @@ impl Reader {
     }
 
     pub async fn run(self) {
-        let keys = &self.route.source.keys;
+        let source = &self.route.source;
+        let destination = &self.route.destination;
         let config = &self.shared.worker;
         let queue = &self.shared.queue;
         let blocking = queue.dedicated_client().await;
-        let mut rate = RateLimiter::new(self.route.source.destination.rate_per_sec);
-        let mut group_ready = false;
-        // While the stream is idle the reader blocks holding a single slot,
-        // so idle sources do not sit on worker slots others could use; once
-        // entries flow it reads in batches without blocking.
+        let mut rate = RateLimiter::new(destination.config.rate_per_sec);
+        let mut status = self.route.status.subscribe();
+        let mut groups_ready = false;
+        // While the group is idle the reader blocks holding a single slot,
+        // so idle destinations do not sit on worker slots others could use;
+        // once entries flow it reads in batches without blocking.
         let mut idle = true;
         let mut claim_cursor = String::from("0-0");
-        // Claim right away: a previous process may have died holding entries.
+        // Claim right away: a previous process may have died holding
+        // entries; and look for retries that are due.
         let mut next_claim = Instant::now();
+        let mut next_retry_ms = unix_ms();
         while !self.token.is_cancelled() {
-            if !group_ready {
-                match queue.ensure_group(keys).await {
-                    Ok(()) => group_ready = true,
+            if !groups_ready {
+                match self.setup().await {
+                    Ok(()) => groups_ready = true,
                     Err(e) => {
-                        debug!(source = %keys.source, error = %e, "cannot create consumer group yet");
+                        debug!(source = %source.name, destination = %destination.name, error = %e, "cannot create the consumer groups yet");
                         self.pause(Duration::from_millis(500)).await;
                         continue;
                     }
                 }
             }
+            let now = unix_ms();
+            let gate = status.borrow_and_update().gate(now);
+            let probe = match gate {
+                Gate::Open => false,
+                Gate::Shut { until_ms } => {
+                    let wait = until_ms.map_or(Duration::from_secs(3600), |until| {
+                        Duration::from_millis(until.saturating_sub(now))
+                    });
+                    tokio::select! {
+                        _ = self.token.cancelled() => break,
+                        _ = status.changed() => {}
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                    continue;
+                }
+                Gate::Probe => {
+                    let lease = destination.config.timeout + Duration::from_secs(1);
+                    match queue.try_probe(&destination.keys, lease).await {
+                        Ok(true) => {
+                            info!(source = %source.name, destination = %destination.name, "breaker cooldown over: probing with one event");
+                            true
+                        }
+                        _ => {
+                            // Someone else probes; their outcome arrives
+                            // through the state.
+                            tokio::select! {
+                                _ = self.token.cancelled() => break,
+                                _ = status.changed() => {}
+                                _ = tokio::time::sleep(super::watch::POLL * 2) => {}
+                            }
+                            continue;
+                        }
+                    }
+                }
+            };
             let Some(mut grant) = self.acquire_batch().await else {
                 break;
             };
-            let claiming = Instant::now() >= next_claim;
-            if idle && !claiming {
+            if let Some(due) = self.route.take_earliest_retry() {
+                next_retry_ms = next_retry_ms.min(due);
+            }
+            let now = unix_ms();
+            let read = if probe {
+                if next_retry_ms <= now {
+                    Source::DueRetries
+                } else {
+                    Source::New { block: None }
+                }
+            } else if Instant::now() >= next_claim {
+                Source::Claim
+            } else if next_retry_ms <= now {
+                Source::DueRetries
+            } else {
+                let until_retry = Duration::from_millis(next_retry_ms - now);
+                Source::New {
+                    block: idle.then(|| READ_BLOCK.min(until_retry)),
+                }
+            };
+            if probe || (idle && matches!(read, Source::New { .. })) {
                 grant.truncate(1);
             }
             let Some(allowed) = rate.acquire(grant.len(), &self.token).await else {
                 break;
             };
             grant.truncate(allowed);
-            let batch = if claiming {
-                let claimed = self.claim(&mut claim_cursor, grant.len()).await;
-                if claimed.is_ok() && claim_cursor == "0-0" {
-                    next_claim = Instant::now() + config.claim_interval;
+            let batch = match read {
+                Source::Claim => {
+                    let claimed = self.claim(&mut claim_cursor, grant.len()).await;
+                    if claimed.is_ok() && claim_cursor == "0-0" {
+                        next_claim = Instant::now() + config.claim_interval;
+                    }
+                    claimed
                 }
-                claimed
-            } else {
-                queue
-                    .read(&blocking, keys, &self.shared.consumer, grant.len(), idle)
+                Source::DueRetries => queue
+                    .take_due(
+                        &source.keys,
+                        &destination.keys,
+                        &self.shared.consumer,
+                        grant.len(),
+                    )
                     .await
-                    .inspect(|entries| idle = entries.is_empty())
+                    .map(|due| {
+                        let poll = unix_ms() + RETRY_POLL.as_millis() as u64;
+                        next_retry_ms = due
+                            .next_due
+                            .map_or(poll, |d| (unix_ms() + d.as_millis() as u64).min(poll));
+                        due.entries
+                    }),
+                Source::New { block } => queue
+                    .read(
+                        &blocking,
+                        &source.keys,
+                        &destination.keys,
+                        &self.shared.consumer,
+                        grant.len(),
+                        block,
+                    )
+                    .await
+                    .inspect(|entries| idle = entries.is_empty()),
             };
             let entries = match batch {
                 Ok(entries) => entries,
                 Err(e) => {
                     if e.is_no_group() {
-                        warn!(source = %keys.source, "consumer group missing (redis restarted empty?): recreating");
-                        group_ready = false;
+                        warn!(source = %source.name, destination = %destination.name, "consumer group missing (redis restarted empty?): recreating");
+                        groups_ready = false;
                     } else {
-                        debug!(source = %keys.source, error = %e, "reading the stream failed");
+                        debug!(source = %source.name, destination = %destination.name, error = %e, "reading the stream failed");
                         self.pause(Duration::from_millis(500)).await;
                     }
                     rate.refund(grant.len());
@@ -100,7 +196,22 @@ impl Reader {
                 }
             };
             rate.refund(grant.len().saturating_sub(entries.len()));
+            if probe && entries.is_empty() {
+                // Nothing waits: the probe's lease runs out and the next
+                // event is the probe.
+                debug!(source = %source.name, destination = %destination.name, "no event to probe with");
+            }
+            let mut deferred = Vec::new();
             for envelope in entries {
+                if !self.wanted(&envelope) {
+                    continue;
+                }
+                // The destination may have been paused, or its breaker
+                // opened, while the read was under way.
+                if !probe && status.borrow().gate(unix_ms()) != Gate::Open {
+                    deferred.push(envelope.entry_id);
+                    continue;
+                }
                 // Reads never return more entries than they were given
                 // slots for, so this runs out only after the last entry.
                 let Some(permits) = grant.take_one() else {
@@ -109,6 +220,7 @@ impl Reader {
                 let job = Job {
                     shared: self.shared.clone(),
                     route: self.route.clone(),
+                    probe,
                 };
                 // Boxed: the task cell then holds a pointer, not the
                 // 2 KiB future, which tokio would otherwise copy on every
@@ -117,8 +229,60 @@ impl Reader {
                     .deliveries
                     .spawn(Box::pin(job.run(envelope, permits)));
             }
+            if !deferred.is_empty() {
+                debug!(source = %source.name, destination = %destination.name, entries = deferred.len(), "gate shut during the read: entries wait as due retries");
+                if let Err(e) = queue.defer(&destination.keys, &deferred).await {
+                    // Still pending for the group: claimed after claim_idle.
+                    debug!(source = %source.name, destination = %destination.name, error = %e, "cannot defer entries");
+                }
+                next_retry_ms = unix_ms();
+            }
         }
-        debug!(source = %keys.source, "reader stopped");
+        debug!(source = %source.name, destination = %destination.name, "reader stopped");
+    }
+
+    /// Creates the groups every destination of the source needs (and
+    /// migrates the single-destination layout; see `setup.lua`).
+    async fn setup(&self) -> Result<(), QueueError> {
+        let source = &self.route.source;
+        let names: Vec<&str> = source.destination_names().collect();
+        let setup = self
+            .shared
+            .queue
+            .setup(&source.keys, &names, source.heir())
+            .await?;
+        if setup.migrated > 0 {
+            info!(source = %source.name, heir = source.heir(), retries = setup.migrated, "single-destination layout migrated");
+        }
+        Ok(())
+    }
+
+    /// Whether the entry is for this destination and passes its filter; if
+    /// not, it is acknowledged as skipped (a filtered-out one is counted).
+    fn wanted(&self, envelope: &Envelope) -> bool {
+        let destination = &self.route.destination;
+        if !envelope.is_for(&destination.name) {
+            let _ = self
+                .route
+                .acks
+                .send((AckKind::Skipped, envelope.entry_id.clone()));
+            return false;
+        }
+        // An operator's replay to this destination is not filtered again.
+        if envelope.to.is_none()
+            && destination
+                .filter
+                .check(&envelope.event_type, &envelope.body)
+                == Verdict::FilteredOut
+        {
+            let _ = self
+                .route
+                .acks
+                .send((AckKind::Skipped, envelope.entry_id.clone()));
+            destination.metrics.delivery(DeliveryOutcome::Filtered);
+            return false;
+        }
+        true
     }
 
     async fn pause(&self, duration: Duration) {
@@ -148,8 +312,8 @@ impl Reader {
             .min(destination.available_permits())
             .min(workers.available_permits());
         if more > 0 {
-            // Other sources' readers take worker slots concurrently; if they
-            // got there first, this read makes do with what it has.
+            // Other readers take worker slots concurrently; if they got
+            // there first, this read makes do with what it has.
             if let Ok(d) = destination.clone().try_acquire_many_owned(more as u32)
                 && let Ok(w) = workers.clone().try_acquire_many_owned(more as u32)
             {
@@ -163,12 +327,14 @@ impl Reader {
     /// One XAUTOCLAIM step. Entries handed out more than
     /// `worker.max_deliveries` times are crash-looping and go to the DLQ.
     async fn claim(&self, cursor: &mut String, count: usize) -> Result<Vec<Envelope>, QueueError> {
-        let keys = &self.route.source.keys;
+        let source = &self.route.source;
+        let destination = &self.route.destination;
         let config = &self.shared.worker;
         let queue = &self.shared.queue;
         let page = queue
             .claim(
-                keys,
+                &source.keys,
+                &destination.keys,
                 &self.shared.consumer,
                 config.claim_idle,
                 cursor,
@@ -177,7 +343,7 @@ impl Reader {
             .await?;
         *cursor = page.next_cursor;
         if page.deleted > 0 {
-            debug!(source = %keys.source, deleted = page.deleted, "pending ids of deleted entries dropped");
+            debug!(source = %source.name, destination = %destination.name, deleted = page.deleted, "pending ids of deleted entries dropped");
         }
         let mut ready = Vec::with_capacity(page.claimed.len());
         for Claimed {
@@ -185,10 +351,11 @@ impl Reader {
             deliveries,
         } in page.claimed
         {
-            self.route.source.metrics.claimed.increment(1);
+            source.metrics.claimed.increment(1);
             if deliveries > config.max_deliveries {
                 warn!(
-                    source = %keys.source,
+                    source = %source.name,
+                    destination = %destination.name,
                     event_id = %envelope.event_id,
                     deliveries,
                     "entry keeps crashing its consumers: dead-lettering"
@@ -197,20 +364,22 @@ impl Reader {
                 let history = history_line(envelope.attempts + 1, unix_ms(), None, WHY);
                 queue
                     .dead_letter(
-                        keys,
+                        &source.keys,
+                        &destination.keys,
                         &DeadLetter {
                             entry_id: &envelope.entry_id,
                             reason: DeadReason::MaxDeliveries,
                             status: None,
                             error: WHY,
                             history: &history,
+                            counted: false,
                         },
                     )
                     .await?;
-                self.route.source.metrics.delivery(DeliveryOutcome::Dead);
+                destination.metrics.delivery(DeliveryOutcome::Dead);
                 continue;
             }
-            info!(source = %keys.source, event_id = %envelope.event_id, deliveries, "claimed an abandoned entry");
+            info!(source = %source.name, destination = %destination.name, event_id = %envelope.event_id, deliveries, "claimed an abandoned entry");
             ready.push(envelope);
         }
         Ok(ready)

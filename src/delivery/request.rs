@@ -39,13 +39,14 @@ const SIGNATURE_HEADERS: &[&str] = &[
 ];
 
 /// Headers hookd sets on every delivery (host, content-type, the webhook-*
-/// trio and the x-hookd-* trio).
-const ADDED_HEADERS: usize = 8;
+/// trio and the four x-hookd-* headers).
+const ADDED_HEADERS: usize = 9;
 
 static WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
 static WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
 static WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
 static X_HOOKD_SOURCE: HeaderName = HeaderName::from_static("x-hookd-source");
+static X_HOOKD_DESTINATION: HeaderName = HeaderName::from_static("x-hookd-destination");
 static X_HOOKD_EVENT_TYPE: HeaderName = HeaderName::from_static("x-hookd-event-type");
 static X_HOOKD_ATTEMPT: HeaderName = HeaderName::from_static("x-hookd-attempt");
 
@@ -59,8 +60,10 @@ pub fn build(
         .method(Method::POST)
         .body(Full::new(envelope.body.clone()))?;
     // Sized once: growing the map while inserting rehashes it.
-    *request.headers_mut() =
-        HeaderMap::with_capacity(header_count(&envelope.headers) + ADDED_HEADERS);
+    let destination = &route.destination;
+    *request.headers_mut() = HeaderMap::with_capacity(
+        header_count(&envelope.headers) + ADDED_HEADERS + destination.headers.len(),
+    );
     route.connections.prepare(&mut request);
     let headers = request.headers_mut();
     // Headers the provider's `Connection` names are hop-by-hop too.
@@ -76,7 +79,7 @@ pub fn build(
         }
     }
     let secret_headers = route.source.verifier.secret_headers();
-    let signing = route.signing_key.is_some();
+    let signing = destination.signing_key.is_some();
     for (name, value) in decode_headers(&envelope.headers) {
         let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
         else {
@@ -102,9 +105,14 @@ pub fn build(
     let text = |s: &str| HeaderValue::from_str(s);
     headers.insert(WEBHOOK_ID.clone(), text(&envelope.event_id)?);
     headers.insert(X_HOOKD_SOURCE.clone(), text(&route.source.name)?);
+    headers.insert(X_HOOKD_DESTINATION.clone(), text(&destination.name)?);
     headers.insert(X_HOOKD_EVENT_TYPE.clone(), text(&envelope.event_type)?);
     headers.insert(X_HOOKD_ATTEMPT.clone(), HeaderValue::from(attempt));
-    if let Some(key) = &route.signing_key {
+    // The destination's own headers win over the provider's of that name.
+    for (name, value) in &destination.headers {
+        headers.insert(name.clone(), value.clone());
+    }
+    if let Some(key) = &destination.signing_key {
         let ts = unix_secs().to_string();
         let signature = standard_webhooks::signature(key, &envelope.event_id, &ts, &envelope.body);
         headers.insert(WEBHOOK_TIMESTAMP.clone(), text(&ts)?);

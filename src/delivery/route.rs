@@ -1,51 +1,84 @@
-//! A source's way to its destination: the connections, the in-flight cap,
-//! the signing key, and the queue of acknowledgements.
+//! A source's way to one destination: its connections, its in-flight
+//! cap, its queue of acknowledgements, and the shared state (pause,
+//! breaker) its reader obeys.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::task::TaskTracker;
 
 use super::pool::Connections;
-use crate::source::Source;
-use crate::verify::standard_webhooks;
+use crate::queue::{AckKind, Breaker, DestinationStatus};
+use crate::source::{Destination, Source};
+
+/// An entry a destination is done with, waiting to be acknowledged.
+pub type PendingAck = (AckKind, String);
 
 pub struct Route {
     pub source: Arc<Source>,
+    pub destination: Arc<Destination>,
     /// Keep-alive connections to the destination.
     pub connections: Connections,
     /// `max_in_flight` slots.
     pub in_flight: Arc<Semaphore>,
-    /// With `signing_secret`: the key hookd signs deliveries with.
-    pub signing_key: Option<ring::hmac::Key>,
-    /// Delivered entries waiting to be acknowledged in a batch.
-    pub acks: mpsc::UnboundedSender<String>,
+    /// Entries waiting to be acknowledged in a batch.
+    pub acks: mpsc::UnboundedSender<PendingAck>,
+    /// The destination's shared state as last read from Redis (by the
+    /// state watcher), or as this process' own attempts just changed it.
+    pub status: watch::Sender<DestinationStatus>,
+    /// The earliest retry this process scheduled and its reader has not
+    /// looked for yet (unix ms, u64::MAX for none).
+    earliest_retry_ms: AtomicU64,
 }
 
 impl Route {
     /// The route and the receiving end of its acknowledgements.
     pub fn new(
         source: Arc<Source>,
+        destination: Arc<Destination>,
         connector: HttpsConnector<HttpConnector>,
         connection_tasks: TaskTracker,
-    ) -> (Self, mpsc::UnboundedReceiver<String>) {
-        let destination = &source.destination;
-        let signing_key = (!destination.signing_secret.is_empty())
-            .then(|| standard_webhooks::signing_key(destination.signing_secret.expose()));
+    ) -> (Self, mpsc::UnboundedReceiver<PendingAck>) {
         let (acks, pending) = mpsc::unbounded_channel();
+        let status = watch::Sender::new(DestinationStatus::default());
         let route = Self {
             connections: Connections::new(
                 connector,
-                destination.url.uri().clone(),
+                destination.config.url.uri().clone(),
                 connection_tasks,
             ),
-            in_flight: Arc::new(Semaphore::new(destination.max_in_flight)),
-            signing_key,
+            in_flight: Arc::new(Semaphore::new(destination.config.max_in_flight)),
             acks,
+            status,
+            earliest_retry_ms: AtomicU64::new(u64::MAX),
             source,
+            destination,
         };
         (route, pending)
+    }
+
+    /// One of this process' attempts left the breaker open until
+    /// `until_ms`: the reader stops at once rather than at the next read
+    /// of the shared state.
+    pub fn breaker_opened(&self, until_ms: u64) {
+        self.status.send_if_modified(|status| {
+            let open = Breaker::Open { until_ms };
+            let changed = status.breaker != open;
+            status.breaker = open;
+            changed
+        });
+    }
+
+    /// A delivery of this process scheduled a retry due at `due_ms`.
+    pub fn retry_scheduled(&self, due_ms: u64) {
+        self.earliest_retry_ms.fetch_min(due_ms, Ordering::Relaxed);
+    }
+
+    /// The earliest retry scheduled here since the last call.
+    pub fn take_earliest_retry(&self) -> Option<u64> {
+        Some(self.earliest_retry_ms.swap(u64::MAX, Ordering::Relaxed)).filter(|ms| *ms != u64::MAX)
     }
 }

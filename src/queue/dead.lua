@@ -1,34 +1,37 @@
 #!lua flags=allow-oom
--- Dead-letter: move the entry, byte-exact, from the stream to the DLQ
--- stream with why it died.
--- KEYS[1] stream, KEYS[2] dlq
--- ARGV[1] group, ARGV[2] entry id, ARGV[3] reason, ARGV[4] last status,
--- ARGV[5] last error, ARGV[6] history line, ARGV[7] "1" if this was an attempt
--- Returns 1 if moved, 0 if the entry was already gone.
-local entry = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-if #entry == 0 then
-  return 0
+-- Dead-letter an entry for one destination: a copy goes to the source's
+-- DLQ naming the destination, with why and every attempt; the group is
+-- done with it, and so is the stream once every group is.
+-- KEYS[1] stream, KEYS[2] dlq, KEYS[3] retry zset, KEYS[4] attempts hash,
+-- KEYS[5] state hash, KEYS[6] dlq counts hash
+-- ARGV[1] group (= destination), ARGV[2] entry id, ARGV[3] reason,
+-- ARGV[4] last status, ARGV[5] last error, ARGV[6] history line of this
+-- step ('' = already recorded), ARGV[7] '1' if this step was a counted
+-- attempt, ARGV[8] '1' if the destination answered (it is up)
+-- Returns 1 if moved, 0 if the entry was already gone or not pending here.
+local stream, dlq, retry, attempts, state, counts = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local group, id = ARGV[1], ARGV[2]
+local entry = redis.call('XRANGE', stream, id, id)
+local acked = redis.call('XACK', stream, group, id)
+local made, history = parse_attempts(redis.call('HGET', attempts, id))
+redis.call('HDEL', attempts, id)
+redis.call('ZREM', retry, id)
+if #entry == 0 or acked == 0 then return 0 end
+if ARGV[7] == '1' then made = made + 1 end
+history = history .. ARGV[6]
+local now = now_ms()
+local fields = stored_fields(entry[1][2])
+for _, v in ipairs({'dest', group, 'att', tostring(made), 'log', history, 'reason', ARGV[3],
+                    'status', ARGV[4], 'error', ARGV[5], 'dead_at', tostring(now), 'entry', id}) do
+  fields[#fields + 1] = v
 end
-local fields = entry[1][2]
-local has_log = false
-for i = 1, #fields, 2 do
-  if fields[i] == 'att' and ARGV[7] == '1' then
-    fields[i + 1] = tostring(tonumber(fields[i + 1]) + 1)
-  elseif fields[i] == 'log' then
-    fields[i + 1] = fields[i + 1] .. ARGV[6]
-    has_log = true
-  end
+redis.call('XADD', dlq, '*', unpack(fields))
+redis.call('HINCRBY', counts, group, 1)
+if ARGV[8] == '1' then
+  -- It answered: the destination is up, whatever it thought of the event.
+  redis.call('HSET', state, 'failures', 0)
+  redis.call('HDEL', state, 'breaker', 'open_until', 'probe_until', 'cooldown')
 end
-if not has_log then
-  table.insert(fields, 'log'); table.insert(fields, ARGV[6])
-end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-for _, v in ipairs({'reason', ARGV[3], 'status', ARGV[4], 'error', ARGV[5],
-                    'dead_at', tostring(now), 'entry', ARGV[2]}) do
-  table.insert(fields, v)
-end
-redis.call('XADD', KEYS[2], '*', unpack(fields))
-redis.call('XDEL', KEYS[1], ARGV[2])
+redis.call('HSET', state, 'last_fail', now, 'last_status', ARGV[4])
+if done_elsewhere(stream, groups_of(stream), group, id) then redis.call('XDEL', stream, id) end
 return 1

@@ -21,16 +21,28 @@ pub struct DlqMatch {
     pub received_ms: u64,
     pub dead_at_ms: u64,
     pub body_bytes: usize,
+    /// The destination it died for.
+    pub destination: String,
+}
+
+/// What a DLQ walk keeps (empty = any).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DlqScanFilter<'a> {
+    pub event_type: &'a str,
+    pub reason: &'a str,
+    pub destination: &'a str,
 }
 
 /// One step of a filtered DLQ walk (`dlq_scan.lua`).
 #[derive(Debug, Default)]
 pub struct DlqScanStep {
-    /// Entries looked at; fewer than asked for means the DLQ ends here.
+    /// Entries looked at.
     pub examined: usize,
     /// The oldest entry looked at, where the next step continues below.
     pub last: Option<String>,
     pub matches: Vec<DlqMatch>,
+    /// Entries may remain below `last`.
+    pub more: bool,
 }
 
 impl Queue {
@@ -58,7 +70,7 @@ impl Queue {
             .eval(
                 OP,
                 &self.scripts.replay,
-                vec![&keys.stream, &keys.dlq],
+                vec![&keys.stream, &keys.dlq, &keys.dlq_counts, &keys.heir],
                 || dlq_ids.iter().map(|id| Value::from(*id)).collect(),
                 None,
             )
@@ -76,28 +88,29 @@ impl Queue {
     }
 
     /// Examines up to `count` DLQ entries, newest first, from `from`
-    /// (inclusive; None = the newest), and returns those matching the
-    /// event type and reason (empty = any).
+    /// (inclusive; None = the newest), and returns those matching `filter`.
     pub async fn dlq_scan(
         &self,
         keys: &SourceKeys,
         from: Option<&str>,
         count: usize,
-        event_type: &str,
-        reason: &str,
+        most_matches: usize,
+        filter: &DlqScanFilter<'_>,
     ) -> Result<DlqScanStep, QueueError> {
         const OP: &str = "dlq scan";
         let result = self
             .eval(
                 OP,
                 &self.scripts.dlq_scan,
-                vec![&keys.dlq],
+                vec![&keys.dlq, &keys.heir],
                 || {
                     vec![
                         from.unwrap_or("+").into(),
                         Value::Integer(count as i64),
-                        event_type.into(),
-                        reason.into(),
+                        filter.event_type.into(),
+                        filter.reason.into(),
+                        filter.destination.into(),
+                        Value::Integer(most_matches as i64),
                     ]
                 },
                 None,
@@ -106,8 +119,8 @@ impl Queue {
         let Value::Array(parts) = result else {
             return Err(reply(OP, "not an array"));
         };
-        let [examined, last, matches] =
-            <[Value; 3]>::try_from(parts).map_err(|_| reply(OP, "expected three items"))?;
+        let [examined, last, matches, more] =
+            <[Value; 4]>::try_from(parts).map_err(|_| reply(OP, "expected four items"))?;
         let matches = match matches {
             Value::Array(items) => items,
             _ => Vec::new(),
@@ -117,7 +130,7 @@ impl Queue {
         let matches = matches
             .into_iter()
             .map(|item| match item {
-                Value::Array(f) if f.len() == 10 => Ok(DlqMatch {
+                Value::Array(f) if f.len() == 11 => Ok(DlqMatch {
                     dlq_id: text(&f[0]),
                     event_id: text(&f[1]),
                     event_type: text(&f[2]),
@@ -128,6 +141,7 @@ impl Queue {
                     received_ms: number(&f[7]),
                     dead_at_ms: number(&f[8]),
                     body_bytes: number(&f[9]) as usize,
+                    destination: text(&f[10]),
                 }),
                 _ => Err(reply(OP, "match shape")),
             })
@@ -136,6 +150,7 @@ impl Queue {
             examined: value_u64(&examined).unwrap_or(0) as usize,
             last: value_string(&last).filter(|id| !id.is_empty()),
             matches,
+            more: value_u64(&more) == Some(1),
         })
     }
 
@@ -161,12 +176,24 @@ impl Queue {
         }
     }
 
+    /// The destination that inherited the single-destination layout's DLQ
+    /// entries, if the stream was migrated.
+    pub async fn heir(&self, keys: &SourceKeys) -> Result<Option<String>, QueueError> {
+        use fred::interfaces::KeysInterface;
+        self.pool
+            .next()
+            .get::<Option<String>, _>(keys.heir.as_str())
+            .await
+            .map_err(redis("get"))
+    }
+
     /// Deletes a DLQ entry; false if it was not there.
     pub async fn dlq_delete(&self, keys: &SourceKeys, dlq_id: &str) -> Result<bool, QueueError> {
         Ok(self.dlq_delete_many(keys, &[dlq_id]).await? > 0)
     }
 
-    /// Deletes DLQ entries in one command; how many were there.
+    /// Deletes DLQ entries in one script call, keeping each destination's
+    /// count; how many were there.
     pub async fn dlq_delete_many(
         &self,
         keys: &SourceKeys,
@@ -175,12 +202,15 @@ impl Queue {
         if dlq_ids.is_empty() {
             return Ok(0);
         }
-        let deleted: i64 = self
-            .pool
-            .next()
-            .xdel(keys.dlq.as_str(), dlq_ids.to_vec())
-            .await
-            .map_err(redis("xdel"))?;
-        Ok(deleted.max(0) as usize)
+        let result = self
+            .eval(
+                "dlq delete",
+                &self.scripts.dlq_delete,
+                vec![&keys.dlq, &keys.dlq_counts, &keys.heir],
+                || dlq_ids.iter().map(|id| Value::from(*id)).collect(),
+                None,
+            )
+            .await?;
+        Ok(value_u64(&result).unwrap_or(0) as usize)
     }
 }

@@ -40,6 +40,12 @@ pub mod field {
     pub const DEAD_AT: &str = "dead_at";
     /// DLQ only: the stream entry id it had.
     pub const ENTRY: &str = "entry";
+    /// DLQ only: the destination it died for.
+    pub const DESTINATION: &str = "dest";
+    /// A replayed copy: the only destination it is for.
+    pub const TO: &str = "to";
+    /// A replayed copy: the stream entry id of the event it copies.
+    pub const OF: &str = "of";
 }
 
 /// Why an event was dead-lettered; stored as its name in the DLQ entry.
@@ -99,7 +105,25 @@ pub struct Envelope {
     pub headers: Bytes,
     pub body: Bytes,
     pub received_ms: u64,
+    /// Attempts this destination has made (from its attempts record).
     pub attempts: u32,
+    /// A replayed copy's only destination.
+    pub to: Option<String>,
+    /// A replayed copy: the entry it copies.
+    pub of: Option<String>,
+}
+
+impl Envelope {
+    /// Whether `destination` should deliver it (a replay addressed to
+    /// another destination is not for it).
+    pub fn is_for(&self, destination: &str) -> bool {
+        self.to.as_deref().is_none_or(|to| to == destination)
+    }
+
+    /// The event's entry id in the log: the original's for a replayed copy.
+    pub fn event_entry(&self) -> &str {
+        self.of.as_deref().unwrap_or(&self.entry_id)
+    }
 }
 
 /// An entry with all its fields as stored (DLQ entries: their fields vary).
@@ -126,6 +150,8 @@ impl FromFields for Envelope {
             body: Bytes::new(),
             received_ms: 0,
             attempts: 0,
+            to: None,
+            of: None,
         }
     }
 
@@ -139,10 +165,9 @@ impl FromFields for Envelope {
             n if n == field::RECEIVED.as_bytes() => {
                 self.received_ms = parse_ascii(&value).unwrap_or(0)
             }
-            n if n == field::ATTEMPTS.as_bytes() => {
-                self.attempts = parse_ascii(&value).unwrap_or(0)
-            }
             n if n == field::CONTENT_TYPE.as_bytes() => self.content_type = Some(value),
+            n if n == field::TO.as_bytes() => self.to = Some(text()),
+            n if n == field::OF.as_bytes() => self.of = Some(text()),
             n if n == field::HEADERS.as_bytes() => self.headers = value,
             n if n == field::BODY.as_bytes() => self.body = value,
             _ => {}
@@ -386,10 +411,10 @@ mod tests {
         assert_eq!(env.entry_id, "1-0");
         assert_eq!(env.event_id, "evt");
         assert_eq!(env.event_type, "t");
-        assert_eq!(env.attempts, 3);
         assert_eq!(env.received_ms, 17);
         assert_eq!(&env.body[..], b"\x00\xff");
         assert_eq!(env.content_type, None);
+        assert!(env.is_for("anyone"));
 
         let odd = Value::Array(vec![Value::from("id")]);
         assert!(Envelope::from_stream_entry("test", entry(odd)).is_err());
@@ -407,7 +432,8 @@ mod tests {
             (blob(b"type"), blob(b"t")),
             (blob(b"ct"), blob(b"application/json")),
             (blob(b"body"), blob(b"\x00\xff")),
-            (blob(b"att"), blob(b"2")),
+            (blob(b"to"), blob(b"billing")),
+            (blob(b"of"), blob(b"0-1")),
             (
                 blob(b"rcv"),
                 Resp3Frame::Number {
@@ -437,7 +463,8 @@ mod tests {
             assert_eq!(env.event_type, "t");
             assert_eq!(env.content_type.as_deref(), Some(&b"application/json"[..]));
             assert_eq!(&env.body[..], b"\x00\xff");
-            assert_eq!(env.attempts, 2);
+            assert!(env.is_for("billing") && !env.is_for("analytics"));
+            assert_eq!(env.event_entry(), "0-1");
             assert_eq!(env.received_ms, 17);
         }
         let stored: StoredEntry = decode(

@@ -1,27 +1,42 @@
 #!lua
 -- Ingest a batch (group commit, see ingest.rs): for each event, de-duplicate
 -- and append in one atomic step, so a dedup key never exists without its
--- stream entry (and vice versa). A batch of one is the plain case.
--- KEYS[1] stream, KEYS[2] delayed, KEYS[2 + i] seen:<event id> of event i
--- ARGV[1] dedup ttl (s), ARGV[2] max backlog, then per event six items:
+-- stream entry (and vice versa). A batch of one is the plain case. One copy
+-- of each event; every destination reads it through its consumer group.
+-- KEYS[1] stream, KEYS[1 + i] seen:<event id> of event i
+-- ARGV[1] dedup ttl (s), ARGV[2] max backlog, ARGV[3] n destinations,
+-- ARGV[4 .. 3 + n] their names (= groups), then per event six items:
 --   event id, event type, content type ('' = none), headers, body,
 --   received unix ms
--- The entry's field names (queue.rs `field`) are written here rather than
--- sent with every event: they would double the items each call carries.
+-- The entry's field names (queue/entry.rs `field`) are written here rather
+-- than sent with every event: they would double the items each call carries.
 -- Returns, per event in order, two items:
 --   "dup", first entry id | "full", backlog | "ok", entry id
+-- or {"setup"} when a destination's group does not exist yet (nothing is
+-- written then; the caller creates the groups and sends the batch again).
 local max_backlog = tonumber(ARGV[2])
+local n = tonumber(ARGV[3])
 local backlog = nil
 local out = {}
-local at = 3
-for i = 3, #KEYS do
+local at = 4 + n
+for i = 2, #KEYS do
   local seen = redis.call('GET', KEYS[i])
   if seen then
     out[#out + 1] = 'dup'
     out[#out + 1] = seen
   else
     if backlog == nil then
-      backlog = redis.call('XLEN', KEYS[1]) + redis.call('ZCARD', KEYS[2])
+      -- The backlog is the largest of the destinations': what one of
+      -- them has not finished (unread, in flight, waiting for a retry).
+      local groups = groups_of(KEYS[1])
+      backlog = 0
+      for d = 4, 3 + n do
+        local g = groups[ARGV[d]]
+        if not g then return {'setup'} end
+        local unread = g.lag
+        if not unread then unread = redis.call('XLEN', KEYS[1]) end
+        if unread + g.pending > backlog then backlog = unread + g.pending end
+      end
     end
     if backlog >= max_backlog then
       out[#out + 1] = 'full'
@@ -30,11 +45,11 @@ for i = 3, #KEYS do
       local id
       if ARGV[at + 2] == '' then
         id = redis.call('XADD', KEYS[1], '*', 'id', ARGV[at], 'type', ARGV[at + 1],
-          'hdr', ARGV[at + 3], 'body', ARGV[at + 4], 'rcv', ARGV[at + 5], 'att', '0')
+          'hdr', ARGV[at + 3], 'body', ARGV[at + 4], 'rcv', ARGV[at + 5])
       else
         id = redis.call('XADD', KEYS[1], '*', 'id', ARGV[at], 'type', ARGV[at + 1],
           'ct', ARGV[at + 2], 'hdr', ARGV[at + 3], 'body', ARGV[at + 4],
-          'rcv', ARGV[at + 5], 'att', '0')
+          'rcv', ARGV[at + 5])
       end
       redis.call('SET', KEYS[i], id, 'EX', ARGV[1])
       backlog = backlog + 1

@@ -95,8 +95,12 @@ pub struct Ingestor {
 /// One of a source's writers: takes a batch, stores it, answers it.
 struct Writer {
     queue: Queue,
+    keys: Arc<SourceKeys>,
     stream: Key,
-    delayed: Key,
+    /// The destinations' names: their groups must exist before an event
+    /// goes in, or a destination created later would start after it.
+    destinations: Arc<[String]>,
+    heir: Arc<str>,
     dedup_ttl_secs: i64,
     max_backlog: i64,
     waiting: Arc<Mutex<mpsc::Receiver<Waiting>>>,
@@ -105,29 +109,35 @@ struct Writer {
 impl Ingestor {
     /// Starts `writers` writer tasks on `tasks`; they end when the last
     /// `Ingestor` clone is dropped and the waiting requests are answered.
+    /// `destinations` are the source's destinations' names and `heir` the
+    /// one that inherits a single-destination layout (see `setup.lua`).
     pub fn start(
         queue: &Queue,
         keys: SourceKeys,
+        destinations: Vec<String>,
+        heir: &str,
         settings: IngestSettings,
         tasks: &TaskTracker,
     ) -> Self {
         let (tx, rx) = mpsc::channel(WAITING_CAPACITY);
         let rx = Arc::new(Mutex::new(rx));
+        let keys = Arc::new(keys);
+        let destinations: Arc<[String]> = destinations.into();
+        let heir: Arc<str> = heir.into();
         for _ in 0..settings.writers.max(1) {
             let writer = Writer {
                 queue: queue.clone(),
+                keys: keys.clone(),
                 stream: Key::from(keys.stream.as_str()),
-                delayed: Key::from(keys.delayed.as_str()),
+                destinations: destinations.clone(),
+                heir: heir.clone(),
                 dedup_ttl_secs: i64::try_from(settings.dedup_ttl.as_secs()).unwrap_or(i64::MAX),
                 max_backlog: i64::try_from(settings.max_backlog).unwrap_or(i64::MAX),
                 waiting: rx.clone(),
             };
             tasks.spawn(writer.run());
         }
-        Self {
-            waiting: tx,
-            keys: Arc::new(keys),
-        }
+        Self { waiting: tx, keys }
     }
 
     /// Dedup + append, atomically; resolves once Redis has run it.
@@ -200,29 +210,31 @@ impl Writer {
     }
 
     /// One `ingest.lua` call for the whole batch; answers every request.
+    /// A batch that finds a destination's group missing creates the groups
+    /// (`setup.lua`) and goes again, once.
     async fn store(&self, batch: &mut Vec<Waiting>, answers: &mut Vec<oneshot::Sender<Answer>>) {
         const OP: &str = "ingest";
-        let mut keys = Vec::with_capacity(2 + batch.len());
+        let mut keys = Vec::with_capacity(1 + batch.len());
         keys.push(self.stream.clone());
-        keys.push(self.delayed.clone());
-        let mut args = Vec::with_capacity(2 + batch.len() * ARGS_PER_EVENT);
+        let mut args =
+            Vec::with_capacity(3 + self.destinations.len() + batch.len() * ARGS_PER_EVENT);
         args.push(Value::Integer(self.dedup_ttl_secs));
         args.push(Value::Integer(self.max_backlog));
+        args.push(Value::Integer(self.destinations.len() as i64));
+        args.extend(self.destinations.iter().map(|d| Value::from(d.as_str())));
         for waiting in batch.drain(..) {
             keys.push(waiting.seen_key);
             args.extend(waiting.args);
             answers.push(waiting.answer);
         }
-        let result = self
-            .queue
-            .eval_values(
-                OP,
-                &self.queue.scripts.ingest,
-                keys,
-                args,
-                Some(&self.queue.ingest_options),
-            )
-            .await;
+        let mut result = self.call(keys.clone(), args.clone()).await;
+        if matches!(&result, Ok(Value::Array(parts)) if is_setup(parts)) {
+            let names: Vec<&str> = self.destinations.iter().map(String::as_str).collect();
+            result = match self.queue.setup(&self.keys, &names, &self.heir).await {
+                Ok(_) => self.call(keys, args).await,
+                Err(e) => Err(e),
+            };
+        }
         match result {
             Ok(Value::Array(parts)) if parts.len() == 2 * answers.len() => {
                 for (answer, pair) in answers.drain(..).zip(parts.chunks_exact(2)) {
@@ -242,6 +254,23 @@ impl Writer {
             }
         }
     }
+
+    async fn call(&self, keys: Vec<Key>, args: Vec<Value>) -> Result<Value, QueueError> {
+        self.queue
+            .eval_values(
+                "ingest",
+                &self.queue.scripts.ingest,
+                keys,
+                args,
+                Some(&self.queue.ingest_options),
+            )
+            .await
+    }
+}
+
+/// The reply that asks for the destinations' groups to be created first.
+fn is_setup(parts: &[Value]) -> bool {
+    parts.len() == 1 && value_string(&parts[0]).as_deref() == Some("setup")
 }
 
 /// `[status, detail]` for one event of the batch.

@@ -1,27 +1,49 @@
-//! The Redis key layout of a source, and the consumer group's name.
+//! The Redis key layout of a source and of its destinations.
 //!
 //! Every key of a source shares the hash tag `{<source>}`, so Redis Cluster
 //! keeps a source in one slot and every script touches a single slot.
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `{prefix}:{<source>}:stream` | stream, group [`GROUP`] | undelivered events (unread and in flight) |
-//! | `{prefix}:{<source>}:delayed` | zset, score = due ms | events waiting for a retry |
-//! | `{prefix}:{<source>}:dlq` | stream | dead-lettered events |
+//! | `{prefix}:{<source>}:stream` | stream, one consumer group per destination | one copy of each event, until every destination is done with it |
+//! | `{prefix}:{<source>}:d:<destination>:retry` | zset, score = due ms | entries waiting for a retry (still pending for the group) |
+//! | `{prefix}:{<source>}:d:<destination>:attempts` | hash, entry id → attempts + history | failed attempts of entries not yet finished |
+//! | `{prefix}:{<source>}:d:<destination>:state` | hash | breaker, pause, last success and failure, shared by every instance |
+//! | `{prefix}:{<source>}:dlq` | stream | dead-lettered events, each naming its destination |
+//! | `{prefix}:{<source>}:dlq:counts` | hash, destination → n | dead-lettered events per destination |
 //! | `{prefix}:{<source>}:seen:<event id>` | string + TTL | dedup marker → first entry id |
+//!
+//! The single-destination layout read the stream with one group,
+//! [`LEGACY_GROUP`], and parked retries in `{prefix}:{<source>}:delayed`;
+//! `setup.lua` migrates both.
 
-/// Consumer group every hookd process joins; entries are load-balanced
-/// across its consumers and XAUTOCLAIM moves them between consumers.
-pub const GROUP: &str = "hookd";
+/// The consumer group of the single-destination layout.
+pub const LEGACY_GROUP: &str = "hookd";
 
 /// The Redis keys of one source, built once at startup.
 #[derive(Debug, Clone)]
 pub struct SourceKeys {
     pub source: String,
     pub stream: String,
-    pub delayed: String,
     pub dlq: String,
+    pub dlq_counts: String,
+    /// The single-destination layout's retry set (migrated, then gone).
+    pub legacy_delayed: String,
+    /// Which destination inherited the single-destination layout's DLQ
+    /// entries (they name none).
+    pub heir: String,
+    prefix: String,
     seen_prefix: String,
+}
+
+/// The Redis keys of one destination of a source.
+#[derive(Debug, Clone)]
+pub struct DestinationKeys {
+    /// The consumer group: the destination's name.
+    pub group: String,
+    pub retry: String,
+    pub attempts: String,
+    pub state: String,
 }
 
 impl SourceKeys {
@@ -30,9 +52,12 @@ impl SourceKeys {
         Self {
             source: source.to_owned(),
             stream: format!("{base}:stream"),
-            delayed: format!("{base}:delayed"),
             dlq: format!("{base}:dlq"),
+            dlq_counts: format!("{base}:dlq:counts"),
+            legacy_delayed: format!("{base}:delayed"),
+            heir: format!("{base}:heir"),
             seen_prefix: format!("{base}:seen:"),
+            prefix: base,
         }
     }
 
@@ -42,6 +67,17 @@ impl SourceKeys {
         key.push_str(&self.seen_prefix);
         key.push_str(event_id);
         key
+    }
+
+    /// The keys of one of this source's destinations.
+    pub fn destination(&self, name: &str) -> DestinationKeys {
+        let base = format!("{}:d:{name}", self.prefix);
+        DestinationKeys {
+            group: name.to_owned(),
+            retry: format!("{base}:retry"),
+            attempts: format!("{base}:attempts"),
+            state: format!("{base}:state"),
+        }
     }
 }
 
@@ -53,8 +89,14 @@ mod tests {
     fn keys_share_one_hash_tag() {
         let keys = SourceKeys::new("hookd", "stripe");
         assert_eq!(keys.stream, "hookd:{stripe}:stream");
-        assert_eq!(keys.delayed, "hookd:{stripe}:delayed");
         assert_eq!(keys.dlq, "hookd:{stripe}:dlq");
+        assert_eq!(keys.dlq_counts, "hookd:{stripe}:dlq:counts");
+        assert_eq!(keys.legacy_delayed, "hookd:{stripe}:delayed");
         assert_eq!(keys.seen("evt_1"), "hookd:{stripe}:seen:evt_1");
+        let billing = keys.destination("billing");
+        assert_eq!(billing.group, "billing");
+        assert_eq!(billing.retry, "hookd:{stripe}:d:billing:retry");
+        assert_eq!(billing.attempts, "hookd:{stripe}:d:billing:attempts");
+        assert_eq!(billing.state, "hookd:{stripe}:d:billing:state");
     }
 }

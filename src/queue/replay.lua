@@ -1,11 +1,14 @@
 #!lua
--- Replay dead-lettered entries: each back into the stream with attempts
--- reset, removed from the DLQ in the same step, so replaying twice cannot
--- enqueue an event twice.
--- KEYS[1] stream, KEYS[2] dlq; ARGV dlq entry ids
+-- Replay dead-lettered entries, each to the destination it died for: a
+-- copy of the event goes back into the stream addressed to that
+-- destination alone ('to'; the others skip it), with attempts reset; the
+-- DLQ entry goes in the same step, so replaying twice cannot enqueue an
+-- event twice.
+-- KEYS[1] stream, KEYS[2] dlq, KEYS[3] dlq counts hash, KEYS[4] heir record
+-- ARGV dlq entry ids
 -- Returns, per id in order, the new stream entry id, or false if that DLQ
 -- entry is gone.
-local keep = {id = true, type = true, ct = true, hdr = true, body = true, rcv = true}
+local heir = redis.call('GET', KEYS[4])
 local out = {}
 for n, dlq_id in ipairs(ARGV) do
   local entry = redis.call('XRANGE', KEYS[2], dlq_id, dlq_id)
@@ -13,13 +16,19 @@ for n, dlq_id in ipairs(ARGV) do
     out[n] = false
   else
     local src = entry[1][2]
-    local fields = {}
-    for i = 1, #src, 2 do
-      if keep[src[i]] then
-        table.insert(fields, src[i]); table.insert(fields, src[i + 1])
-      end
+    local f = {}
+    for i = 1, #src, 2 do f[src[i]] = src[i + 1] end
+    local dest = f['dest'] or heir
+    local fields = stored_fields(src)
+    if not f['of'] and f['entry'] then
+      fields[#fields + 1] = 'of'
+      fields[#fields + 1] = f['entry']
     end
-    table.insert(fields, 'att'); table.insert(fields, '0')
+    if dest then
+      fields[#fields + 1] = 'to'
+      fields[#fields + 1] = dest
+      uncount(KEYS[3], dest)
+    end
     out[n] = redis.call('XADD', KEYS[1], '*', unpack(fields))
     redis.call('XDEL', KEYS[2], dlq_id)
   end

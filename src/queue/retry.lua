@@ -1,34 +1,60 @@
 #!lua flags=allow-oom
--- Schedule a retry: move the entry from the stream to the delayed set, due
--- at Redis' clock + delay, with its attempt count and history updated.
--- KEYS[1] stream, KEYS[2] delayed
--- ARGV[1] group, ARGV[2] entry id, ARGV[3] delay (ms), ARGV[4] history line
--- Returns the due time (ms), or 0 if the entry was already gone.
-local entry = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-if #entry == 0 then
-  return 0
+-- A failed attempt for one destination: counted (unless it was the
+-- breaker's probe), its history line kept, the entry left pending for the
+-- group and due again in the destination's retry set. It feeds the
+-- breaker: `failures` consecutive failed attempts, or a failed probe, open
+-- it. An event whose every attempt failed within one unbroken streak of
+-- the destination's is not dead-lettered when the breaker is on: the
+-- service is down, not the event poison, so the breaker opens and the
+-- event waits.
+-- KEYS[1] stream, KEYS[2] retry zset, KEYS[3] attempts hash, KEYS[4] state hash
+-- ARGV[1] group, ARGV[2] entry id, ARGV[3] delay (ms), ARGV[4] history line,
+-- ARGV[5] HTTP status ('' = none), ARGV[6] max attempts, ARGV[7] breaker
+-- failures (0 = off), ARGV[8] cooldown (ms), ARGV[9] max cooldown (ms),
+-- ARGV[10] '1' if this attempt was the probe
+-- Returns {'retry', due ms, open until ms (0: the breaker is closed)} |
+--   {'dead', attempts made} | {'gone'}
+local stream, retry, attempts, state = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local group, id = ARGV[1], ARGV[2]
+if #redis.call('XPENDING', stream, group, id, id, 1) == 0 then
+  -- Another consumer settled it (it was claimed away from us).
+  return {'gone'}
 end
-local fields = entry[1][2]
-local has_att, has_log = false, false
-for i = 1, #fields, 2 do
-  if fields[i] == 'att' then
-    fields[i + 1] = tostring(tonumber(fields[i + 1]) + 1)
-    has_att = true
-  elseif fields[i] == 'log' then
-    fields[i + 1] = fields[i + 1] .. ARGV[4]
-    has_log = true
+local now = now_ms()
+local probe = ARGV[10] == '1'
+local made, history = parse_attempts(redis.call('HGET', attempts, id))
+if not probe then made = made + 1 end
+history = history .. ARGV[4]
+redis.call('HSET', attempts, id, made .. '\n' .. history)
+local failures = redis.call('HINCRBY', state, 'failures', 1)
+redis.call('HSET', state, 'last_fail', now, 'last_status', ARGV[5])
+local threshold, max_attempts = tonumber(ARGV[7]), tonumber(ARGV[6])
+local due = now + tonumber(ARGV[3])
+local function open(cooldown)
+  redis.call('HSET', state, 'breaker', 'open', 'open_until', now + cooldown, 'cooldown', cooldown)
+  redis.call('HDEL', state, 'probe_until')
+end
+local held = false
+if threshold > 0 then
+  local base, longest = tonumber(ARGV[8]), tonumber(ARGV[9])
+  local breaker = redis.call('HGET', state, 'breaker')
+  if probe then
+    local last = tonumber(redis.call('HGET', state, 'cooldown') or base)
+    open(math.min(last * 2, longest))
+  elseif made >= max_attempts and failures >= made then
+    held = true
+    if breaker ~= 'open' then open(base) end
+  elseif failures >= threshold and not breaker then
+    open(base)
   end
 end
-if not has_att then
-  table.insert(fields, 'att'); table.insert(fields, '1')
+if made >= max_attempts and not probe and not held then
+  return {'dead', made}
 end
-if not has_log then
-  table.insert(fields, 'log'); table.insert(fields, ARGV[4])
+local open_until = 0
+if redis.call('HGET', state, 'breaker') == 'open' then
+  open_until = tonumber(redis.call('HGET', state, 'open_until') or 0)
 end
-local t = redis.call('TIME')
-local due = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[3])
--- The original entry id keeps the member unique even for identical bodies.
-redis.call('ZADD', KEYS[2], due, cmsgpack.pack(ARGV[2], fields))
-redis.call('XDEL', KEYS[1], ARGV[2])
-return due
+if due < open_until then due = open_until end
+redis.call('ZADD', retry, due, id)
+return {'retry', due, open_until}

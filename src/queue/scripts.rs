@@ -1,6 +1,8 @@
 //! The Lua scripts, one per state move, each atomic. Their text lives next
 //! to this file; Redis caches them by SHA-1 and [`super::Queue`] reloads
-//! one transparently after a restart or `SCRIPT FLUSH`.
+//! one transparently after a restart or `SCRIPT FLUSH`. Scripts that need
+//! the helpers of `lib.lua` get it written after their first line (the
+//! shebang that carries their flags).
 //!
 //! Scripts that free or move memory carry `flags=allow-oom`: at `maxmemory`
 //! Redis still runs them, so a full Redis drains instead of redelivering.
@@ -8,39 +10,69 @@
 
 use fred::types::scripts::Script;
 
+const LIB: &str = include_str!("lib.lua");
+
+/// `text` with `lib.lua` after its shebang line.
+fn with_lib(text: &str) -> Script {
+    let (shebang, body) = text.split_once('\n').unwrap_or((text, ""));
+    Script::from_lua(format!("{shebang}\n{LIB}\n{body}"))
+}
+
 pub struct Scripts {
     /// Dedup + XADD for a batch of events (group commit).
     pub ingest: Script,
-    /// XACK + XDEL of delivered entries (allow-oom).
+    /// Every destination's group; the single-destination layout migrated.
+    pub setup: Script,
+    /// What a destination is done with: XACK, and XDEL once every
+    /// destination is (allow-oom).
     pub ack: Script,
-    /// Stream → delayed set, attempt counted (allow-oom).
+    /// A failed attempt counted and scheduled; feeds the breaker (allow-oom).
     pub retry: Script,
-    /// Delayed set → stream once due (allow-oom).
-    pub promote: Script,
-    /// Stream → DLQ with why (allow-oom).
+    /// Entries read while the gate shut, parked as due retries.
+    pub defer: Script,
+    /// Due retries handed to a consumer (allow-oom).
+    pub take: Script,
+    /// A destination's copy to the DLQ, with why (allow-oom).
     pub dead: Script,
-    /// XAUTOCLAIM with delivery counts (allow-oom).
+    /// XAUTOCLAIM with delivery counts, sparing waiting retries (allow-oom).
     pub claim: Script,
     /// Queue depths for health and gauges (no writes).
     pub stats: Script,
-    /// DLQ → stream with attempts reset.
+    /// Breaker and pause state of a source's destinations (no writes).
+    pub state: Script,
+    /// One probe at a time for an open breaker.
+    pub probe: Script,
+    /// DLQ → stream, to the entry's destination alone.
     pub replay: Script,
+    /// DLQ entries deleted, counts kept (allow-oom).
+    pub dlq_delete: Script,
     /// A filtered step through a DLQ (no writes).
     pub dlq_scan: Script,
+    /// A removed destination's group and keys gone (allow-oom).
+    pub forget: Script,
+    /// Entries every group is done with removed (allow-oom).
+    pub sweep: Script,
 }
 
 impl Scripts {
     pub fn new() -> Self {
         Self {
-            ingest: Script::from_lua(include_str!("ingest.lua")),
-            ack: Script::from_lua(include_str!("ack.lua")),
-            retry: Script::from_lua(include_str!("retry.lua")),
-            promote: Script::from_lua(include_str!("promote.lua")),
-            dead: Script::from_lua(include_str!("dead.lua")),
-            claim: Script::from_lua(include_str!("claim.lua")),
-            stats: Script::from_lua(include_str!("stats.lua")),
-            replay: Script::from_lua(include_str!("replay.lua")),
+            ingest: with_lib(include_str!("ingest.lua")),
+            setup: with_lib(include_str!("setup.lua")),
+            ack: with_lib(include_str!("ack.lua")),
+            retry: with_lib(include_str!("retry.lua")),
+            take: with_lib(include_str!("take.lua")),
+            defer: with_lib(include_str!("defer.lua")),
+            dead: with_lib(include_str!("dead.lua")),
+            claim: with_lib(include_str!("claim.lua")),
+            stats: with_lib(include_str!("stats.lua")),
+            state: Script::from_lua(include_str!("state.lua")),
+            probe: with_lib(include_str!("probe.lua")),
+            replay: with_lib(include_str!("replay.lua")),
+            dlq_delete: with_lib(include_str!("dlq_delete.lua")),
             dlq_scan: Script::from_lua(include_str!("dlq_scan.lua")),
+            forget: with_lib(include_str!("forget.lua")),
+            sweep: with_lib(include_str!("sweep.lua")),
         }
     }
 }
@@ -60,7 +92,6 @@ mod tests {
             field::HEADERS,
             field::BODY,
             field::RECEIVED,
-            field::ATTEMPTS,
         ] {
             assert!(script.contains(&format!("'{name}', ")), "{name}");
         }
@@ -71,12 +102,26 @@ mod tests {
         for (name, text) in [
             ("ack", include_str!("ack.lua")),
             ("retry", include_str!("retry.lua")),
-            ("promote", include_str!("promote.lua")),
+            ("take", include_str!("take.lua")),
             ("dead", include_str!("dead.lua")),
             ("claim", include_str!("claim.lua")),
+            ("dlq_delete", include_str!("dlq_delete.lua")),
+            ("forget", include_str!("forget.lua")),
+            ("sweep", include_str!("sweep.lua")),
         ] {
             assert!(text.starts_with("#!lua flags=allow-oom\n"), "{name}");
         }
         assert!(include_str!("ingest.lua").starts_with("#!lua\n"));
+    }
+
+    #[test]
+    fn the_library_goes_after_the_shebang() {
+        let script = super::with_lib("#!lua flags=allow-oom\nreturn 1");
+        let text = script.lua().expect("script text");
+        assert!(
+            text.starts_with("#!lua flags=allow-oom\n-- Shared by"),
+            "{text}"
+        );
+        assert!(text.ends_with("return 1"));
     }
 }

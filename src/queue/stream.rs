@@ -1,28 +1,72 @@
-//! The moves along the delivery path: read, claim, acknowledge, retry,
-//! promote, dead-letter, and the queue depths operators watch.
+//! The moves along the delivery path, per destination: read, take due
+//! retries, claim, acknowledge, retry, dead-letter; the groups' setup.
 
 use std::time::Duration;
 
-use fred::interfaces::{ClientLike, StreamsInterface};
+use fred::interfaces::ClientLike;
 use fred::prelude::Client;
 use fred::types::{ClusterHash, CustomCommand, Resp3Frame, Value};
 
 use super::entry::{DeadReason, Envelope, RawEntry, decode};
 use super::reply::{frame_error, frame_kind, redis, reply, value_string, value_u64};
-use super::{GROUP, Queue, QueueError, READ_BLOCK, SourceKeys};
+use super::{DestinationKeys, LEGACY_GROUP, Queue, QueueError, SourceKeys};
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct SourceStats {
-    /// Not yet handed to any consumer.
-    pub backlog: u64,
-    /// Handed to a consumer, not yet acknowledged.
-    pub pending: u64,
-    /// Waiting in the delayed set for a retry.
-    pub retrying: u64,
-    /// Dead-lettered.
-    pub dlq: u64,
-    /// Age of the oldest undelivered entry in the stream (read or not).
-    pub oldest_age_ms: Option<u64>,
+/// What a destination is done with an entry as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckKind {
+    /// The destination answered 2xx.
+    Delivered,
+    /// Not for this destination: its filter did not match, or a replay
+    /// addressed to another destination.
+    Skipped,
+}
+
+/// A failed attempt to record.
+#[derive(Debug)]
+pub struct FailedAttempt<'a> {
+    pub entry_id: &'a str,
+    /// The backoff before the next attempt.
+    pub delay: Duration,
+    /// The attempt's history line.
+    pub history: &'a str,
+    pub status: Option<u16>,
+    pub max_attempts: u32,
+    /// The breaker's `failures` (0 = off), cooldown and its ceiling.
+    pub breaker_failures: u32,
+    pub cooldown: Duration,
+    pub max_cooldown: Duration,
+    /// The attempt was the breaker's probe: not counted.
+    pub probe: bool,
+}
+
+/// What recording a failed attempt decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryOutcome {
+    /// Due again at this unix ms; the breaker is open until
+    /// `breaker_open_until_ms` (this failure may have opened it).
+    Scheduled {
+        due_ms: u64,
+        breaker_open_until_ms: Option<u64>,
+    },
+    /// That was the last attempt: dead-letter it.
+    Exhausted { attempts: u32 },
+    /// Another consumer settled the entry meanwhile.
+    Gone,
+}
+
+/// Why and how an entry goes to the DLQ for a destination.
+#[derive(Debug)]
+pub struct DeadLetter<'a> {
+    pub entry_id: &'a str,
+    pub reason: DeadReason,
+    /// The last attempt's HTTP status, if it got one.
+    pub status: Option<u16>,
+    pub error: &'a str,
+    /// The history line of the step that ends it; empty when the retry
+    /// script has recorded it already (attempts exhausted).
+    pub history: &'a str,
+    /// This step is an attempt of its own to count.
+    pub counted: bool,
 }
 
 /// An entry taken over from another consumer.
@@ -43,65 +87,98 @@ pub struct ClaimPage {
     pub deleted: u64,
 }
 
-/// Why and how an entry goes to the DLQ.
+/// Retries that were due, now this consumer's.
 #[derive(Debug)]
-pub struct DeadLetter<'a> {
-    pub entry_id: &'a str,
-    pub reason: DeadReason,
-    /// The last attempt's HTTP status, if it got one.
-    pub status: Option<u16>,
-    pub error: &'a str,
-    /// The history line of the attempt (or crash loop) that ends it.
-    pub history: &'a str,
-}
-
-/// What one promote step did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Promoted {
-    pub moved: u64,
+pub struct Due {
+    pub entries: Vec<Envelope>,
     /// How long until the next retry is due; None when none waits.
     pub next_due: Option<Duration>,
 }
 
+/// What `setup.lua` did.
+#[derive(Debug, Default)]
+pub struct Setup {
+    /// Retries of the single-destination layout appended again for the heir.
+    pub migrated: u64,
+    /// Consumer groups created.
+    pub created: Vec<String>,
+}
+
+/// The millisecond part of a stream id.
+pub fn id_ms(id: &str) -> Option<u64> {
+    id.split('-').next()?.parse().ok()
+}
+
+fn attempts_of(value: &Value) -> u32 {
+    value_u64(value).unwrap_or(0) as u32
+}
+
 impl Queue {
-    /// Creates the consumer group (and the stream) if missing. Starts at
-    /// id 0 so events accepted before the group existed are delivered too.
-    pub async fn ensure_group(&self, keys: &SourceKeys) -> Result<(), QueueError> {
-        match self
-            .pool
-            .next()
-            .xgroup_create::<Value, _, _, _>(keys.stream.as_str(), GROUP, "0", true)
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if e.details().contains("BUSYGROUP") => Ok(()),
-            Err(e) => Err(redis("xgroup create")(e)),
+    /// Creates every destination's consumer group that is missing (a new
+    /// one starts with new events) and migrates the single-destination
+    /// layout of the stream if it finds it (`setup.lua`).
+    pub async fn setup(
+        &self,
+        keys: &SourceKeys,
+        destinations: &[&str],
+        heir: &str,
+    ) -> Result<Setup, QueueError> {
+        const OP: &str = "setup";
+        let result = self
+            .eval(
+                OP,
+                &self.scripts.setup,
+                vec![
+                    &keys.stream,
+                    &keys.legacy_delayed,
+                    &keys.dlq,
+                    &keys.dlq_counts,
+                    &keys.heir,
+                ],
+                || {
+                    let mut args: Vec<Value> = vec![LEGACY_GROUP.into(), heir.into()];
+                    args.extend(destinations.iter().map(|d| Value::from(*d)));
+                    args
+                },
+                None,
+            )
+            .await?;
+        match result {
+            Value::Array(parts) if parts.len() == 2 => Ok(Setup {
+                migrated: value_u64(&parts[0]).unwrap_or(0),
+                created: match &parts[1] {
+                    Value::Array(names) => names.iter().filter_map(value_string).collect(),
+                    _ => Vec::new(),
+                },
+            }),
+            other => Err(reply(OP, format!("{other:?}"))),
         }
     }
 
-    /// New entries for this consumer, at most `count`; with `block`, waits
-    /// up to [`READ_BLOCK`] for one. `client` must be a
+    /// New entries for this consumer of `destination`, at most `count`;
+    /// with `block`, waits up to that long for one. `client` must be a
     /// [`Self::dedicated_client`].
     pub async fn read(
         &self,
         client: &Client,
         keys: &SourceKeys,
+        destination: &DestinationKeys,
         consumer: &str,
         count: usize,
-        block: bool,
+        block: Option<Duration>,
     ) -> Result<Vec<Envelope>, QueueError> {
         const OP: &str = "xreadgroup";
         let mut args: Vec<Value> = Vec::with_capacity(10);
         args.extend([
             Value::from_static_str("GROUP"),
-            Value::from_static_str(GROUP),
+            destination.group.as_str().into(),
             consumer.into(),
             Value::from_static_str("COUNT"),
             Value::Integer(count as i64),
         ]);
-        if block {
+        if let Some(block) = block {
             args.push(Value::from_static_str("BLOCK"));
-            args.push(Value::Integer(READ_BLOCK.as_millis() as i64));
+            args.push(Value::Integer(block.as_millis().max(1) as i64));
         }
         args.push(Value::from_static_str("STREAMS"));
         let key_at = args.len();
@@ -110,7 +187,8 @@ impl Queue {
         // Raw reply: the entries are taken apart straight from the frame.
         // Blocking as fred's own XREADGROUP marks it, so it is never
         // pipelined behind other commands.
-        let command = CustomCommand::new_static("XREADGROUP", ClusterHash::Offset(key_at), block);
+        let command =
+            CustomCommand::new_static("XREADGROUP", ClusterHash::Offset(key_at), block.is_some());
         let frame = client.custom_raw(command, args).await.map_err(redis(OP))?;
         if let Some(e) = frame_error(OP, &frame) {
             return Err(e);
@@ -143,11 +221,93 @@ impl Queue {
         Ok(out)
     }
 
-    /// One XAUTOCLAIM step with delivery counts (`claim.lua`): entries
-    /// other consumers left pending longer than `min_idle`.
+    /// Parks entries this consumer was handed but may not start (the gate
+    /// shut during the read) as due retries of `destination`, no attempt
+    /// counted (`defer.lua`).
+    pub async fn defer(
+        &self,
+        destination: &DestinationKeys,
+        entry_ids: &[String],
+    ) -> Result<(), QueueError> {
+        self.eval(
+            "defer",
+            &self.scripts.defer,
+            vec![&destination.retry],
+            || {
+                entry_ids
+                    .iter()
+                    .map(|id| Value::from(id.as_str()))
+                    .collect()
+            },
+            None,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Retries of `destination` that are due, at most `count`, made this
+    /// consumer's (`take.lua`).
+    pub async fn take_due(
+        &self,
+        keys: &SourceKeys,
+        destination: &DestinationKeys,
+        consumer: &str,
+        count: usize,
+    ) -> Result<Due, QueueError> {
+        const OP: &str = "take";
+        let result = self
+            .eval(
+                OP,
+                &self.scripts.take,
+                vec![&keys.stream, &destination.retry, &destination.attempts],
+                || {
+                    vec![
+                        destination.group.as_str().into(),
+                        consumer.into(),
+                        Value::Integer(count as i64),
+                    ]
+                },
+                None,
+            )
+            .await?;
+        let Value::Array(mut parts) = result else {
+            return Err(reply(OP, "not an array"));
+        };
+        if parts.len() != 2 {
+            return Err(reply(OP, "expected two items"));
+        }
+        let next_due = match &parts[1] {
+            Value::Integer(ms) if *ms >= 0 => Some(Duration::from_millis(*ms as u64)),
+            _ => None,
+        };
+        let rows = match parts.swap_remove(0) {
+            Value::Array(rows) => rows,
+            _ => Vec::new(),
+        };
+        let mut entries = Vec::with_capacity(rows.len());
+        for row in rows {
+            let Value::Array(mut triple) = row else {
+                return Err(reply(OP, "entry shape"));
+            };
+            if triple.len() != 3 {
+                return Err(reply(OP, "entry arity"));
+            }
+            let attempts = attempts_of(&triple[2]);
+            triple.truncate(2);
+            let mut envelope: Envelope = decode(OP, RawEntry::Value(Value::Array(triple)))?;
+            envelope.attempts = attempts;
+            entries.push(envelope);
+        }
+        Ok(Due { entries, next_due })
+    }
+
+    /// One XAUTOCLAIM step for `destination` with delivery counts
+    /// (`claim.lua`): entries other consumers left pending longer than
+    /// `min_idle`, except those waiting for a retry.
     pub async fn claim(
         &self,
         keys: &SourceKeys,
+        destination: &DestinationKeys,
         consumer: &str,
         min_idle: Duration,
         cursor: &str,
@@ -158,10 +318,10 @@ impl Queue {
             .eval(
                 OP,
                 &self.scripts.claim,
-                vec![&keys.stream],
+                vec![&keys.stream, &destination.retry, &destination.attempts],
                 || {
                     vec![
-                        GROUP.into(),
+                        destination.group.as_str().into(),
                         consumer.into(),
                         Value::Integer(min_idle.as_millis() as i64),
                         cursor.into(),
@@ -189,16 +349,19 @@ impl Queue {
         let deleted = parts.next().as_ref().and_then(value_u64).unwrap_or(0);
         let mut claimed = Vec::with_capacity(entries.len());
         for entry in entries {
-            let Value::Array(mut triple) = entry else {
+            let Value::Array(mut row) = entry else {
                 return Err(reply(OP, "entry shape"));
             };
-            if triple.len() != 3 {
+            if row.len() != 4 {
                 return Err(reply(OP, "entry arity"));
             }
-            let deliveries = value_u64(&triple[2]).unwrap_or(1);
-            triple.truncate(2);
+            let deliveries = value_u64(&row[2]).unwrap_or(1);
+            let attempts = attempts_of(&row[3]);
+            row.truncate(2);
+            let mut envelope: Envelope = decode(OP, RawEntry::Value(Value::Array(row)))?;
+            envelope.attempts = attempts;
             claimed.push(Claimed {
-                envelope: decode(OP, RawEntry::Value(Value::Array(triple)))?,
+                envelope,
                 deliveries,
             });
         }
@@ -209,17 +372,29 @@ impl Queue {
         })
     }
 
-    /// Acknowledges delivered entries and removes them from the stream.
-    pub async fn ack(&self, keys: &SourceKeys, entry_ids: &[&str]) -> Result<u64, QueueError> {
+    /// Acknowledges what `destination` is done with; an entry every
+    /// destination is done with leaves the stream (`ack.lua`).
+    pub async fn ack(
+        &self,
+        keys: &SourceKeys,
+        destination: &DestinationKeys,
+        acks: &[(AckKind, &str)],
+    ) -> Result<u64, QueueError> {
         let result = self
             .eval(
                 "ack",
                 &self.scripts.ack,
-                vec![&keys.stream],
+                vec![&keys.stream, &destination.attempts, &destination.state],
                 || {
-                    let mut args = Vec::with_capacity(entry_ids.len() + 1);
-                    args.push(GROUP.into());
-                    args.extend(entry_ids.iter().map(|id| Value::from(*id)));
+                    let mut args = Vec::with_capacity(1 + 2 * acks.len());
+                    args.push(destination.group.as_str().into());
+                    for (kind, id) in acks {
+                        args.push(Value::from_static_str(match kind {
+                            AckKind::Delivered => "d",
+                            AckKind::Skipped => "f",
+                        }));
+                        args.push(Value::from(*id));
+                    }
                     args
                 },
                 None,
@@ -228,135 +403,101 @@ impl Queue {
         Ok(value_u64(&result).unwrap_or(0))
     }
 
-    /// Moves an entry to the delayed set, due after `delay`, its attempt
-    /// counted and `history` appended. Returns false if the entry was
-    /// already gone (another consumer finished it).
+    /// Records a failed attempt for `destination` (`retry.lua`): counted,
+    /// kept in its history, and due again unless it was the last.
     pub async fn schedule_retry(
         &self,
         keys: &SourceKeys,
-        entry_id: &str,
-        delay: Duration,
-        history: &str,
-    ) -> Result<bool, QueueError> {
+        destination: &DestinationKeys,
+        failed: &FailedAttempt<'_>,
+    ) -> Result<RetryOutcome, QueueError> {
+        const OP: &str = "retry";
+        let status = failed.status.map(|s| s.to_string()).unwrap_or_default();
+        let ms = |d: Duration| Value::Integer(d.as_millis().min(i64::MAX as u128) as i64);
         let result = self
             .eval(
-                "retry",
+                OP,
                 &self.scripts.retry,
-                vec![&keys.stream, &keys.delayed],
+                vec![
+                    &keys.stream,
+                    &destination.retry,
+                    &destination.attempts,
+                    &destination.state,
+                ],
                 || {
                     vec![
-                        GROUP.into(),
-                        entry_id.into(),
-                        Value::Integer(delay.as_millis().min(i64::MAX as u128) as i64),
-                        history.into(),
+                        destination.group.as_str().into(),
+                        failed.entry_id.into(),
+                        ms(failed.delay),
+                        failed.history.into(),
+                        status.as_str().into(),
+                        Value::Integer(i64::from(failed.max_attempts)),
+                        Value::Integer(i64::from(failed.breaker_failures)),
+                        ms(failed.cooldown),
+                        ms(failed.max_cooldown),
+                        if failed.probe { "1" } else { "0" }.into(),
                     ]
                 },
                 None,
             )
             .await?;
-        Ok(value_u64(&result).unwrap_or(0) > 0)
+        let Value::Array(parts) = result else {
+            return Err(reply(OP, "not an array"));
+        };
+        match (
+            parts.first().and_then(value_string).as_deref(),
+            parts.get(1),
+        ) {
+            (Some("retry"), Some(due)) => Ok(RetryOutcome::Scheduled {
+                due_ms: value_u64(due).unwrap_or(0),
+                breaker_open_until_ms: parts.get(2).and_then(value_u64).filter(|ms| *ms > 0),
+            }),
+            (Some("dead"), Some(made)) => Ok(RetryOutcome::Exhausted {
+                attempts: attempts_of(made),
+            }),
+            (Some("gone"), _) => Ok(RetryOutcome::Gone),
+            other => Err(reply(OP, format!("{other:?}"))),
+        }
     }
 
-    /// Moves an entry to the DLQ. Returns false if it was already gone.
+    /// Moves an entry to the DLQ for `destination`. Returns false if it
+    /// was already gone.
     pub async fn dead_letter(
         &self,
         keys: &SourceKeys,
+        destination: &DestinationKeys,
         dead: &DeadLetter<'_>,
     ) -> Result<bool, QueueError> {
         let status = dead.status.map(|s| s.to_string()).unwrap_or_default();
+        let flag = |on: bool| Value::from_static_str(if on { "1" } else { "0" });
         let result = self
             .eval(
                 "dead-letter",
                 &self.scripts.dead,
-                vec![&keys.stream, &keys.dlq],
+                vec![
+                    &keys.stream,
+                    &keys.dlq,
+                    &destination.retry,
+                    &destination.attempts,
+                    &destination.state,
+                    &keys.dlq_counts,
+                ],
                 || {
                     vec![
-                        GROUP.into(),
+                        destination.group.as_str().into(),
                         dead.entry_id.into(),
                         dead.reason.as_str().into(),
                         status.as_str().into(),
                         dead.error.into(),
                         dead.history.into(),
-                        if dead.reason.ends_an_attempt() {
-                            "1"
-                        } else {
-                            "0"
-                        }
-                        .into(),
+                        flag(dead.counted),
+                        // A rejection is an answer: the destination is up.
+                        flag(dead.reason == DeadReason::Rejected),
                     ]
                 },
                 None,
             )
             .await?;
         Ok(value_u64(&result).unwrap_or(0) > 0)
-    }
-
-    /// Moves due retries back to the stream, at most `limit`.
-    pub async fn promote(&self, keys: &SourceKeys, limit: usize) -> Result<Promoted, QueueError> {
-        const OP: &str = "promote";
-        let result = self
-            .eval(
-                OP,
-                &self.scripts.promote,
-                vec![&keys.stream, &keys.delayed],
-                || vec![Value::Integer(limit as i64)],
-                None,
-            )
-            .await?;
-        match result {
-            Value::Array(parts) if parts.len() == 2 => Ok(Promoted {
-                moved: value_u64(&parts[0]).unwrap_or(0),
-                next_due: match &parts[1] {
-                    Value::Integer(ms) if *ms >= 0 => Some(Duration::from_millis(*ms as u64)),
-                    _ => None,
-                },
-            }),
-            other => Err(reply(OP, format!("{other:?}"))),
-        }
-    }
-
-    pub async fn stats(&self, keys: &SourceKeys) -> Result<SourceStats, QueueError> {
-        const OP: &str = "stats";
-        let result = self
-            .eval(
-                OP,
-                &self.scripts.stats,
-                vec![&keys.stream, &keys.delayed, &keys.dlq],
-                || vec![GROUP.into()],
-                None,
-            )
-            .await?;
-        match result {
-            Value::Array(parts) if parts.len() == 5 => {
-                let n = |i: usize| value_u64(&parts[i]).unwrap_or(0);
-                let (length, pending) = (n(0), n(1));
-                let oldest_ms = value_string(&parts[4])
-                    .and_then(|id| id.split('-').next().and_then(|ms| ms.parse::<u64>().ok()));
-                Ok(SourceStats {
-                    backlog: length.saturating_sub(pending),
-                    pending,
-                    retrying: n(2),
-                    dlq: n(3),
-                    oldest_age_ms: oldest_ms.map(|ms| crate::clock::unix_ms().saturating_sub(ms)),
-                })
-            }
-            other => Err(reply(OP, format!("{other:?}"))),
-        }
-    }
-
-    /// Removes this process' consumer from the group if it holds nothing, so
-    /// restarts do not accumulate dead consumers.
-    pub async fn remove_idle_consumer(&self, keys: &SourceKeys, consumer: &str) {
-        let client = self.pool.next();
-        let pending: Result<Value, _> = client
-            .xpending(keys.stream.as_str(), GROUP, ("-", "+", 1, consumer))
-            .await;
-        if let Ok(Value::Array(items)) = pending
-            && items.is_empty()
-        {
-            let _: Result<Value, _> = client
-                .xgroup_delconsumer(keys.stream.as_str(), GROUP, consumer)
-                .await;
-        }
     }
 }

@@ -169,11 +169,22 @@ async fn sources_show_queue_state_and_destination() {
     assert_eq!(alpha["backlog"], 0);
     assert_eq!(alpha["pending"], 0);
     assert_eq!(alpha["retrying"], 0);
-    assert_eq!(alpha["destination"]["url"], s.sink.url());
-    assert_eq!(alpha["destination"]["state"], "failing");
-    assert_eq!(alpha["destination"]["last_failure_status"], 400);
-    assert_eq!(alpha["destination"]["max_in_flight"], 16);
     assert!(alpha.get("oldest_pending_age_ms").is_some());
+    // The singular destination is the one named `default`.
+    let destinations = alpha["destinations"].as_array().unwrap();
+    assert_eq!(destinations.len(), 1, "{alpha}");
+    let default = &destinations[0];
+    assert_eq!(default["name"], "default");
+    assert_eq!(default["url"], s.sink.url());
+    assert_eq!(default["state"], "failing");
+    assert_eq!(default["last_failure_status"], 400);
+    assert!(default["last_failure_ms"].as_u64().unwrap() > 0);
+    assert_eq!(default["last_success_ms"], serde_json::Value::Null);
+    assert_eq!(default["max_in_flight"], 16);
+    for count in ["in_flight", "backlog", "pending", "retrying"] {
+        assert_eq!(default[count], 0, "{count} of {default}");
+    }
+    assert_eq!(default["dlq"], 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -524,6 +535,7 @@ async fn filters_and_bulk_operations_cover_a_dlq_of_100k_entries() {
             ("status", "503"),
             ("error", "down"),
             ("dead_at", "1700000000001"),
+            ("dest", "default"),
         ] {
             command.push(k.to_owned());
             command.push(v.to_owned());

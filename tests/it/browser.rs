@@ -211,6 +211,18 @@ impl Drop for Driver {
     }
 }
 
+/// The state of source alpha's one destination.
+async fn alpha_state(h: &Harness) -> String {
+    let sources = h.api(Method::GET, "/admin/sources").await.json();
+    sources["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "alpha")
+        .map(|s| s["destinations"][0]["state"].as_str().unwrap().to_owned())
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_operator_logs_in_and_replays_a_dead_lettered_event() {
     let s = setup().await;
@@ -293,6 +305,20 @@ async fn an_operator_logs_in_and_replays_a_dead_lettered_event() {
         .map(|i| i["event_id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, vec!["evt_beta", "evt_other"]);
+
+    // Pause a destination from its row, then resume it.
+    driver
+        .click("button[data-action=pause][data-url$='/sources/alpha/destinations/default/pause']")
+        .await;
+    driver.accept_dialog().await;
+    driver.wait_for_text("Destination paused.").await;
+    assert_eq!(alpha_state(&s).await, "paused");
+    driver
+        .click("button[data-action=resume][data-url$='/sources/alpha/destinations/default/resume']")
+        .await;
+    driver.accept_dialog().await;
+    driver.wait_for_text("Destination resumed.").await;
+    assert_ne!(alpha_state(&s).await, "paused");
 
     // Bulk replay by filter, with its confirmation.
     driver.goto(&s.daemon.admin_url("/?source=beta")).await;

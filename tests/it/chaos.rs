@@ -427,6 +427,74 @@ async fn scenario_9_redis_at_maxmemory_drains_without_duplicates() {
     );
 }
 
+/// Two instances fan every event out to two destinations; one instance is
+/// killed -9 mid-load. Each destination still gets every accepted event.
+#[tokio::test(flavor = "multi_thread")]
+async fn scenario_10_kill_9_mid_fan_out_across_two_instances() {
+    let redis = TestRedis::start();
+    let billing = Sink::start().await;
+    let audit = Sink::start().await;
+    billing.set_default(Answer::status(200).delayed(Duration::from_millis(5)));
+    audit.set_default(Answer::status(200).delayed(Duration::from_millis(10)));
+    let source = SourceSpec::standard("s", "")
+        .route("billing", &billing.url(), DESTINATION)
+        .route("audit", &audit.url(), DESTINATION);
+    let toml = config(&redis.url(), WORKER, &[source]);
+    let a = Daemon::start_ready(&toml).await;
+    let mut b = Daemon::start_ready(&toml).await;
+    let mut load = Load::new(&a.url(""), "s", scale(3000));
+    load.urls = vec![b.url(""), a.url("")];
+    let load = tokio::spawn(load.run());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(!load.is_finished(), "load ended before the kill");
+    b.kill9();
+    let report = load.await.unwrap();
+    for (name, sink) in [("billing", &billing), ("audit", &audit)] {
+        verify(
+            &format!("10. kill -9 mid fan-out, 2 instances: {name}"),
+            &report,
+            sink,
+            Duration::from_secs(60),
+        )
+        .await;
+    }
+    assert!(
+        eventually(Duration::from_secs(30), || async { redis.settled("s") }).await,
+        "the stream kept entries every destination was done with"
+    );
+}
+
+/// Redis Cluster: two sources of two destinations each, spread over the
+/// masters; every destination gets every event of its source.
+#[tokio::test(flavor = "multi_thread")]
+async fn scenario_11_redis_cluster_several_destinations() {
+    let cluster = TestCluster::start();
+    let first = Sink::start().await;
+    let second = Sink::start().await;
+    let names = ["orders", "payments"];
+    let sources: Vec<SourceSpec> = names
+        .iter()
+        .map(|n| {
+            SourceSpec::standard(n, "")
+                .route("first", &first.url(), DESTINATION)
+                .route("second", &second.url(), DESTINATION)
+        })
+        .collect();
+    let daemon = Daemon::start_ready(&config(&cluster.url(), WORKER, &sources)).await;
+    let mut load = Load::new(&daemon.url(""), "orders", scale(2000));
+    load.sources = names.iter().map(|s| s.to_string()).collect();
+    let report = load.run().await;
+    for (name, sink) in [("first", &first), ("second", &second)] {
+        verify(
+            &format!("11. Redis Cluster (3 masters), 2 sources x 2 destinations: {name}"),
+            &report,
+            sink,
+            Duration::from_secs(60),
+        )
+        .await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn startup_warns_about_unsafe_redis_settings() {
     let risky = TestRedis::start_with(&[

@@ -8,8 +8,11 @@ use http::Method;
 
 use crate::support::*;
 
-const FAST_RETRY: &str =
-    r#"retry = { max_attempts = 3, base = "100ms", max = "1s", jitter = false }"#;
+/// Fast retries, and the breaker off: these tests are about one event's
+/// attempts, which a breaker would hold back while the sink keeps failing
+/// (see `routes` for the breaker).
+const FAST_RETRY: &str = r#"retry = { max_attempts = 3, base = "100ms", max = "1s", jitter = false }
+breaker = { failures = 0 }"#;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn delivers_the_raw_body_with_the_documented_headers() {
@@ -56,7 +59,9 @@ async fn delivers_the_raw_body_with_the_documented_headers() {
     assert_eq!(sink.count(), 1);
     let metrics = String::from_utf8_lossy(&get(&daemon.url("/metrics")).await.body).into_owned();
     assert!(
-        metrics.contains(r#"hookd_deliveries_total{source="gh",outcome="success"} 1"#),
+        metrics.contains(
+            r#"hookd_deliveries_total{source="gh",destination="default",outcome="success"} 1"#
+        ),
         "{metrics}"
     );
     assert!(metrics.contains("hookd_end_to_end_seconds"));
@@ -96,10 +101,12 @@ async fn retries_with_backoff_until_success() {
         "second backoff {gap2:?}"
     );
     assert_eq!(redis.dlq_len("s"), 0);
-    assert_eq!(redis.delayed_len("s"), 0);
+    assert_eq!(redis.retrying("s"), 0);
     let metrics = String::from_utf8_lossy(&get(&daemon.url("/metrics")).await.body).into_owned();
     assert!(
-        metrics.contains(r#"hookd_deliveries_total{source="s",outcome="retry"} 2"#),
+        metrics.contains(
+            r#"hookd_deliveries_total{source="s",destination="default",outcome="retry"} 2"#
+        ),
         "{metrics}"
     );
 }
@@ -145,7 +152,7 @@ async fn other_4xx_dead_letters_at_once() {
     assert!(h.settled("s").await);
     assert_eq!(sink.count(), 1, "a rejected event was retried");
     assert_eq!(redis.stream_len("s"), 0);
-    assert_eq!(redis.delayed_len("s"), 0);
+    assert_eq!(redis.retrying("s"), 0);
     let entry = redis.cli(&["XRANGE", "hookd:{s}:dlq", "-", "+"]);
     for expected in [
         "reason",
@@ -188,7 +195,9 @@ async fn always_failing_dead_letters_after_max_attempts() {
     assert_eq!(entry.matches("\t500\t").count(), 3, "{entry}");
     let metrics = String::from_utf8_lossy(&get(&daemon.url("/metrics")).await.body).into_owned();
     assert!(
-        metrics.contains(r#"hookd_deliveries_total{source="s",outcome="dead"} 1"#),
+        metrics.contains(
+            r#"hookd_deliveries_total{source="s",destination="default",outcome="dead"} 1"#
+        ),
         "{metrics}"
     );
     let health = get(&daemon.url("/health")).await.json();
@@ -311,7 +320,7 @@ async fn a_destination_closing_idle_connections_costs_no_attempts() {
     }
     assert_eq!(sink.attempts(), vec!["1"; 5]);
     assert_eq!(sink.connections(), 5);
-    assert_eq!(redis.delayed_len("s"), 0);
+    assert_eq!(redis.retrying("s"), 0);
     assert_eq!(redis.dlq_len("s"), 0);
 }
 
@@ -551,7 +560,8 @@ async fn https_destination_behind_a_private_ca() {
             let h = Harness::builder()
                 .source(
                     SourceSpec::standard("s", &url)
-                        .with(r#"retry = { max_attempts = 1, base = "100ms", max = "1s" }"#),
+                        .with(r#"retry = { max_attempts = 1, base = "100ms", max = "1s" }"#)
+                        .with("breaker = { failures = 0 }"),
                 )
                 .env("SSL_CERT_FILE", file.to_str().unwrap())
                 .start()

@@ -12,6 +12,8 @@ mod ingest;
 mod load;
 mod packaging;
 mod providers;
+mod routes;
 mod shutdown;
 mod structure;
 mod support;
+mod upgrade;

@@ -204,7 +204,8 @@ async fn alerts_and_dashboard_query_series_the_daemon_exports() {
     // The delivery's counter is bumped after the sink has answered; wait
     // for it to show.
     let metrics_url = daemon.admin_url("/metrics");
-    let delivered = r#"hookd_deliveries_total{source="demo",outcome="success"} 1"#;
+    let delivered =
+        r#"hookd_deliveries_total{source="demo",destination="default",outcome="success"} 1"#;
     let scrape = || async { String::from_utf8_lossy(&get(&metrics_url).await.body).into_owned() };
     assert!(
         eventually(Duration::from_secs(10), || async {

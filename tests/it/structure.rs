@@ -53,7 +53,10 @@ fn references(module: &str, code: &str, known: &BTreeMap<String, PathBuf>) -> BT
         // `{...}` group of paths.
         let paths: Vec<String> = if let Some(group) = rest.strip_prefix('{') {
             let end = group.find('}').unwrap_or(group.len());
-            group[..end].split(',').map(|p| p.trim().to_owned()).collect()
+            group[..end]
+                .split(',')
+                .map(|p| p.trim().to_owned())
+                .collect()
         } else {
             vec![rest.to_owned()]
         };
@@ -96,7 +99,8 @@ fn references(module: &str, code: &str, known: &BTreeMap<String, PathBuf>) -> BT
 /// A module and its own ancestors may refer to each other (a parent
 /// re-exports its children, a child uses its parent's private types).
 fn related(a: &str, b: &str) -> bool {
-    let under = |child: &str, parent: &str| parent.is_empty() || child.starts_with(&format!("{parent}::"));
+    let under =
+        |child: &str, parent: &str| parent.is_empty() || child.starts_with(&format!("{parent}::"));
     a == b || under(a, b) || under(b, a)
 }
 
@@ -143,7 +147,11 @@ fn no_module_imports_around_a_loop() {
     let mut done = BTreeSet::new();
     for module in edges.keys() {
         let cycle = visit(module, &edges, &mut Vec::new(), &mut done);
-        assert!(cycle.is_none(), "modules import each other: {}", cycle.unwrap().join(" -> "));
+        assert!(
+            cycle.is_none(),
+            "modules import each other: {}",
+            cycle.unwrap().join(" -> ")
+        );
     }
 }
 
@@ -154,6 +162,10 @@ fn no_source_file_is_too_long_before_its_tests() {
             continue;
         }
         let lines = code(&path).lines().count();
-        assert!(lines <= MAX_LINES, "{module} ({}) has {lines} lines before its tests", path.display());
+        assert!(
+            lines <= MAX_LINES,
+            "{module} ({}) has {lines} lines before its tests",
+            path.display()
+        );
     }
 }

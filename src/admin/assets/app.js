@@ -32,12 +32,19 @@ document.addEventListener("click", async (event) => {
       return;
     }
     const action = button.dataset.action;
-    const question = action === "replay"
-      ? "Replay this event to its destination?"
-      : "Delete this event from the dead-letter queue? This cannot be undone.";
-    if (!confirm(question)) return;
+    const questions = {
+      replay: "Replay this event to its destination?",
+      delete: "Delete this event from the dead-letter queue? This cannot be undone.",
+      pause: "Pause deliveries to this destination? Its events wait until it is resumed.",
+      resume: "Resume deliveries to this destination?",
+    };
+    const results = {
+      replay: "Event replayed.", delete: "Event deleted.",
+      pause: "Destination paused.", resume: "Destination resumed.",
+    };
+    if (!confirm(questions[action])) return;
     await call(button.dataset.method, button.dataset.url);
-    done(action === "replay" ? "Event replayed." : "Event deleted.");
+    done(results[action]);
   } catch (error) {
     alert("Failed: " + error.message);
   }

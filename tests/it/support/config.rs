@@ -9,6 +9,16 @@ pub struct SourceSpec {
     pub destination: String,
     /// Extra keys for `[sources.destination]`.
     pub destination_extra: String,
+    /// `[[sources.destinations]]` blocks; when any is given they replace
+    /// the singular destination.
+    pub routes: Vec<Route>,
+}
+
+/// One `[[sources.destinations]]` block.
+pub struct Route {
+    pub name: String,
+    pub url: String,
+    pub extra: String,
 }
 
 impl SourceSpec {
@@ -19,7 +29,18 @@ impl SourceSpec {
             verify: format!(r#"{{ scheme = "standard-webhooks", secrets = ["{SECRET}"] }}"#),
             destination: destination.into(),
             destination_extra: String::new(),
+            routes: Vec::new(),
         }
+    }
+
+    /// Adds a named destination with extra keys (`filter = ...`, ...).
+    pub fn route(mut self, name: &str, url: &str, extra: &str) -> Self {
+        self.routes.push(Route {
+            name: name.into(),
+            url: url.into(),
+            extra: extra.into(),
+        });
+        self
     }
 
     pub fn with(mut self, destination_extra: &str) -> Self {
@@ -29,10 +50,23 @@ impl SourceSpec {
     }
 
     fn toml(&self) -> String {
-        format!(
-            "[[sources]]\nname = \"{}\"\nverify = {}\n[sources.destination]\nurl = \"{}\"\n{}\n",
-            self.name, self.verify, self.destination, self.destination_extra
-        )
+        let mut toml = format!(
+            "[[sources]]\nname = \"{}\"\nverify = {}\n",
+            self.name, self.verify
+        );
+        if self.routes.is_empty() {
+            toml.push_str(&format!(
+                "[sources.destination]\nurl = \"{}\"\n{}\n",
+                self.destination, self.destination_extra
+            ));
+        }
+        for route in &self.routes {
+            toml.push_str(&format!(
+                "[[sources.destinations]]\nname = \"{}\"\nurl = \"{}\"\n{}\n",
+                route.name, route.url, route.extra
+            ));
+        }
+        toml
     }
 }
 

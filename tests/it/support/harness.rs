@@ -20,16 +20,24 @@ use super::{
 
 /// The placeholder for the sink's URL in destination URLs.
 pub const SINK: &str = "{sink}";
+/// Placeholders for the extra sinks of [`HarnessBuilder::sinks`]:
+/// `SINKS[i]` stands for `Harness::sinks[i]`.
+pub const SINKS: [&str; 3] = ["{sink0}", "{sink1}", "{sink2}"];
 
 pub struct Harness {
     pub redis: TestRedis,
     pub sink: Sink,
+    /// Extra sinks, one per destination of a routed source.
+    pub sinks: Vec<Sink>,
     pub daemon: Daemon,
     /// The daemon's configuration file.
     pub config_path: PathBuf,
     admin_token: Option<String>,
     _dir: TempDir,
 }
+
+/// Lays out Redis data before the daemon starts.
+type Prepare = Box<dyn FnOnce(&TestRedis)>;
 
 #[derive(Default)]
 pub struct HarnessBuilder {
@@ -39,6 +47,8 @@ pub struct HarnessBuilder {
     redis_args: Option<Vec<String>>,
     admin_token: Option<String>,
     wait_ready: bool,
+    sinks: usize,
+    prepare: Option<Prepare>,
 }
 
 impl HarnessBuilder {
@@ -72,6 +82,20 @@ impl HarnessBuilder {
         self
     }
 
+    /// Runs `prepare` on Redis before the daemon starts (to lay out data
+    /// an earlier version left).
+    pub fn prepare(mut self, prepare: impl FnOnce(&TestRedis) + 'static) -> Self {
+        self.prepare = Some(Box::new(prepare));
+        self
+    }
+
+    /// Starts `n` more sinks (up to [`SINKS`]`.len()`).
+    pub fn sinks(mut self, n: usize) -> Self {
+        assert!(n <= SINKS.len());
+        self.sinks = n;
+        self
+    }
+
     /// Returns as soon as the listeners are bound, not when ready.
     pub fn without_waiting(mut self) -> Self {
         self.wait_ready = false;
@@ -85,13 +109,26 @@ impl HarnessBuilder {
             }
             None => TestRedis::start(),
         };
+        if let Some(prepare) = self.prepare {
+            prepare(&redis);
+        }
         let sink = Sink::start().await;
+        let mut sinks = Vec::new();
+        for _ in 0..self.sinks {
+            sinks.push(Sink::start().await);
+        }
         let mut sources = self.sources;
         if sources.is_empty() {
             sources.push(SourceSpec::standard("s", SINK));
         }
         for source in &mut sources {
             source.destination = source.destination.replace(SINK, &sink.url());
+            for route in &mut source.routes {
+                route.url = route.url.replace(SINK, &sink.url());
+                for (placeholder, extra) in SINKS.iter().zip(&sinks) {
+                    route.url = route.url.replace(placeholder, &extra.url());
+                }
+            }
         }
         let mut extra = self.extra;
         if let Some(token) = &self.admin_token {
@@ -119,6 +156,7 @@ impl HarnessBuilder {
         Harness {
             redis,
             sink,
+            sinks,
             daemon,
             config_path,
             admin_token: self.admin_token,
@@ -148,18 +186,36 @@ impl Harness {
         Daemon::start_ready(&toml).await
     }
 
+    /// The daemon's configuration.
+    pub fn toml(&self) -> String {
+        std::fs::read_to_string(&self.config_path).expect("config")
+    }
+
+    /// Stops the daemon (SIGTERM), writes `toml` as the configuration and
+    /// starts a daemon on it, ready.
+    pub async fn restart_with(&mut self, toml: &str) {
+        self.daemon.signal("TERM");
+        let status = self.daemon.wait_exit(Duration::from_secs(15)).await;
+        assert!(status.success(), "{status}:\n{}", self.daemon.logs());
+        std::fs::write(&self.config_path, toml).expect("write config");
+        self.daemon = Daemon::start_ready(toml).await;
+    }
+
     /// POSTs a signed event to `source`.
     pub async fn send(&self, source: &str, id: &str, body: &str) -> Reply {
         send_event(&self.daemon, source, id, body).await
     }
 
-    /// A request to the admin listener, with the admin token if one is set.
+    /// A request to the admin listener, with the admin token if one is set
+    /// (and the dashboard's `X-Hookd-Request` header otherwise).
     pub async fn api(&self, method: Method, path: &str) -> Reply {
-        let headers: Vec<(String, String)> = self
-            .admin_token
-            .iter()
-            .map(|t| ("authorization".to_owned(), format!("Bearer {t}")))
-            .collect();
+        // The dashboard's header for changes; a bearer token needs none.
+        let mut headers = vec![("x-hookd-request".to_owned(), "1".to_owned())];
+        headers.extend(
+            self.admin_token
+                .iter()
+                .map(|t| ("authorization".to_owned(), format!("Bearer {t}"))),
+        );
         request(method, &self.daemon.admin_url(path), &headers, Bytes::new()).await
     }
 
@@ -193,9 +249,15 @@ impl Harness {
     /// Sends `id` and waits for the sink to have it: everything the sink
     /// got before is then in `sink.received()`, in order.
     pub async fn fence(&self, source: &str, id: &str) {
+        self.fence_on(&self.sink, source, id).await;
+    }
+
+    /// [`Harness::fence`] for another sink (a destination of a routed
+    /// source).
+    pub async fn fence_on(&self, sink: &Sink, source: &str, id: &str) {
         assert_eq!(self.send(source, id, "{}").await.status, 202, "fence {id}");
         let arrived = eventually(Duration::from_secs(20), || async {
-            self.sink.ids().iter().any(|got| got == id)
+            sink.ids().iter().any(|got| got == id)
         })
         .await;
         assert!(arrived, "fence {id} never arrived:\n{}", self.daemon.logs());

@@ -175,15 +175,39 @@ impl TestRedis {
             .unwrap_or_else(|_| panic!("redis-cli {args:?} answered {out:?}"))
     }
 
-    /// Entries handed out and not yet acknowledged.
+    /// The consumer groups of `source`'s stream with their pending counts.
+    pub fn groups(&self, source: &str) -> Vec<(String, i64)> {
+        let out = self
+            .try_cli(&["XINFO", "GROUPS", &format!("hookd:{{{source}}}:stream")])
+            .unwrap_or_default();
+        let lines: Vec<&str> = out.lines().map(str::trim).collect();
+        let mut groups = Vec::new();
+        let mut name = None;
+        for pair in lines.chunks(2) {
+            match pair {
+                ["name", value] => name = Some(value.to_string()),
+                ["pending", value] => {
+                    if let Some(name) = name.take() {
+                        groups.push((name, value.parse().unwrap_or(0)));
+                    }
+                }
+                _ => {}
+            }
+        }
+        groups
+    }
+
+    /// Entries handed out and not yet acknowledged, over every destination.
     pub fn pending(&self, source: &str) -> i64 {
-        let out = self.cli(&["XPENDING", &format!("hookd:{{{source}}}:stream"), "hookd"]);
-        out.lines()
-            .next()
-            .unwrap_or("0")
-            .trim()
-            .parse()
-            .unwrap_or(0)
+        self.groups(source).iter().map(|(_, n)| n).sum()
+    }
+
+    /// Entries handed out to `destination` and not yet acknowledged.
+    pub fn pending_for(&self, source: &str, destination: &str) -> i64 {
+        self.groups(source)
+            .iter()
+            .find(|(name, _)| name == destination)
+            .map_or(0, |(_, n)| *n)
     }
 
     pub fn keys(&self, pattern: &str) -> Vec<String> {
@@ -202,13 +226,17 @@ impl TestRedis {
         self.int(&["XLEN", &format!("hookd:{{{source}}}:dlq")])
     }
 
-    pub fn delayed_len(&self, source: &str) -> i64 {
-        self.int(&["ZCARD", &format!("hookd:{{{source}}}:delayed")])
+    /// Entries waiting for a retry, over every destination.
+    pub fn retrying(&self, source: &str) -> i64 {
+        self.keys(&format!("hookd:{{{source}}}:d:*:retry"))
+            .iter()
+            .map(|key| self.int(&["ZCARD", key]))
+            .sum()
     }
 
     /// Nothing of `source` is unread, in flight or waiting for a retry.
     pub fn settled(&self, source: &str) -> bool {
-        self.stream_len(source) == 0 && self.pending(source) == 0 && self.delayed_len(source) == 0
+        self.stream_len(source) == 0 && self.pending(source) == 0 && self.retrying(source) == 0
     }
 
     /// Asserts that Redis holds no event and no dedup key for `source`.
@@ -222,7 +250,7 @@ impl TestRedis {
             0,
             "stream of {source} is not empty"
         );
-        assert_eq!(self.delayed_len(source), 0);
+        assert_eq!(self.retrying(source), 0);
         assert_eq!(self.dlq_len(source), 0);
     }
 }

@@ -64,6 +64,8 @@ impl Received {
 struct SinkState {
     script: Mutex<VecDeque<Answer>>,
     default: Mutex<Option<Answer>>,
+    /// Answers for one event id (Webhook-Id), before the script.
+    by_id: Mutex<std::collections::HashMap<String, Answer>>,
     received: Mutex<Vec<Received>>,
     current: AtomicUsize,
     max: AtomicUsize,
@@ -160,6 +162,11 @@ impl Sink {
         self.state.script.lock().unwrap().extend(answers);
     }
 
+    /// Answers every request for event `id` with `answer`.
+    pub fn answer_id(&self, id: &str, answer: Answer) {
+        self.state.by_id.lock().unwrap().insert(id.into(), answer);
+    }
+
     pub fn set_default(&self, answer: Answer) {
         *self.state.default.lock().unwrap() = Some(answer);
     }
@@ -208,11 +215,13 @@ async fn handle(state: Arc<SinkState>, req: Request<Incoming>) -> Response<Full<
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
-    let answer = state
-        .script
-        .lock()
-        .unwrap()
-        .pop_front()
+    let by_id = parts
+        .headers
+        .get("webhook-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|id| state.by_id.lock().unwrap().get(id).cloned());
+    let answer = by_id
+        .or_else(|| state.script.lock().unwrap().pop_front())
         .or_else(|| state.default.lock().unwrap().clone())
         .unwrap_or_else(|| Answer::status(200));
     if !answer.delay.is_zero() {

@@ -1,0 +1,186 @@
+//! What routes cost: Redis memory per queued event with one and with two
+//! destinations, and end to end with two destinations receiving every
+//! event. (Ingest with two destinations runs in the ingest rounds, beside
+//! the baseline.)
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use hookd::queue::SourceKeys;
+
+use crate::Knobs;
+use crate::driver::closed_loop;
+use crate::e2e::Target;
+use crate::phases::{self, Hold, Search};
+use crate::servers::{self, Hookd, used_memory};
+use crate::support::TestRedis;
+
+/// How long each memory measurement ingests for.
+const MEMORY_SECONDS: u64 = 3;
+/// The fan-out hold (the one-destination hold has its own knob).
+const FANOUT_HOLD_SECONDS: u64 = 30;
+
+/// Redis memory per event queued (accepted, not yet delivered), bytes.
+pub struct Memory {
+    pub one: f64,
+    pub two: f64,
+    pub events: (u64, u64),
+}
+
+impl Memory {
+    pub fn ratio(&self) -> f64 {
+        self.two / self.one
+    }
+}
+
+/// Ingests into `ingest` (one destination) and `ingest2` (two), each from
+/// an empty Redis, deliveries held back: used_memory grown ÷ accepted.
+pub async fn memory(knobs: &Knobs, hookd: &Hookd, redis: &TestRedis) -> Memory {
+    let mut per_event = Vec::new();
+    let mut events = Vec::new();
+    for source in ["ingest", "ingest2"] {
+        let keys = SourceKeys::new("hookd", source);
+        servers::forget_ingested(redis, &keys);
+        let before = used_memory(redis);
+        let run = closed_loop(
+            hookd.public,
+            servers::webhook_path(source),
+            knobs.connections,
+            Duration::from_secs(MEMORY_SECONDS),
+            &format!("memory_{source}"),
+        )
+        .await;
+        let grown = used_memory(redis).saturating_sub(before);
+        per_event.push(grown as f64 / run.accepted.max(1) as f64);
+        events.push(run.accepted);
+        servers::forget_ingested(redis, &keys);
+    }
+    Memory {
+        one: per_event[0],
+        two: per_event[1],
+        events: (events[0], events[1]),
+    }
+}
+
+/// End to end with two destinations: the rate search from where one
+/// destination's search ended (each event is now two deliveries), then a
+/// hold.
+pub struct Fanout {
+    pub search: Search,
+    pub hold: Hold,
+}
+
+impl Fanout {
+    pub fn deliveries_per_second(&self) -> f64 {
+        self.hold.e2e.delivered as f64 / FANOUT_HOLD_SECONDS as f64
+    }
+}
+
+pub async fn fanout(
+    knobs: &Knobs,
+    hookd: &Hookd,
+    redis: &TestRedis,
+    delivered: &AtomicU64,
+    one_destination_rate: f64,
+) -> Fanout {
+    let target = Target::fanout(hookd, redis, delivered, knobs.e2e_connections);
+    hookd.drain(Duration::from_secs(120)).await;
+    let search = phases::e2e_search(knobs, &target, one_destination_rate * 0.75).await;
+    let hold = phases::e2e_hold(
+        &target,
+        search.rate,
+        Duration::from_secs(FANOUT_HOLD_SECONDS),
+    )
+    .await;
+    Fanout { search, hold }
+}
+
+fn row(measure: &str, value: impl std::fmt::Display) {
+    println!("| {measure} | {value} |");
+}
+
+/// The measures table's rows.
+pub fn rows(fanout: &Fanout, memory: &Memory, one: &Hold) {
+    if !fanout.search.steps.is_empty() {
+        row(
+            "end to end, 2 destinations: rate search (events/s offered; each is 2 deliveries)",
+            fanout.search.steps.join(", "),
+        );
+    }
+    let e2e = &fanout.hold.e2e;
+    let [(early, _), (late, _)] = e2e.backlog_thirds();
+    row(
+        &format!(
+            "end to end, 2 destinations, {FANOUT_HOLD_SECONDS}s at {:.0} events/s offered: deliveries/s (1 destination: {:.0}); backlog mean first → last third; lost",
+            fanout.search.rate,
+            one.e2e.delivered as f64 / one.e2e.run.seconds().max(1.0)
+        ),
+        e2e.run.accepted_nothing().unwrap_or_else(|| {
+            format!(
+                "{:.0}; {early} → {late}; {}",
+                fanout.deliveries_per_second(),
+                fanout.hold.lost
+            )
+        }),
+    );
+    row(
+        "Redis memory per queued 1 KiB event: 1 destination / 2 destinations (events)",
+        format!(
+            "{:.0} B / {:.0} B ({} / {})",
+            memory.one, memory.two, memory.events.0, memory.events.1
+        ),
+    );
+}
+
+/// The goals table's rows for routes.
+pub fn goals(ingest: &phases::Ingest, fanout: &Fanout, memory: &Memory, one: &Hold) {
+    const FANOUT_INGEST: f64 = 0.90;
+    const ONE_E2E: f64 = 0.55;
+    const FANOUT_DELIVERIES: f64 = 1.25;
+    const MEMORY: f64 = 1.15;
+    let met = |ok: bool| if ok { "yes" } else { "no" };
+    match ingest.failed_round() {
+        Some(why) => println!(
+            "| ingest, 2 destinations ≥ {:.0}% of the baseline | {why} | no |",
+            100.0 * FANOUT_INGEST
+        ),
+        None => println!(
+            "| ingest, 2 destinations ≥ {:.0}% of the same-run baseline | {:.0}% ({:.0}/s) | {} |",
+            100.0 * FANOUT_INGEST,
+            100.0 * ingest.fanout_ratio(),
+            ingest.fanout_rate(),
+            met(ingest.fanout_ratio() >= FANOUT_INGEST)
+        ),
+    }
+    let e2e_share = one.e2e.run.rate / ingest.base_rate();
+    println!(
+        "| end to end, 1 destination ≥ {:.0}% of the baseline's ingest ceiling | {:.0}% ({:.0}/s, {}, {} lost) | {} |",
+        100.0 * ONE_E2E,
+        100.0 * e2e_share,
+        one.e2e.run.rate,
+        if one.e2e.kept_up() {
+            "kept up"
+        } else {
+            "fell behind"
+        },
+        one.lost,
+        met(e2e_share >= ONE_E2E && one.e2e.kept_up() && one.lost == 0)
+    );
+    let one_deliveries = one.e2e.delivered as f64 / one.e2e.run.seconds().max(1.0);
+    let ratio = fanout.deliveries_per_second() / one_deliveries.max(1.0);
+    let kept_up = fanout.hold.e2e.kept_up();
+    println!(
+        "| 2 destinations: deliveries/s ≥ {FANOUT_DELIVERIES:.2} × 1 destination's, backlog flat, 0 lost | {ratio:.2} × ({:.0} vs {one_deliveries:.0}/s), {}, {} lost | {} |",
+        fanout.deliveries_per_second(),
+        if kept_up { "kept up" } else { "fell behind" },
+        fanout.hold.lost,
+        met(ratio >= FANOUT_DELIVERIES && kept_up && fanout.hold.lost == 0)
+    );
+    println!(
+        "| Redis memory per queued event, 2 destinations ≤ {MEMORY:.2} × 1 | {:.2} × ({:.0} B vs {:.0} B) | {} |",
+        memory.ratio(),
+        memory.two,
+        memory.one,
+        met(memory.ratio() <= MEMORY)
+    );
+}

@@ -1,0 +1,207 @@
+//! The consumer groups as operators see and tend them: the queue depths
+//! of each destination, groups no destination names any more (forgotten
+//! on request), and the sweep that removes entries every group is done
+//! with.
+
+use fred::interfaces::StreamsInterface;
+use fred::types::Value;
+
+use super::reply::{reply, value_string, value_u64};
+use super::stream::id_ms;
+use super::{DestinationKeys, Queue, QueueError, SourceKeys};
+
+/// The queue depths of one destination.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DestinationDepth {
+    pub name: String,
+    /// Not yet handed to any consumer (None: Redis cannot tell).
+    pub backlog: Option<u64>,
+    /// Handed out and not finished: in flight or waiting for a retry.
+    pub pending: u64,
+    /// Waiting for a retry.
+    pub retrying: u64,
+    /// Dead-lettered for this destination.
+    pub dlq: u64,
+    /// Age of the oldest event it has not finished.
+    pub oldest_age_ms: Option<u64>,
+}
+
+/// A consumer group no configured destination names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrphanGroup {
+    pub name: String,
+    pub backlog: Option<u64>,
+    pub pending: u64,
+}
+
+impl OrphanGroup {
+    /// Whether it still has events to deliver.
+    pub fn holds_events(&self) -> bool {
+        self.pending > 0 || self.backlog != Some(0)
+    }
+}
+
+/// The queue depths of a source.
+#[derive(Debug, Clone, Default)]
+pub struct SourceDepths {
+    pub dlq: u64,
+    /// In the order asked for.
+    pub destinations: Vec<DestinationDepth>,
+    pub orphans: Vec<OrphanGroup>,
+}
+
+/// One step of a sweep.
+#[derive(Debug, Clone, Default)]
+pub struct SweepStep {
+    pub examined: usize,
+    pub last: Option<String>,
+    pub deleted: u64,
+}
+
+impl Queue {
+    /// The queue depths of a source and of `destinations` (with their
+    /// keys), and the groups no destination names.
+    pub async fn depths(
+        &self,
+        keys: &SourceKeys,
+        destinations: &[&DestinationKeys],
+    ) -> Result<SourceDepths, QueueError> {
+        const OP: &str = "stats";
+        let mut script_keys = vec![
+            keys.stream.as_str(),
+            keys.dlq.as_str(),
+            keys.dlq_counts.as_str(),
+        ];
+        script_keys.extend(destinations.iter().map(|d| d.retry.as_str()));
+        let result = self
+            .eval(
+                OP,
+                &self.scripts.stats,
+                script_keys,
+                || {
+                    destinations
+                        .iter()
+                        .map(|d| Value::from(d.group.as_str()))
+                        .collect()
+                },
+                None,
+            )
+            .await?;
+        let Value::Array(parts) = result else {
+            return Err(reply(OP, "not an array"));
+        };
+        let mut parts = parts.into_iter();
+        let dlq = parts.next().as_ref().and_then(value_u64).unwrap_or(0);
+        let now = crate::clock::unix_ms();
+        let backlog = |v: &Value| match v {
+            Value::Integer(n) if *n >= 0 => Some(*n as u64),
+            _ => None,
+        };
+        let mut depths = SourceDepths {
+            dlq,
+            ..SourceDepths::default()
+        };
+        for row in parts {
+            let Value::Array(row) = row else {
+                return Err(reply(OP, "row shape"));
+            };
+            let name = row.first().and_then(value_string).unwrap_or_default();
+            let n = |i: usize| row.get(i).and_then(value_u64).unwrap_or(0);
+            match row.len() {
+                6 => depths.destinations.push(DestinationDepth {
+                    backlog: row.get(1).and_then(backlog),
+                    pending: n(2),
+                    retrying: n(3),
+                    dlq: n(4),
+                    oldest_age_ms: row
+                        .get(5)
+                        .and_then(value_string)
+                        .and_then(|id| id_ms(&id))
+                        .map(|ms| now.saturating_sub(ms)),
+                    name,
+                }),
+                3 => depths.orphans.push(OrphanGroup {
+                    backlog: row.get(1).and_then(backlog),
+                    pending: n(2),
+                    name,
+                }),
+                _ => return Err(reply(OP, "row arity")),
+            }
+        }
+        Ok(depths)
+    }
+
+    /// Forgets a destination no longer configured: its group and keys.
+    /// Returns whether its group existed.
+    pub async fn forget(
+        &self,
+        keys: &SourceKeys,
+        destination: &DestinationKeys,
+    ) -> Result<bool, QueueError> {
+        let result = self
+            .eval(
+                "forget",
+                &self.scripts.forget,
+                vec![
+                    &keys.stream,
+                    &destination.retry,
+                    &destination.attempts,
+                    &destination.state,
+                ],
+                || vec![destination.group.as_str().into()],
+                None,
+            )
+            .await?;
+        Ok(matches!(result, Value::Array(parts) if parts.first().and_then(value_u64) == Some(1)))
+    }
+
+    /// Removes entries every group is done with, among up to `count`
+    /// after `after` (None: from the head).
+    pub async fn sweep(
+        &self,
+        keys: &SourceKeys,
+        after: Option<&str>,
+        count: usize,
+    ) -> Result<SweepStep, QueueError> {
+        const OP: &str = "sweep";
+        let result = self
+            .eval(
+                OP,
+                &self.scripts.sweep,
+                vec![&keys.stream],
+                || vec![after.unwrap_or("-").into(), Value::Integer(count as i64)],
+                None,
+            )
+            .await?;
+        match result {
+            Value::Array(parts) if parts.len() == 3 => Ok(SweepStep {
+                examined: value_u64(&parts[0]).unwrap_or(0) as usize,
+                last: value_string(&parts[1]).filter(|id| !id.is_empty()),
+                deleted: value_u64(&parts[2]).unwrap_or(0),
+            }),
+            other => Err(reply(OP, format!("{other:?}"))),
+        }
+    }
+
+    /// Removes this process' consumer from `destination`'s group if it
+    /// holds nothing, so restarts do not accumulate dead consumers.
+    pub async fn remove_idle_consumer(
+        &self,
+        keys: &SourceKeys,
+        destination: &DestinationKeys,
+        consumer: &str,
+    ) {
+        let client = self.pool.next();
+        let group = destination.group.as_str();
+        let pending: Result<Value, _> = client
+            .xpending(keys.stream.as_str(), group, ("-", "+", 1, consumer))
+            .await;
+        if let Ok(Value::Array(items)) = pending
+            && items.is_empty()
+        {
+            let _: Result<Value, _> = client
+                .xgroup_delconsumer(keys.stream.as_str(), group, consumer)
+                .await;
+        }
+    }
+}

@@ -1,0 +1,77 @@
+-- Shared by the scripts that finish an entry for one destination (written
+-- after each script's shebang line by queue/scripts.rs).
+
+-- A stream id as two numbers (ms, seq): ms fit a double exactly.
+local function id_parts(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+
+local function id_le(a, b)
+  local am, as = id_parts(a)
+  local bm, bs = id_parts(b)
+  return am < bm or (am == bm and as <= bs)
+end
+
+-- The stream's consumer groups: name -> {last = last-delivered-id,
+-- pending = n, lag = n or nil}. Empty when the stream does not exist.
+local function groups_of(stream)
+  local ok, reply = pcall(redis.call, 'XINFO', 'GROUPS', stream)
+  local out = {}
+  if not ok then return out end
+  for _, g in ipairs(reply) do
+    local f = {}
+    for i = 1, #g, 2 do f[g[i]] = g[i + 1] end
+    out[f['name']] = {last = f['last-delivered-id'], pending = f['pending'], lag = f['lag']}
+  end
+  return out
+end
+
+-- Whether every group but `mine` is done with entry `id`: it has read past
+-- it and does not hold it pending. An entry done for every group leaves
+-- the stream.
+local function done_elsewhere(stream, groups, mine, id)
+  for name, g in pairs(groups) do
+    if name ~= mine then
+      if not id_le(id, g.last) then return false end
+      if #redis.call('XPENDING', stream, name, id, id, 1) > 0 then return false end
+    end
+  end
+  return true
+end
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- A destination's record of an entry's failed attempts: "made\nhistory",
+-- where history holds one line per attempt.
+local function parse_attempts(record)
+  if not record then return 0, '' end
+  local nl = string.find(record, '\n', 1, true)
+  if not nl then return tonumber(record) or 0, '' end
+  return tonumber(string.sub(record, 1, nl - 1)) or 0, string.sub(record, nl + 1)
+end
+
+-- The fields of a stored event worth copying (to the DLQ, or back for a
+-- replay): what the event is, not where it has been.
+local STORED = {id = true, type = true, ct = true, hdr = true, body = true, rcv = true, of = true}
+local function stored_fields(src)
+  local fields = {}
+  for i = 1, #src, 2 do
+    if STORED[src[i]] then
+      fields[#fields + 1] = src[i]
+      fields[#fields + 1] = src[i + 1]
+    end
+  end
+  return fields
+end
+
+-- One dead-lettered entry of `dest` fewer; never below zero, so entries
+-- written behind hookd's back cannot turn a count negative.
+local function uncount(counts, dest)
+  if tonumber(redis.call('HGET', counts, dest) or 0) > 0 then
+    redis.call('HINCRBY', counts, dest, -1)
+  end
+end
