@@ -19,10 +19,13 @@ FROM debian:bookworm-slim
 RUN apt-get update -qq \
  && apt-get install -y -qq --no-install-recommends ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --home-dir /app hookd
+ && useradd --system --uid 10001 --home-dir /app hookd \
+ && mkdir -p /var/lib/hookd/spool && chown -R hookd /var/lib/hookd
 WORKDIR /app
 COPY --from=build /src/target/release/hookd /usr/local/bin/hookd
 COPY config/hookd.toml /app/config/hookd.toml
+ENV HOOKD_SPOOL__DIR=/var/lib/hookd/spool
+VOLUME /var/lib/hookd/spool
 USER hookd
 EXPOSE 8080 8081
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \

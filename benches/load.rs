@@ -11,7 +11,10 @@
 //! memory per queued event with one and two destinations, latency at half
 //! the ceiling, ingest while delivering, the end-to-end rate search and
 //! hold, a system-call census, the same search and a hold with two
-//! destinations receiving every event, and an optional memory soak.
+//! destinations receiving every event, the event log's cost (`load/log.rs`:
+//! end to end with and without it, Redis memory per retained event,
+//! listing latency with 100k retained), the spool (`load/spool.rs`:
+//! ingest while Redis hangs, then the drain), and an optional memory soak.
 //! `--instructions` counts instructions per event under callgrind instead
 //! (`load/instructions.rs`).
 //!
@@ -21,6 +24,10 @@
 //! rate), E2E_IN_FLIGHT (64: hookd's worker.concurrency and the e2e
 //! destination's max_in_flight), E2E_CONNECTIONS (64), E2E_TRACE (set:
 //! print every backlog sample), SOAK_SECONDS (0 = skip the soak).
+//! LOAD_PHASES (unset = all; any of `e2e`, `log`, `spool`, comma-separated:
+//! only those phases, without the baseline; `e2e` is the end-to-end search
+//! and hold with one destination, then with two, starting the search at
+//! E2E_RATE or PARTIAL_E2E_START).
 //! hookd inherits the environment, so TOKIO_WORKER_THREADS sizes its
 //! runtime (and the baseline's) as it would in production.
 
@@ -35,6 +42,8 @@ mod driver;
 mod e2e;
 #[path = "load/instructions.rs"]
 mod instructions;
+#[path = "load/log.rs"]
+mod log;
 #[path = "load/phases.rs"]
 mod phases;
 #[path = "load/report.rs"]
@@ -43,6 +52,8 @@ mod report;
 mod routes;
 #[path = "load/servers.rs"]
 mod servers;
+#[path = "load/spool.rs"]
+mod spool;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -117,7 +128,12 @@ fn main() {
     if args.iter().any(|a| a == "--instructions") {
         runtime.block_on(instructions::run());
     } else {
-        runtime.block_on(run(Knobs::from_env()));
+        match std::env::var("LOAD_PHASES") {
+            Ok(phases) if !phases.is_empty() => {
+                runtime.block_on(run_some(Knobs::from_env(), &phases))
+            }
+            _ => runtime.block_on(run(Knobs::from_env())),
+        }
     }
 }
 
@@ -139,6 +155,51 @@ fn print_setup(knobs: &Knobs) {
     );
     if let Ok(threads) = std::env::var("TOKIO_WORKER_THREADS") {
         println!("hookd and baseline runtimes: TOKIO_WORKER_THREADS={threads}");
+    }
+}
+
+/// Where the end-to-end search starts without an ingest ceiling to start
+/// from (`LOAD_PHASES=e2e`), events/s.
+const PARTIAL_E2E_START: f64 = 25_000.0;
+
+/// Only the named phases (`LOAD_PHASES=e2e,log,spool`): end to end with one
+/// and two destinations, the event log's memory and listing latency, and
+/// the spool, none of which needs the baseline.
+async fn run_some(knobs: Knobs, phases: &str) {
+    print_setup(&knobs);
+    println!();
+    println!("| measure | value |");
+    println!("|---|---|");
+    let wanted = |name: &str| phases.split(',').any(|p| p.trim() == name);
+    if wanted("e2e") {
+        let redis = support::TestRedis::start();
+        let delivered = Arc::new(AtomicU64::new(0));
+        let sink = servers::start_sink(delivered.clone()).await;
+        let hookd = servers::Hookd::start(redis.port, sink, knobs.e2e_in_flight);
+        let target = e2e::Target::e2e(&hookd, &redis, &delivered, knobs.e2e_connections);
+        let search = phases::e2e_search(&knobs, &target, PARTIAL_E2E_START).await;
+        let hold = phases::e2e_hold(&target, search.rate, knobs.e2e_seconds).await;
+        let fanout = routes::fanout(&knobs, &hookd, &redis, &delivered, search.rate).await;
+        report::partial_e2e_rows(&knobs, &search, &hold);
+        routes::fanout_rows(&fanout, &hold);
+    }
+    if wanted("log") {
+        let redis = support::TestRedis::start();
+        let sink = servers::start_sink(Arc::new(AtomicU64::new(0))).await;
+        let hookd = servers::Hookd::start(redis.port, sink, knobs.e2e_in_flight);
+        let memory = log::memory(&knobs, &hookd, &redis).await;
+        let listing = log::listing(&knobs, &hookd, &redis).await;
+        log::partial_rows(&memory, &listing);
+    }
+    if wanted("spool") {
+        let run = spool::measure(&knobs).await;
+        spool::rows(&run);
+        println!(
+            "| drain ≥ 20000 events/s, nothing lost | {:.0}/s, {} of {} in Redis |",
+            run.drain_rate(),
+            run.in_redis,
+            run.held
+        );
     }
 }
 
@@ -164,6 +225,10 @@ async fn run(knobs: Knobs) {
     let hold = phases::e2e_hold(&e2e, search.rate, knobs.e2e_seconds).await;
     let census = phases::census(&e2e, search.rate).await;
     let fanout = routes::fanout(&knobs, &hookd, &redis, &delivered, search.rate).await;
+    let log_compare = log::compare(&knobs, &hookd, &redis, &delivered, search.rate).await;
+    let log_memory = log::memory(&knobs, &hookd, &redis).await;
+    let listing = log::listing(&knobs, &hookd, &redis).await;
+    let spool = spool::measure(&knobs).await;
     let soak = phases::soak(&knobs, &hookd, search.rate).await;
 
     report::Report {
@@ -176,6 +241,10 @@ async fn run(knobs: Knobs) {
         census: &census,
         fanout: &fanout,
         memory: &memory,
+        log_memory: &log_memory,
+        listing: &listing,
+        log_compare: &log_compare,
+        spool: &spool,
         soak: &soak,
     }
     .print();

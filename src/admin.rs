@@ -1,15 +1,16 @@
 //! The operator surface on the admin listener: a JSON API over the
-//! dead-letter queue and source state ([`api`]), and a server-rendered
-//! dashboard ([`dashboard`]).
+//! sources' state, the dead-letter queue ([`api`]) and the event log
+//! ([`log_api`]), and a server-rendered dashboard ([`dashboard`]).
 //!
 //! Authentication ([`auth`]): when `admin.token` is set, every route here
 //! needs it, as `Authorization: Bearer <token>` or the login page's cookie.
 //! Mutating requests not carrying a bearer token must also carry
 //! `X-Hookd-Request: 1`.
 
-mod api;
+pub(crate) mod api;
 mod auth;
 mod dashboard;
+pub(crate) mod log_api;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use hyper::body::Incoming;
 
 use crate::config::Secret;
 use crate::dlq::{Filter, Targets};
+use crate::listing::{Cursor, DEFAULT_PAGE};
 use crate::queue::Queue;
 use crate::response::{HttpResponse, error, redirect, with_type};
 use crate::source::Sources;
@@ -27,6 +29,7 @@ use crate::status::Status;
 use auth::{Auth, CSRF_HEADER, Gate};
 
 pub use api::SourcesView;
+pub use log_api::parse_time;
 
 /// Everything the admin API and the dashboard use.
 pub struct AdminHandle {
@@ -41,6 +44,9 @@ pub struct AdminHandle {
 /// Paths this module answers on the admin listener.
 pub fn handles(path: &str) -> bool {
     path == "/"
+        || path == "/events"
+        || path.starts_with("/events/")
+        || path == "/dlq"
         || path == "/login"
         || path == "/logout"
         || path.starts_with("/admin/")
@@ -98,6 +104,14 @@ impl AdminHandle {
         if !is_api {
             return match (&method, path.as_str()) {
                 (&Method::GET, "/") => dashboard::overview(self, &query).await,
+                (&Method::GET, "/events") => dashboard::events(self, &query).await,
+                (&Method::GET, "/dlq") => dashboard::dlq(self, &query).await,
+                (&Method::GET, p) if p.starts_with("/events/") => {
+                    match split_entry_path(&p["/events/".len()..]) {
+                        Some((source, id)) => dashboard::event(self, source, id, &query).await,
+                        None => dashboard::not_found(),
+                    }
+                }
                 (&Method::GET, p) if p.starts_with("/ui/dlq/") => {
                     match split_entry_path(&p["/ui/dlq/".len()..]) {
                         Some((source, id)) => dashboard::detail(self, source, id).await,
@@ -123,6 +137,32 @@ pub fn query_map(query: Option<&str>) -> HashMap<String, String> {
     form_urlencoded::parse(query.unwrap_or("").as_bytes())
         .into_owned()
         .collect()
+}
+
+/// Why a request's filter is refused.
+pub struct Refusal {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl Refusal {
+    pub fn response(&self) -> HttpResponse {
+        error(self.status, &self.message)
+    }
+}
+
+/// A listing request's `limit` and `cursor` (the DLQ's and the event
+/// log's alike).
+pub fn page_args(query: &HashMap<String, String>) -> Result<(usize, Option<Cursor>), &'static str> {
+    let limit = match query.get("limit").filter(|v| !v.is_empty()) {
+        Some(v) => v.parse::<usize>().map_err(|_| "limit must be a number")?,
+        None => DEFAULT_PAGE,
+    };
+    let cursor = match query.get("cursor").filter(|v| !v.is_empty()) {
+        Some(c) => Some(Cursor::parse(c).ok_or("cursor is not valid")?),
+        None => None,
+    };
+    Ok((limit, cursor))
 }
 
 /// `{source}/{id}` with a valid stream id.

@@ -1,4 +1,5 @@
-//! Command line: `run` (default), `check-config`, `sign`.
+//! Command line: `run` (default), `check-config`, `dlq`, `events`,
+//! `destinations`, `sign`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,6 +18,22 @@ fn parse_reason(text: &str) -> Result<DeadReason, String> {
 
 mod destinations_cmd;
 mod dlq_cmd;
+mod events_cmd;
+mod spool_cmd;
+
+/// Pretty JSON on stdout, for `--json`.
+fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// A unix ms as an HTTP date, "-" for none.
+fn ms_to_text(ms: u64) -> String {
+    if ms == 0 {
+        return "-".into();
+    }
+    httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -43,10 +60,20 @@ pub enum Command {
         #[command(subcommand)]
         action: DlqCommand,
     },
+    /// Search the event log, show one event, replay (directly on Redis).
+    Events {
+        #[command(subcommand)]
+        action: EventsCommand,
+    },
     /// Every destination's state; pause, resume, forget one (directly on Redis).
     Destinations {
         #[command(subcommand)]
         action: DestinationsCommand,
+    },
+    /// Move a spool's events into Redis (also a spool whose instance is gone).
+    Spool {
+        #[command(subcommand)]
+        action: SpoolCommand,
     },
     /// Print the headers the source's provider would send for a body, to test a setup with curl.
     Sign {
@@ -85,6 +112,87 @@ pub struct DlqFilter {
     /// Only this reason: rejected, max_attempts, max_deliveries.
     #[arg(long, value_parser = parse_reason)]
     pub reason: Option<DeadReason>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EventFilter {
+    /// Only this source.
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Only events for this destination (and, replaying, only to it).
+    #[arg(long)]
+    pub destination: Option<String>,
+    /// Only this event type.
+    #[arg(long = "event")]
+    pub event_type: Option<String>,
+    /// Only events some destination (or --destination) has in this status:
+    /// queued, in_flight, delivered, retrying, dead, filtered, paused.
+    #[arg(long, value_parser = parse_status)]
+    pub status: Option<crate::queue::EventStatus>,
+    /// Received at or after: unix ms or an RFC 3339 time.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Received at or before: unix ms or an RFC 3339 time.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// The provider's event id.
+    #[arg(long)]
+    pub id: Option<String>,
+}
+
+fn parse_status(text: &str) -> Result<crate::queue::EventStatus, String> {
+    text.parse()
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Logged events, newest first, with each destination's status.
+    List {
+        #[command(flatten)]
+        filter: EventFilter,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// `next_cursor` of the previous page.
+        #[arg(long)]
+        cursor: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One event: body, headers, every destination's attempts.
+    Show {
+        /// Entry id (second column of `list`).
+        entry_id: String,
+        #[arg(long)]
+        source: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deliver events again (delivered ones too), with attempts reset.
+    Replay {
+        /// Entry id; or use --all with filters.
+        entry_id: Option<String>,
+        #[arg(long, conflicts_with = "entry_id")]
+        all: bool,
+        #[command(flatten)]
+        filter: EventFilter,
+        /// Count what --all would replay, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SpoolCommand {
+    /// Drain the spool directory into Redis now, in order, dropping
+    /// duplicates; exits 1 if events remain (Redis went away).
+    Drain {
+        /// The spool directory (default: spool.dir of the config). No
+        /// running hookd may hold it.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -182,6 +290,8 @@ pub fn main() -> ExitCode {
         Command::CheckConfig => check_config(cli.config),
         Command::Dlq { action } => crate::cli::dlq_cmd::run(cli.config, action),
         Command::Destinations { action } => destinations_cmd::run(cli.config, action),
+        Command::Events { action } => events_cmd::run(cli.config, action),
+        Command::Spool { action } => spool_cmd::run(cli.config, action),
         Command::Sign {
             source,
             body,
@@ -208,10 +318,24 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("hookd: {e:#}");
+            eprintln!("hookd: {}", error_chain(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes on one line. Most messages already end with
+/// their cause's text, so a cause the line already says is not repeated.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut line = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
 }
 
 pub(crate) fn load(path: Option<PathBuf>) -> anyhow::Result<(Config, ConfigOrigin)> {
@@ -346,5 +470,21 @@ async fn watch_signals(shutdown: CancellationToken) {
             warn!("second signal: exiting now without draining");
             std::process::exit(130);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot open: {0}")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn an_error_chain_says_each_cause_once() {
+        let io = std::io::Error::other("disk gone");
+        let e = anyhow::Error::new(Outer(io)).context("starting");
+        assert_eq!(error_chain(&e), "starting: cannot open: disk gone");
     }
 }

@@ -7,6 +7,7 @@
 mod destination;
 mod secret;
 mod source;
+mod spool;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -22,7 +23,10 @@ pub use destination::{
     RetryConfig,
 };
 pub use secret::Secret;
-pub use source::{FieldSource, HmacAlgorithm, SignatureEncoding, SourceConfig, VerifyConfig};
+pub use source::{
+    FieldSource, HistoryConfig, HmacAlgorithm, SignatureEncoding, SourceConfig, VerifyConfig,
+};
+pub use spool::SpoolConfig;
 
 /// Path used when neither `--config` nor `HOOKD_CONFIG` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "config/hookd.toml";
@@ -35,6 +39,8 @@ pub struct Config {
     pub redis: RedisConfig,
     pub worker: WorkerConfig,
     pub ingest: IngestConfig,
+    /// Where events wait on local disk while Redis is unreachable.
+    pub spool: SpoolConfig,
     pub shutdown: ShutdownConfig,
     pub sources: Vec<SourceConfig>,
 }
@@ -271,6 +277,9 @@ impl Config {
         }
         if self.worker.claim_interval.is_zero() {
             bail!("worker.claim_interval must be greater than 0");
+        }
+        if self.spool.enabled() && self.spool.max_bytes < 1 << 20 {
+            bail!("spool.max_bytes must be at least 1048576 (one segment's worth of events)");
         }
         if self.ingest.max_backlog == 0 {
             bail!("ingest.max_backlog must be at least 1");

@@ -2,16 +2,18 @@
 //! `hookd dlq`: filtered, paginated listing across sources (newest first),
 //! inspection, replay, delete and purge.
 
-use std::cmp::Ordering;
+use std::ops::ControlFlow;
 
-use base64::Engine;
 use bytes::Bytes;
 use serde::Serialize;
 
+pub use crate::listing::Cursor;
+use crate::listing::{self, Gather, Listed, SourceScan};
 use crate::queue::{
-    DeadReason, DlqMatch, DlqScanFilter, Queue, QueueError, SourceKeys, StoredEntry,
-    decode_headers, field,
+    AttemptRecord, DeadReason, DlqMatch, DlqScanFilter, Queue, QueueError, SourceKeys, StoredEntry,
+    field, parse_history,
 };
+use crate::shown::{self, ShownEvent};
 
 /// Entries one scan step examines inside Redis (only matches come back).
 const SCAN_BATCH: usize = 1000;
@@ -19,8 +21,8 @@ const SCAN_BATCH: usize = 1000;
 /// page with a cursor rather than a request that walks a huge DLQ.
 const SCAN_PER_PAGE: usize = 10_000;
 pub const MAX_PAGE: usize = 500;
-/// Shown instead of a secret-bearing header's value.
-const REDACTED: &str = "[redacted]";
+/// Entries a bulk operation examines, and acts on, per script call.
+const BULK_STEP: usize = 1000;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {
@@ -28,15 +30,6 @@ pub struct Filter {
     pub destination: Option<String>,
     pub event_type: Option<String>,
     pub reason: Option<DeadReason>,
-}
-
-/// One attempt from an entry's history.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct AttemptRecord {
-    pub attempt: u32,
-    pub at_ms: u64,
-    pub status: Option<u16>,
-    pub error: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -67,12 +60,8 @@ pub struct DlqItem {
 pub struct DlqDetail<'a> {
     #[serde(flatten)]
     pub item: &'a DlqItem,
-    /// The body as text when it is UTF-8.
-    pub body: Option<String>,
-    /// The body as base64 when it is not UTF-8.
-    pub body_base64: Option<String>,
-    pub content_type: String,
-    pub headers: Vec<(String, String)>,
+    #[serde(flatten)]
+    pub shown: ShownEvent,
     pub history: &'a [AttemptRecord],
 }
 
@@ -139,117 +128,20 @@ impl DlqItem {
     }
 
     pub fn detail(&self) -> DlqDetail<'_> {
-        let (body, body_base64) = match std::str::from_utf8(&self.body) {
-            Ok(text) => (Some(text.to_owned()), None),
-            Err(_) => (
-                None,
-                Some(base64::engine::general_purpose::STANDARD.encode(&self.body)),
-            ),
-        };
-        let headers: Vec<(String, String)> = decode_headers(&self.headers)
-            .map(|(k, v)| {
-                let name = String::from_utf8_lossy(k).into_owned();
-                let value = if crate::verify::is_hidden_in_views(&name) {
-                    REDACTED.to_owned()
-                } else {
-                    String::from_utf8_lossy(v).into_owned()
-                };
-                (name, value)
-            })
-            .collect();
-        let content_type = headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default();
         DlqDetail {
             item: self,
-            body,
-            body_base64,
-            content_type,
-            headers,
+            shown: shown::event(&self.body, &self.headers),
             history: &self.history,
         }
     }
+}
 
-    fn order_key(&self) -> OrderKey {
-        OrderKey::new(&self.id, &self.source)
+impl Listed for DlqItem {
+    fn entry_id(&self) -> &str {
+        &self.id
     }
-}
-
-fn parse_history(log: &str) -> Vec<AttemptRecord> {
-    log.lines()
-        .filter_map(|line| {
-            let mut parts = line.splitn(4, '\t');
-            Some(AttemptRecord {
-                attempt: parts.next()?.parse().ok()?,
-                at_ms: parts.next()?.parse().ok()?,
-                status: parts.next().and_then(|s| s.parse().ok()),
-                error: parts.next().unwrap_or("").to_owned(),
-            })
-        })
-        .collect()
-}
-
-fn parse_id(id: &str) -> (u64, u64) {
-    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
-    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
-}
-
-/// Where an entry sorts in the newest-first listing across sources.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct OrderKey {
-    ms: u64,
-    seq: u64,
-    source: String,
-}
-
-impl OrderKey {
-    fn new(id: &str, source: &str) -> Self {
-        let (ms, seq) = parse_id(id);
-        Self {
-            ms,
-            seq,
-            source: source.to_owned(),
-        }
-    }
-
-    fn cursor(&self) -> Cursor {
-        Cursor {
-            id: format!("{}-{}", self.ms, self.seq),
-            source: self.source.clone(),
-        }
-    }
-}
-
-/// A position in the newest-first listing: everything strictly older than
-/// (id, source) comes next. Written as `<id>~<source>`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cursor {
-    pub id: String,
-    pub source: String,
-}
-
-impl Cursor {
-    pub fn parse(text: &str) -> Option<Self> {
-        let (id, source) = text.split_once('~')?;
-        let (ms, seq) = id.split_once('-')?;
-        ms.parse::<u64>().ok()?;
-        seq.parse::<u64>().ok()?;
-        Some(Self {
-            id: id.to_owned(),
-            source: source.to_owned(),
-        })
-    }
-
-    fn is_after(&self, item: &DlqItem) -> bool {
-        item.order_key().cmp(&OrderKey::new(&self.id, &self.source)) == Ordering::Less
-    }
-}
-
-impl std::fmt::Display for Cursor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}~{}", self.id, self.source)
+    fn source(&self) -> &str {
+        &self.source
     }
 }
 
@@ -258,6 +150,14 @@ pub struct Page {
     pub items: Vec<DlqItem>,
     /// Pass back as `cursor` for the next page; absent on the last page.
     pub next_cursor: Option<String>,
+}
+
+fn scan_filter(filter: &Filter) -> DlqScanFilter<'_> {
+    DlqScanFilter {
+        event_type: filter.event_type.as_deref().unwrap_or(""),
+        reason: filter.reason.map_or("", DeadReason::as_str),
+        destination: filter.destination.as_deref().unwrap_or(""),
+    }
 }
 
 /// Matching entries of one source older than `cursor`: at least `limit`
@@ -270,37 +170,23 @@ async fn scan_source(
     filter: &Filter,
     cursor: Option<&Cursor>,
     limit: usize,
-) -> Result<(Vec<DlqItem>, Option<OrderKey>), QueueError> {
-    let scan = DlqScanFilter {
-        event_type: filter.event_type.as_deref().unwrap_or(""),
-        reason: filter.reason.map_or("", DeadReason::as_str),
-        destination: filter.destination.as_deref().unwrap_or(""),
-    };
-    let mut found = Vec::new();
+) -> Result<SourceScan<DlqItem>, QueueError> {
+    let scan = scan_filter(filter);
+    let mut gather = Gather::new(&keys.source, cursor, limit, SCAN_PER_PAGE);
     // Inclusive start at the cursor id: another source may share the id.
     let mut from = cursor.map(|c| c.id.clone());
-    let mut examined = 0;
     loop {
-        // One more than the page holds: the page then knows it is not
-        // the last.
-        let wanted = (limit + 1).saturating_sub(found.len()).max(1);
         let step = queue
-            .dlq_scan(keys, from.as_deref(), SCAN_BATCH, wanted, &scan)
+            .dlq_scan(keys, from.as_deref(), SCAN_BATCH, gather.wanted(), &scan)
             .await?;
-        examined += step.examined;
-        for m in step.matches {
-            let item = DlqItem::from_match(&keys.source, m);
-            if cursor.is_none_or(|c| c.is_after(&item)) {
-                found.push(item);
-            }
+        let rows = step
+            .matches
+            .into_iter()
+            .map(|m| DlqItem::from_match(&keys.source, m));
+        match gather.take(rows, step.examined, step.last.filter(|_| step.more)) {
+            ControlFlow::Break(scan) => return Ok(scan),
+            ControlFlow::Continue(last) => from = Some(format!("({last}")),
         }
-        let Some(last) = step.last.filter(|_| step.more) else {
-            return Ok((found, None));
-        };
-        if found.len() > limit || examined >= SCAN_PER_PAGE {
-            return Ok((found, Some(OrderKey::new(&last, &keys.source))));
-        }
-        from = Some(format!("({last}"));
     }
 }
 
@@ -315,36 +201,15 @@ pub async fn list<'k>(
     limit: usize,
 ) -> Result<Page, QueueError> {
     let limit = limit.clamp(1, MAX_PAGE);
-    let mut items = Vec::new();
-    // The highest point down to which some source was not yet examined:
-    // only what lies above it is known to be complete.
-    let mut floor: Option<OrderKey> = None;
+    let mut scans = Vec::new();
     for keys in sources {
         if filter.source.as_deref().is_some_and(|s| s != keys.source) {
             continue;
         }
-        let (found, source_floor) = scan_source(queue, keys, filter, cursor, limit).await?;
-        items.extend(found);
-        if let Some(source_floor) = source_floor {
-            floor = floor.max(Some(source_floor));
-        }
+        scans.push(scan_source(queue, keys, filter, cursor, limit).await?);
     }
-    // The floor itself was examined (it is the last entry a source
-    // looked at), so it belongs to this page; the next starts below it.
-    if let Some(floor) = &floor {
-        items.retain(|item| item.order_key() >= *floor);
-    }
-    items.sort_by_key(|item| std::cmp::Reverse(item.order_key()));
-    let next = if items.len() > limit {
-        items.truncate(limit);
-        items.last().map(DlqItem::order_key)
-    } else {
-        floor
-    };
-    Ok(Page {
-        items,
-        next_cursor: next.map(|key| key.cursor().to_string()),
-    })
+    let (items, next_cursor) = listing::page(scans, limit);
+    Ok(Page { items, next_cursor })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -400,9 +265,10 @@ impl Targets {
 }
 
 /// Replays or deletes every matching entry, however many there are: it
-/// walks the DLQ page by page (memory stays at one page) and acts on each
-/// page with one script call or command per source. A replay skips entries
-/// whose destination is no longer configured (they stay in the DLQ).
+/// walks each source's DLQ step by step (memory stays at one step's ids)
+/// and acts on each step's matches with one script call. A replay skips
+/// entries whose destination is no longer configured (they stay in the
+/// DLQ).
 pub async fn bulk(
     queue: &Queue,
     targets: &Targets,
@@ -410,50 +276,54 @@ pub async fn bulk(
     op: BulkOp,
     dry_run: bool,
 ) -> Result<BulkResult, QueueError> {
-    let sources = targets.keys();
+    let scan = scan_filter(filter);
     let mut result = BulkResult {
         matched: 0,
         done: 0,
     };
-    let mut cursor: Option<Cursor> = None;
-    let mut pages = 0u64;
-    loop {
-        let page = list(queue, sources.clone(), filter, cursor.as_ref(), MAX_PAGE).await?;
-        result.matched += page.items.len();
-        if !dry_run {
-            for keys in sources.clone() {
-                let ids: Vec<&str> = page
-                    .items
-                    .iter()
-                    .filter(|item| item.source == keys.source)
-                    .filter(|item| {
-                        op == BulkOp::Purge || targets.delivers_to(&item.source, &item.destination)
-                    })
-                    .map(|item| item.id.as_str())
-                    .collect();
+    let mut steps = 0u64;
+    for (keys, destinations) in &targets.sources {
+        if filter.source.as_deref().is_some_and(|s| s != keys.source) {
+            continue;
+        }
+        let mut from: Option<String> = None;
+        loop {
+            let step = queue
+                .dlq_scan_refs(keys, from.as_deref(), BULK_STEP, &scan)
+                .await?;
+            result.matched += step.matches.len();
+            if !dry_run {
                 result.done += match op {
-                    BulkOp::Replay => queue
-                        .replay_many(keys, &ids)
-                        .await?
-                        .iter()
-                        .filter(|moved| moved.is_some())
-                        .count(),
-                    BulkOp::Purge => queue.dlq_delete_many(keys, &ids).await?,
+                    BulkOp::Replay => {
+                        let ids: Vec<&str> = step
+                            .matches
+                            .iter()
+                            .filter(|m| destinations.contains(&m.destination))
+                            .map(|m| m.dlq_id.as_str())
+                            .collect();
+                        queue
+                            .replay_many(keys, &ids)
+                            .await?
+                            .iter()
+                            .filter(|moved| moved.is_some())
+                            .count()
+                    }
+                    BulkOp::Purge => queue.dlq_delete_many(keys, &step.matches).await?,
                 };
             }
-        }
-        pages += 1;
-        if pages.is_multiple_of(100) {
-            tracing::info!(
-                matched = result.matched,
-                done = result.done,
-                op = op.verb(),
-                "bulk dead-letter operation in progress"
-            );
-        }
-        match page.next_cursor.as_deref().and_then(Cursor::parse) {
-            Some(next) => cursor = Some(next),
-            None => break,
+            steps += 1;
+            if steps.is_multiple_of(100) {
+                tracing::info!(
+                    matched = result.matched,
+                    done = result.done,
+                    op = op.verb(),
+                    "bulk dead-letter operation in progress"
+                );
+            }
+            match step.last.filter(|_| step.more) {
+                Some(last) => from = Some(format!("({last}")),
+                None => break,
+            }
         }
     }
     if !dry_run {
@@ -503,50 +373,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn history_lines_parse() {
-        let log = "1\t100\t503\tupstream down\n2\t200\t\ttimed out after 1s\n";
-        assert_eq!(
-            parse_history(log),
-            vec![
-                AttemptRecord {
-                    attempt: 1,
-                    at_ms: 100,
-                    status: Some(503),
-                    error: "upstream down".into()
-                },
-                AttemptRecord {
-                    attempt: 2,
-                    at_ms: 200,
-                    status: None,
-                    error: "timed out after 1s".into()
-                },
-            ]
-        );
-    }
-
-    #[test]
-    fn cursors_round_trip_and_order() {
-        let cursor = Cursor::parse("1700-3~stripe").unwrap();
-        assert_eq!(cursor.to_string(), "1700-3~stripe");
-        assert!(Cursor::parse("garbage").is_none());
-        assert!(Cursor::parse("17x-0~a").is_none());
-        let item = |id: &str, source: &str| {
-            DlqItem::from_entry(
-                source,
-                StoredEntry {
-                    id: id.into(),
-                    fields: vec![],
-                },
-            )
-        };
-        assert!(cursor.is_after(&item("1700-2", "stripe")));
-        assert!(cursor.is_after(&item("1700-3", "github")));
-        assert!(!cursor.is_after(&item("1700-3", "stripe")));
-        assert!(!cursor.is_after(&item("1700-3", "zzz")));
-        assert!(!cursor.is_after(&item("1701-0", "a")));
-    }
-
-    #[test]
     fn ids_are_validated() {
         assert!(valid_id("1700000000000-0"));
         assert!(!valid_id("+"));
@@ -571,13 +397,13 @@ mod tests {
             },
         );
         let detail = item.detail();
-        assert_eq!(detail.body, None);
-        assert_eq!(detail.body_base64.as_deref(), Some("/wA="));
-        assert_eq!(detail.content_type, "a/b");
-        assert_eq!(detail.headers.len(), 3);
+        assert_eq!(detail.shown.body, None);
+        assert_eq!(detail.shown.body_base64.as_deref(), Some("/wA="));
+        assert_eq!(detail.shown.content_type, "a/b");
+        assert_eq!(detail.shown.headers.len(), 3);
         assert_eq!(
-            detail.headers[2],
-            ("X-Gitlab-Token".into(), REDACTED.into())
+            detail.shown.headers[2],
+            ("X-Gitlab-Token".into(), shown::REDACTED.into())
         );
     }
 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::StatusCode;
 use serde::Serialize;
@@ -11,6 +12,7 @@ use crate::overview::{self, SourceOverview};
 use crate::queue::Queue;
 use crate::response::{HttpResponse, json};
 use crate::source::Sources;
+use crate::spool::{Spool, SpoolStats};
 use crate::status::Status;
 use crate::workers::Workers;
 
@@ -21,12 +23,24 @@ pub struct HealthHandle {
     pub queue: Queue,
     pub sources: Arc<Sources>,
     pub workers: Workers,
+    /// With the spool on: hookd can accept while it has room.
+    pub spool: Option<Spool>,
 }
+
+/// How long `/health` waits for the sources' figures: Redis dying just
+/// before a probe must not hold the answer for a command timeout; a
+/// source not read in time shows `null`, as while Redis is down.
+const SOURCE_READ_LIMIT: Duration = Duration::from_millis(500);
+
+/// Room the spool must have for readiness to hold while Redis is down.
+const SPOOL_ROOM_FOR_READY: u64 = 1 << 20;
 
 #[derive(Serialize)]
 struct Health {
     status: &'static str,
     redis: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    spool: Option<SpoolStats>,
     draining: bool,
     workers: WorkersView,
     sources: BTreeMap<String, Option<SourceHealth>>,
@@ -95,12 +109,28 @@ impl HealthHandle {
         json(StatusCode::OK, &serde_json::json!({"status": "live"}))
     }
 
+    /// Whether hookd can take events: Redis answers, or it is known away
+    /// and the spool has room; and it is not draining. Before the first
+    /// health check neither holds, so a load balancer sends nothing until
+    /// hookd knows where events go.
+    fn can_accept(&self) -> bool {
+        !self.status.draining()
+            && (self.status.redis_up()
+                || (self.status.redis_known_down()
+                    && self
+                        .spool
+                        .as_ref()
+                        .is_some_and(|s| s.has_room(SPOOL_ROOM_FOR_READY))))
+    }
+
     pub fn ready(&self) -> HttpResponse {
-        if self.status.ready() {
+        if self.can_accept() {
             return json(StatusCode::OK, &serde_json::json!({"status": "ready"}));
         }
         let reason = if self.status.draining() {
             "draining"
+        } else if self.spool.is_some() {
+            "redis unreachable and the spool is full"
         } else {
             "redis unreachable"
         };
@@ -111,29 +141,33 @@ impl HealthHandle {
     }
 
     pub async fn summary(&self) -> HttpResponse {
-        let redis_up = self.status.redis_up();
+        let deadline = tokio::time::Instant::now() + SOURCE_READ_LIMIT;
         let mut sources = BTreeMap::new();
         for source in self.sources.iter() {
-            let stats = if redis_up {
-                overview::source(&self.queue, source)
+            let stats = if self.status.redis_up() {
+                tokio::time::timeout_at(deadline, overview::source(&self.queue, source))
                     .await
                     .ok()
+                    .and_then(Result::ok)
                     .map(SourceHealth::from)
             } else {
                 None
             };
             sources.insert(source.name.clone(), stats);
         }
-        let ready = self.status.ready();
+        let redis_up = self.status.redis_up();
+        let ready = self.can_accept();
+        let spool = self.spool.as_ref().map(Spool::stats);
         let body = Health {
-            status: if self.status.draining() {
-                "draining"
-            } else if ready {
+            status: if !ready {
+                "unavailable"
+            } else if redis_up && spool.is_none_or(|s| s.events == 0) {
                 "ok"
             } else {
                 "degraded"
             },
             redis: if redis_up { "up" } else { "down" },
+            spool,
             draining: self.status.draining(),
             workers: WorkersView {
                 busy: self.workers.busy(),

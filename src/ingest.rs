@@ -19,6 +19,7 @@ use crate::extract::{self, Body};
 use crate::queue::{IngestOutcome, Ingestor, NewEvent, encode_headers_except};
 use crate::response::{HttpResponse, error, json, unavailable};
 use crate::source::{Source, Sources};
+use crate::spool::{Appended, Divert, Spool, SpoolError};
 use crate::status::Status;
 use crate::telemetry::{self, IngestOutcome as Outcome};
 use crate::verify::SignedRequest;
@@ -47,6 +48,8 @@ pub struct IngestHandle {
     sources: HashMap<String, IngestSource>,
     status: Arc<Status>,
     limits: BodyLimits,
+    /// Where events go while Redis cannot take them (`[spool]`).
+    spool: Option<Spool>,
 }
 
 impl IngestHandle {
@@ -56,6 +59,7 @@ impl IngestHandle {
         mut ingestors: HashMap<String, Ingestor>,
         status: Arc<Status>,
         server: &ServerConfig,
+        spool: Option<Spool>,
     ) -> Self {
         let sources = sources
             .iter()
@@ -73,6 +77,7 @@ impl IngestHandle {
         Self {
             sources,
             status,
+            spool,
             limits: BodyLimits {
                 max_body_bytes: server.max_body_bytes,
                 request_timeout: server.request_timeout,
@@ -134,9 +139,10 @@ async fn store(
             unavailable("draining for shutdown", RETRY_AFTER_DRAINING),
         );
     }
-    // Known down (refused, or hung past the health check's timeout): say so
-    // now rather than make every request wait for its own timeout.
-    if !handle.status.redis_up() {
+    // Known down (refused, or hung past the health check's timeout) and
+    // no spool: say so now rather than make every request wait for its
+    // own timeout.
+    if handle.status.redis_known_down() && handle.spool.is_none() {
         return (
             Outcome::Unavailable,
             unavailable("storage unavailable", RETRY_AFTER_REDIS),
@@ -220,6 +226,24 @@ async fn store(
         body,
         received_ms: unix_ms(),
     };
+    // While Redis is down, and while the spool still holds events (so a
+    // source's events reach Redis in the order they came), new ones go
+    // through the spool too.
+    if let Some(spool) = &handle.spool {
+        let why = if handle.status.redis_known_down() {
+            Some(Divert::RedisAway)
+        } else if spool.is_diverting() {
+            Some(Divert::KeepOrder)
+        } else {
+            None
+        };
+        // No answer from the spool: it handed back to Redis meanwhile.
+        if let Some(why) = why
+            && let Some(answer) = spooled(spool, source, &event, why).await
+        {
+            return answer;
+        }
+    }
     let result = entry.ingestor.ingest(&event).await;
     match result {
         Ok(IngestOutcome::Queued { .. }) => (
@@ -253,14 +277,70 @@ async fn store(
                 unavailable("backlog is full", RETRY_AFTER_BACKLOG),
             )
         }
+        Err(e) => match &handle.spool {
+            // The call may have run before its connection failed: then
+            // the drain finds the duplicate and drops it.
+            Some(spool) if e.is_connection() => {
+                debug!(error = %e, "redis did not take the event: spooling it");
+                // The spool writes every event Redis did not take; the
+                // fallback only names what None would mean here.
+                spooled(spool, source, &event, Divert::RedisAway)
+                    .await
+                    .unwrap_or_else(|| {
+                        (
+                            Outcome::Unavailable,
+                            unavailable("storage unavailable", RETRY_AFTER_REDIS),
+                        )
+                    })
+            }
+            _ => {
+                warn!(error = %e, "could not store the event");
+                (
+                    Outcome::Unavailable,
+                    unavailable("storage unavailable", RETRY_AFTER_REDIS),
+                )
+            }
+        },
+    }
+}
+
+/// Appends the event to the spool: 202 `spooled` once it is fsynced.
+/// None when the event only kept order and the spool has handed back to
+/// Redis: the caller stores it there.
+async fn spooled(
+    spool: &Spool,
+    source: &Source,
+    event: &NewEvent<'_>,
+    why: Divert,
+) -> Option<(Outcome, HttpResponse)> {
+    Some(match spool.append(&source.name, event, why).await {
+        Ok(Appended::ToRedis) => return None,
+        Ok(Appended::Spooled) => (
+            Outcome::Spooled,
+            json(
+                StatusCode::ACCEPTED,
+                &Queued {
+                    id: event.event_id,
+                    source: &source.name,
+                    status: "spooled",
+                },
+            ),
+        ),
+        Err(SpoolError::Full) => {
+            warn!("redis is unreachable and the spool is full: refusing new events");
+            (
+                Outcome::Unavailable,
+                unavailable("storage unavailable (spool full)", RETRY_AFTER_REDIS),
+            )
+        }
         Err(e) => {
-            warn!(error = %e, "could not store the event");
+            warn!(error = %e, "could not spool the event");
             (
                 Outcome::Unavailable,
                 unavailable("storage unavailable", RETRY_AFTER_REDIS),
             )
         }
-    }
+    })
 }
 
 fn too_large(limit: usize) -> HttpResponse {

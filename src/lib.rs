@@ -17,17 +17,21 @@ pub mod clock;
 pub mod config;
 pub mod delivery;
 pub mod dlq;
+pub mod events;
 pub mod extract;
 pub mod filter;
 pub mod health;
 pub mod ingest;
+pub mod listing;
 pub mod monitor;
 pub mod overview;
 pub mod queue;
 pub mod response;
 pub mod routes;
 pub mod server;
+pub mod shown;
 pub mod source;
+pub mod spool;
 pub mod status;
 pub mod telemetry;
 pub mod verify;
@@ -79,6 +83,8 @@ pub enum BuildError {
     Redis(#[from] QueueError),
     #[error("cannot set up the delivery client: {0}")]
     Delivery(#[from] delivery::DeliveryError),
+    #[error("invalid configuration: spool.dir: {0}")]
+    Spool(#[source] spool::SpoolError),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,14 +95,49 @@ pub enum RunError {
     Redis(#[from] QueueError),
     #[error("cannot read listener address: {0}")]
     Listener(#[from] std::io::Error),
+    #[error("cannot open the spool: {0}")]
+    Spool(#[from] spool::SpoolError),
 }
 
 /// Concurrent ingest script calls per source (see `queue::Ingestor`).
 pub const INGEST_WRITERS: usize = 2;
 
+/// How long shutdown waits for Redis to tidy up (leave the consumer
+/// groups, close connections).
+const TIDY_LIMIT: Duration = Duration::from_secs(1);
+
+/// With the spool on, Redis counts as hung (and events go to the spool)
+/// after this long without an answer, for a request and for the health
+/// check alike.
+const HUNG_WITH_SPOOL: Duration = Duration::from_millis(500);
+
 /// How long after `shutdown.timeout` the last steps of a shutdown may take
 /// (design: exit within drain_delay + timeout + 1 s).
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(800);
+
+/// One [`Ingestor`] per source, by name, with its writers on `tasks`.
+pub fn start_ingestors<'a>(
+    queue: &Queue,
+    sources: impl IntoIterator<Item = &'a Source>,
+    settings: IngestSettings,
+    tasks: &TaskTracker,
+) -> HashMap<String, Ingestor> {
+    sources
+        .into_iter()
+        .map(|s| {
+            let destinations = s.destination_names().map(str::to_owned).collect();
+            let ingestor = Ingestor::start(
+                queue,
+                s.keys.clone(),
+                destinations,
+                s.heir(),
+                settings,
+                tasks,
+            );
+            (s.name.clone(), ingestor)
+        })
+        .collect()
+}
 
 /// Everything derived from the configuration before anything starts.
 pub struct Plan {
@@ -119,6 +160,9 @@ pub fn build(config: Config) -> Result<Plan, BuildError> {
         sources.insert(Source::build(source, index, &config.redis.key_prefix)?);
     }
     let delivery = delivery::Settings::build()?;
+    if config.spool.enabled() {
+        spool::Spool::check(&config.spool).map_err(BuildError::Spool)?;
+    }
     Ok(Plan {
         config,
         redis,
@@ -155,7 +199,23 @@ impl Plan {
         } = self;
         // Connects in the background: a Redis that is down at startup is
         // not fatal, readiness reports it until it comes.
-        let queue = Queue::connect(&redis)?;
+        let spool_tasks = TaskTracker::new();
+        let spool = if config.spool.enabled() {
+            let spool = spool::Spool::open(&config.spool, &spool_tasks)?;
+            let stats = spool.stats();
+            info!(dir = %config.spool.dir.display(), events = stats.events, bytes = stats.bytes, "spool opened");
+            Some(spool)
+        } else {
+            // Exported either way, so dashboards and alerts read 0.
+            metrics::gauge!(telemetry::SPOOL_EVENTS).set(0.0);
+            metrics::gauge!(telemetry::SPOOL_BYTES).set(0.0);
+            None
+        };
+        spool_tasks.close();
+        let mut queue = Queue::connect(&redis)?;
+        if spool.is_some() {
+            queue = queue.with_ping_timeout(HUNG_WITH_SPOOL);
+        }
         let status = Arc::new(Status::default());
         let sources = Arc::new(sources);
         let workers = Workers::new(config.worker.concurrency);
@@ -175,31 +235,33 @@ impl Plan {
             writers: INGEST_WRITERS,
             dedup_ttl: config.ingest.dedup_ttl,
             max_backlog: config.ingest.max_backlog,
+            timeout: if spool.is_some() {
+                HUNG_WITH_SPOOL
+            } else {
+                queue::INGEST_TIMEOUT
+            },
         };
-        let ingestors: HashMap<String, Ingestor> = sources
-            .iter()
-            .map(|s| {
-                let destinations = s.destination_names().map(str::to_owned).collect();
-                let ingestor = Ingestor::start(
-                    &queue,
-                    s.keys.clone(),
-                    destinations,
-                    s.heir(),
-                    settings,
-                    &writers,
-                );
-                (s.name.clone(), ingestor)
-            })
-            .collect();
+        let ingestors = start_ingestors(&queue, sources.iter().map(|s| &**s), settings, &writers);
         writers.close();
+        let direct: HashMap<String, queue::DirectIngest> = ingestors
+            .iter()
+            .map(|(name, ingestor)| (name.clone(), ingestor.direct()))
+            .collect();
         let health = HealthHandle {
             status: status.clone(),
             queue: queue.clone(),
             sources: sources.clone(),
             workers: workers.clone(),
+            spool: spool.clone(),
         };
         let public = Arc::new(PublicRoutes {
-            ingest: IngestHandle::new(&sources, ingestors, status.clone(), &config.server),
+            ingest: IngestHandle::new(
+                &sources,
+                ingestors,
+                status.clone(),
+                &config.server,
+                spool.clone(),
+            ),
             health: health.clone(),
             metrics: metrics.clone(),
         });
@@ -242,9 +304,20 @@ impl Plan {
                 sources: sources.clone(),
                 workers: workers.clone(),
                 metrics,
+                spool_on: spool.is_some(),
             }
             .run(background_token.clone()),
         );
+        if let Some(spool) = &spool {
+            background.spawn(
+                spool::Drainer {
+                    spool: spool.clone(),
+                    ingest: Arc::new(direct),
+                    status: status.clone(),
+                }
+                .run(pipeline_token.clone()),
+            );
+        }
         background.close();
 
         let deliveries = TaskTracker::new();
@@ -282,8 +355,18 @@ impl Plan {
         }
         connections.close();
         // With the listeners gone the ingest writers answer what waits and
-        // end.
+        // end; every request the spool took is fsynced by now (each was
+        // answered only after its fsync), and the appender ends.
         let _ = tokio::time::timeout_at(deadline, writers.wait()).await;
+        if let Some(spool) = &spool {
+            spool.stop().await;
+            if tokio::time::timeout_at(deadline, spool_tasks.wait())
+                .await
+                .is_err()
+            {
+                warn!("the spool's appender did not finish within shutdown.timeout");
+            }
+        }
 
         info!("stopping stream readers, finishing in-flight deliveries");
         pipeline_token.cancel();
@@ -315,10 +398,14 @@ impl Plan {
         {
             warn!("some acknowledgements were not written; those events will be delivered again");
         }
-        let _ = tokio::time::timeout_at(hard_stop, pipeline.release_consumers()).await;
+        // Tidying only (a consumer that holds nothing is harmless): not
+        // worth waiting for a Redis that is away.
+        let tidy_stop = hard_stop.min(tokio::time::Instant::now() + TIDY_LIMIT);
+        let _ = tokio::time::timeout_at(tidy_stop, pipeline.release_consumers()).await;
         background_token.cancel();
         let _ = tokio::time::timeout_at(hard_stop, background.wait()).await;
-        let _ = tokio::time::timeout_at(hard_stop, queue.quit()).await;
+        let quit_stop = hard_stop.min(tokio::time::Instant::now() + TIDY_LIMIT);
+        let _ = tokio::time::timeout_at(quit_stop, queue.quit()).await;
         info!("shutdown complete");
         Ok(())
     }

@@ -1,5 +1,5 @@
-//! Once a second: is Redis there (readiness, `hookd_redis_up`), and the
-//! queue gauges.
+//! Once a second: is Redis there (readiness, `hookd_redis_up`), the queue
+//! gauges, and the event log's retention.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,8 +15,15 @@ use crate::status::Status;
 use crate::telemetry;
 use crate::workers::Workers;
 
-/// How long one source's gauges may take to read before the tick moves on.
-const GAUGE_READ_LIMIT: Duration = Duration::from_millis(500);
+/// How long the first health check waits for Redis to connect (its
+/// connection timeout).
+const FIRST_CONNECT: Duration = Duration::from_secs(2);
+
+/// How long one step of the tick (a source's gauges or its consumer
+/// groups' tidy, the durability check) may wait for Redis before the tick
+/// moves on: Redis dying mid-tick must not hold up the next ping, which
+/// readiness depends on.
+const STEP_LIMIT: Duration = Duration::from_millis(500);
 
 pub struct Monitor {
     pub queue: Queue,
@@ -24,10 +31,26 @@ pub struct Monitor {
     pub sources: Arc<Sources>,
     pub workers: Workers,
     pub metrics: PrometheusHandle,
+    /// Whether ingest spools while Redis is away (for what the log says).
+    pub spool_on: bool,
 }
 
 impl Monitor {
     pub async fn run(self, token: CancellationToken) {
+        // Per source: whether its log was being shed for memory, so the
+        // log says so once when it starts and once when it ends.
+        let mut shedding = vec![false; self.sources.iter().count()];
+        // Per source: set whenever Redis (re)appears, cleared once its
+        // consumer groups were tidied, so a tidy that Redis dying cut
+        // short runs again on a later tick.
+        let mut untidy = vec![true; self.sources.iter().count()];
+        // The first check waits for the connections hookd is opening: a
+        // ping failing fast while they connect would call Redis away for a
+        // whole tick.
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = self.queue.connected_within(FIRST_CONNECT) => {}
+        }
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -40,15 +63,24 @@ impl Monitor {
             // scrapes /metrics.
             self.metrics.run_upkeep();
             let up = self.queue.ping().await;
-            let was = self.status.set_redis_up(up);
-            if up != was {
+            // The first check says what it found either way.
+            if self.status.set_redis_up(up) != Some(up) {
                 if up {
+                    untidy.fill(true);
                     info!("redis is reachable");
-                    for warning in self.queue.durability_warnings().await {
+                    // Bounded: Redis dying again at once must not hold up
+                    // the next ping; the warnings come on its next return.
+                    let warnings =
+                        tokio::time::timeout(STEP_LIMIT, self.queue.durability_warnings());
+                    for warning in warnings.await.unwrap_or_default() {
                         warn!("{warning}");
                     }
                 } else {
-                    warn!("redis is unreachable: ingest answers 503 until it returns");
+                    if self.spool_on {
+                        warn!("redis is unreachable: events go to the spool until it returns");
+                    } else {
+                        warn!("redis is unreachable: ingest answers 503 until it returns");
+                    }
                 }
             }
             metrics::gauge!(telemetry::REDIS_UP).set(if up { 1.0 } else { 0.0 });
@@ -56,14 +88,21 @@ impl Monitor {
             if !up {
                 continue;
             }
-            if !was {
-                self.tidy_groups().await;
+            for (source, untidy) in self.sources.iter().zip(untidy.iter_mut()) {
+                if *untidy {
+                    // Bounded like the gauges: Redis dying right after
+                    // coming back must not hold up the next ping
+                    // (readiness depends on it).
+                    *untidy = !matches!(
+                        tokio::time::timeout(STEP_LIMIT, self.tidy_groups(source)).await,
+                        Ok(Tidied::All)
+                    );
+                }
             }
-            for source in self.sources.iter() {
+            for (source, shedding) in self.sources.iter().zip(shedding.iter_mut()) {
                 // Bounded: Redis dying between the ping and here must not
                 // hold up the next ping (readiness depends on it).
-                let view =
-                    tokio::time::timeout(GAUGE_READ_LIMIT, overview::source(&self.queue, source));
+                let view = tokio::time::timeout(STEP_LIMIT, overview::source(&self.queue, source));
                 if let Ok(Ok(view)) = view.await {
                     source.metrics.dlq_size.set(view.dlq as f64);
                     for (destination, d) in source.destinations.iter().zip(&view.destinations) {
@@ -74,6 +113,21 @@ impl Monitor {
                         metrics.state(d.status.state());
                     }
                 }
+                // Bounded like the gauges: the next ping must not wait.
+                if let Ok(trimmed) =
+                    tokio::time::timeout(TRIM_LIMIT, trim(&self.queue, source)).await
+                    && trimmed.shed != *shedding
+                {
+                    *shedding = trimmed.shed;
+                    if trimmed.shed {
+                        warn!(
+                            source = %source.name,
+                            "redis is near maxmemory: the event log keeps no finished events until it is not"
+                        );
+                    } else {
+                        info!(source = %source.name, "the event log keeps its history again");
+                    }
+                }
             }
         }
     }
@@ -82,46 +136,94 @@ impl Monitor {
     /// longer configured go if they hold nothing; one that still holds
     /// events is kept (its events stay in the stream) with a warning
     /// until `hookd destinations forget`.
-    async fn tidy_groups(&self) {
-        for source in self.sources.iter() {
-            let Ok(view) = overview::source(&self.queue, source).await else {
+    async fn tidy_groups(&self, source: &Source) -> Tidied {
+        let mut tidied = Tidied::All;
+        let Ok(view) = overview::source(&self.queue, source).await else {
+            return Tidied::Partly;
+        };
+        for orphan in &view.orphans {
+            if orphan.name == LEGACY_GROUP {
+                // Migrated by the readers' setup.
                 continue;
-            };
-            for orphan in &view.orphans {
-                if orphan.name == LEGACY_GROUP {
-                    // Migrated by the readers' setup.
-                    continue;
-                }
-                if orphan.holds_events() {
-                    warn!(
-                        source = %source.name,
-                        destination = %orphan.name,
-                        backlog = ?orphan.backlog,
-                        pending = orphan.pending,
-                        "a destination no longer configured has undelivered events; they stay in redis \
-                         (holding the stream's entries) until `hookd destinations forget {} {}`",
-                        source.name,
-                        orphan.name
-                    );
-                    continue;
-                }
-                let keys = source.keys.destination(&orphan.name);
-                if let Ok(true) = self.queue.forget(&source.keys, &keys).await {
+            }
+            if orphan.holds_events() {
+                warn!(
+                    source = %source.name,
+                    destination = %orphan.name,
+                    backlog = ?orphan.backlog,
+                    pending = orphan.pending,
+                    "a destination no longer configured has undelivered events; they stay in redis \
+                     (holding the stream's entries) until `hookd destinations forget {} {}`",
+                    source.name,
+                    orphan.name
+                );
+                continue;
+            }
+            let keys = source.keys.destination(&orphan.name);
+            match self.queue.forget(&source.keys, &keys).await {
+                Ok(true) => {
                     info!(source = %source.name, destination = %orphan.name, "removed the idle consumer group of a destination no longer configured");
-                    sweep(&self.queue, source).await;
                 }
+                Ok(false) => {}
+                Err(_) => tidied = Tidied::Partly,
             }
         }
+        tidied
     }
 }
 
-/// Removes the stream entries every group is done with, in bounded steps.
-pub async fn sweep(queue: &Queue, source: &Source) {
-    let mut after: Option<String> = None;
-    loop {
-        match queue.sweep(&source.keys, after.as_deref(), 1000).await {
-            Ok(step) if step.examined > 0 => after = step.last,
-            _ => return,
+/// Whether a source's consumer groups were all looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tidied {
+    All,
+    Partly,
+}
+
+/// How long one source's trimming may take per tick.
+const TRIM_LIMIT: Duration = Duration::from_millis(800);
+/// Entries one trim step examines.
+const TRIM_BUDGET: usize = 4096;
+/// Steps one tick takes per source at most: ~160k entries a second keeps
+/// up with any ingest rate this daemon reaches; the rest waits a tick.
+const TRIM_STEPS: usize = 40;
+
+/// The event log's retention for one source: removes the entries every
+/// destination is done with that are outside `history` (all of them with
+/// the log off), in bounded steps.
+pub async fn trim(queue: &Queue, source: &Source) -> Trimmed {
+    let keys: Vec<_> = source.destinations.iter().map(|d| &d.keys).collect();
+    let (max_events, max_age) = if source.history.enabled() {
+        (source.history.max_events, source.history.max_age)
+    } else {
+        (0, Duration::ZERO)
+    };
+    let mut trimmed = Trimmed::default();
+    for _ in 0..TRIM_STEPS {
+        match queue
+            .trim(&source.keys, &keys, max_events, max_age, TRIM_BUDGET)
+            .await
+        {
+            Ok(step) => {
+                trimmed.deleted += step.deleted;
+                trimmed.shed |= step.shed;
+                if !step.more {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::debug!(source = %source.name, error = %e, "trimming the event log failed");
+                break;
+            }
         }
     }
+    trimmed
+}
+
+/// What one tick's trim of a source did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Trimmed {
+    pub deleted: u64,
+    /// Redis was near maxmemory, so finished events went whatever the
+    /// history says.
+    pub shed: bool,
 }

@@ -5,8 +5,10 @@
 //! ([`state`]) and the dead-letter queue ([`dlq`]). [`Queue`] is the
 //! connection pool they share.
 
+mod counters;
 mod dlq;
 mod entry;
+mod events;
 mod groups;
 mod ingest;
 mod keys;
@@ -25,17 +27,21 @@ use fred::types::config::{Options, TcpConfig};
 use fred::types::scripts::Script;
 use fred::types::{Builder, ClusterHash, CustomCommand, Value};
 
-pub use dlq::{DlqMatch, DlqScanFilter, DlqScanStep};
+pub use counters::{COUNTERS_TTL, MAX_MINUTES, MinuteCounters, Recording, minute_of};
+pub use dlq::{DlqMatch, DlqRef, DlqScanFilter, DlqScanStep};
 pub use entry::{
-    DeadReason, Envelope, StoredEntry, decode_headers, encode_headers, encode_headers_except,
-    field, header_count, history_line,
+    AttemptRecord, DeadReason, Envelope, StoredEntry, decode_headers, encode_headers,
+    encode_headers_except, field, header_count, history_line, parse_history,
 };
-pub use groups::{DestinationDepth, OrphanGroup, SourceDepths, SweepStep};
-pub use ingest::{IngestOutcome, IngestSettings, Ingestor, NewEvent};
+pub use events::{
+    EventMatch, EventScanFilter, EventScanStep, EventStatus, LoggedDestination, TrimStep,
+};
+pub use groups::{DestinationDepth, OrphanGroup, SourceDepths};
+pub use ingest::{DirectIngest, INGEST_TIMEOUT, IngestOutcome, IngestSettings, Ingestor, NewEvent};
 pub use keys::{DestinationKeys, LEGACY_GROUP, SourceKeys};
 pub use state::{Breaker, DestinationState, DestinationStatus, Gate};
 pub use stream::{
-    AckKind, ClaimPage, Claimed, DeadLetter, Due, FailedAttempt, RetryOutcome, Setup, id_ms,
+    Ack, AckKind, ClaimPage, Claimed, DeadLetter, Due, FailedAttempt, RetryOutcome, Setup, id_ms,
 };
 
 use reply::redis;
@@ -65,11 +71,55 @@ pub enum QueueError {
 }
 
 impl QueueError {
+    /// Redis could not be reached or did not answer in time: the command
+    /// may or may not have run. Not a reply Redis gave (a script error,
+    /// OOM, a wrong type), which trying elsewhere would not change.
+    pub fn is_connection(&self) -> bool {
+        use fred::error::ErrorKind;
+        match self {
+            QueueError::Timeout { .. } => true,
+            QueueError::Redis { source, .. } => {
+                matches!(
+                    source.kind(),
+                    ErrorKind::IO
+                        | ErrorKind::Timeout
+                        | ErrorKind::Canceled
+                        | ErrorKind::Routing
+                        | ErrorKind::Cluster
+                        | ErrorKind::Backpressure
+                ) || cannot_write_for_now(source.details())
+            }
+            QueueError::Reply { .. } | QueueError::BadUrl { .. } => false,
+        }
+    }
+
     /// The consumer group (or its stream) vanished, e.g. Redis restarted
     /// without persistence.
     pub fn is_no_group(&self) -> bool {
         matches!(self, QueueError::Redis { source, .. } if source.details().contains("NOGROUP"))
     }
+}
+
+/// Errors fred files as unknown that still mean "Redis cannot take writes
+/// right now", not "this request is wrong": fred has no connection to send
+/// a command on while the one it had is closing, gives up on a command
+/// whose writes kept failing while it reconnected, or lost the connection
+/// before the answer; a restarted Redis answers LOADING until its data is
+/// in, and during a failover a replica answers READONLY and a primary
+/// without its replicas MASTERDOWN.
+fn cannot_write_for_now(details: &str) -> bool {
+    const CLIENT: [&str; 4] = [
+        "Failed to route command",
+        "Too many failed write attempts",
+        "Missing expected connection",
+        "Missing response",
+    ];
+    const NOT_NOW: [&str; 3] = ["LOADING", "MASTERDOWN", "READONLY"];
+    CLIENT.iter().any(|m| details.starts_with(m))
+        || details
+            .split_whitespace()
+            .next()
+            .is_some_and(|code| NOT_NOW.contains(&code))
 }
 
 /// `redis.url`, parsed once: what [`Queue::connect`] connects to. The
@@ -96,6 +146,7 @@ pub struct Queue {
     /// Ingest must answer fast: fail at once while disconnected instead of
     /// queueing behind a reconnect, and never resend (the provider retries).
     ingest_options: Options,
+    ping_timeout: Duration,
 }
 
 impl Queue {
@@ -129,6 +180,7 @@ impl Queue {
                 timeout: Some(ingest::INGEST_TIMEOUT),
                 ..Default::default()
             },
+            ping_timeout: Duration::from_secs(1),
         })
     }
 
@@ -207,11 +259,17 @@ impl Queue {
         }
     }
 
+    /// Health checks give up after `timeout` (1 s unless set).
+    pub fn with_ping_timeout(mut self, timeout: Duration) -> Self {
+        self.ping_timeout = timeout;
+        self
+    }
+
     pub async fn ping(&self) -> bool {
         let options = Options {
             fail_fast: true,
             max_attempts: Some(1),
-            timeout: Some(Duration::from_secs(1)),
+            timeout: Some(self.ping_timeout),
             ..Default::default()
         };
         self.pool
@@ -277,6 +335,14 @@ impl Queue {
         warnings
     }
 
+    /// Waits until the pool's connections are up, at most `timeout`.
+    pub async fn connected_within(&self, timeout: Duration) -> bool {
+        matches!(
+            tokio::time::timeout(timeout, self.pool.wait_for_connect()).await,
+            Ok(Ok(()))
+        )
+    }
+
     /// Waits until Redis answers, up to `timeout` (for one-shot commands).
     pub async fn wait_connected(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
@@ -287,5 +353,51 @@ impl Queue {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use fred::error::{Error, ErrorKind};
+
+    use super::QueueError;
+
+    fn redis(kind: ErrorKind, details: &str) -> QueueError {
+        QueueError::Redis {
+            op: "ingest",
+            source: Error::new(kind, details.to_owned()),
+        }
+    }
+
+    #[test]
+    fn redis_being_away_counts_as_a_connection_failure_and_a_refusal_does_not() {
+        for away in [
+            redis(ErrorKind::IO, "Connection reset by peer"),
+            redis(ErrorKind::Unknown, "Too many failed write attempts."),
+            redis(ErrorKind::Unknown, "Failed to route command."),
+            redis(
+                ErrorKind::Unknown,
+                "LOADING Redis is loading the dataset in memory",
+            ),
+            redis(
+                ErrorKind::Unknown,
+                "READONLY You can't write against a read only replica.",
+            ),
+        ] {
+            assert!(away.is_connection(), "{away}");
+        }
+        for refused in [
+            redis(
+                ErrorKind::Unknown,
+                "OOM command not allowed when used memory > 'maxmemory'.",
+            ),
+            redis(ErrorKind::Unknown, "ERR Error running script"),
+            redis(
+                ErrorKind::InvalidArgument,
+                "WRONGTYPE Operation against a key",
+            ),
+        ] {
+            assert!(!refused.is_connection(), "{refused}");
+        }
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::config::{DestinationConfig, FieldSource, SourceConfig, VerifyConfig};
+use crate::config::{DestinationConfig, FieldSource, HistoryConfig, SourceConfig, VerifyConfig};
 use crate::filter::{Filter, FilterError};
 use crate::queue::{DestinationKeys, SourceKeys};
 use crate::telemetry::{DestinationMetrics, SourceMetrics};
@@ -40,6 +40,8 @@ pub struct Source {
     pub event_type_from: FieldSource,
     /// In configuration order.
     pub destinations: Vec<Arc<Destination>>,
+    /// The event log's retention.
+    pub history: HistoryConfig,
     pub metrics: SourceMetrics,
 }
 
@@ -86,6 +88,7 @@ impl Source {
             id_from: config.id_from.clone(),
             event_type_from: config.event_type_from.clone(),
             destinations,
+            history: config.history,
             metrics: SourceMetrics::new(&config.name),
         })
     }
@@ -151,6 +154,14 @@ impl Sources {
 
     pub fn get(&self, name: &str) -> Option<&Arc<Source>> {
         self.0.get(name)
+    }
+
+    /// Whether a destination of that name exists in `source` (or, with
+    /// None, in any source): what a filter naming both may select.
+    pub fn has_destination(&self, source: Option<&str>, destination: &str) -> bool {
+        self.iter()
+            .filter(|s| source.is_none_or(|n| n == s.name))
+            .any(|s| s.destination(destination).is_some())
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Source>> + Clone {

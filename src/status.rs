@@ -1,11 +1,25 @@
 //! Process-wide state the health probes, ingest and the monitor share.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
-#[derive(Default)]
+/// What the health check last found Redis to be.
+const UNKNOWN: u8 = 0;
+const UP: u8 = 1;
+const DOWN: u8 = 2;
+
 pub struct Status {
     draining: AtomicBool,
-    redis_up: AtomicBool,
+    /// UNKNOWN until the first health check is in.
+    redis: AtomicU8,
+}
+
+impl Default for Status {
+    fn default() -> Self {
+        Self {
+            draining: AtomicBool::new(false),
+            redis: AtomicU8::new(UNKNOWN),
+        }
+    }
 }
 
 impl Status {
@@ -18,17 +32,44 @@ impl Status {
         self.draining.store(true, Ordering::Relaxed);
     }
 
-    /// Whether Redis answered the last health check.
+    /// Whether Redis answered the last health check (false before the
+    /// first: readiness waits for it).
     pub fn redis_up(&self) -> bool {
-        self.redis_up.load(Ordering::Relaxed)
+        self.redis.load(Ordering::Relaxed) == UP
     }
 
-    /// Records a health check; returns what it was before.
-    pub fn set_redis_up(&self, up: bool) -> bool {
-        self.redis_up.swap(up, Ordering::Relaxed)
+    /// Whether the last health check found Redis away. Not before the
+    /// first one: at startup ingest tries Redis rather than assume it is
+    /// away (and spool, or refuse, every event until the first check).
+    pub fn redis_known_down(&self) -> bool {
+        self.redis.load(Ordering::Relaxed) == DOWN
     }
 
-    pub fn ready(&self) -> bool {
-        self.redis_up() && !self.draining()
+    /// Records a health check; returns what the one before found (None
+    /// for the first).
+    pub fn set_redis_up(&self, up: bool) -> Option<bool> {
+        match self
+            .redis
+            .swap(if up { UP } else { DOWN }, Ordering::Relaxed)
+        {
+            UNKNOWN => None,
+            was => Some(was == UP),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_is_neither_up_nor_known_down_before_the_first_check() {
+        let status = Status::default();
+        assert!(!status.redis_up() && !status.redis_known_down());
+        assert_eq!(status.set_redis_up(false), None);
+        assert!(status.redis_known_down() && !status.redis_up());
+        assert_eq!(status.set_redis_up(true), Some(false));
+        assert!(status.redis_up() && !status.redis_known_down());
+        assert_eq!(status.set_redis_up(true), Some(true));
     }
 }

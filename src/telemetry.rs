@@ -21,6 +21,8 @@ pub const WORKERS_MAX: &str = "hookd_workers_max";
 pub const REDIS_UP: &str = "hookd_redis_up";
 pub const DESTINATION_STATE: &str = "hookd_destination_state";
 pub const BUILD_INFO: &str = "hookd_build_info";
+pub const SPOOL_EVENTS: &str = "hookd_spool_events";
+pub const SPOOL_BYTES: &str = "hookd_spool_bytes";
 
 fn describe() {
     describe_counter!(
@@ -71,6 +73,11 @@ fn describe() {
     describe_gauge!(WORKERS_MAX, "worker.concurrency.");
     describe_gauge!(REDIS_UP, "1 while Redis answers PING, else 0.");
     describe_gauge!(
+        SPOOL_EVENTS,
+        "Accepted events waiting in the local spool for Redis."
+    );
+    describe_gauge!(SPOOL_BYTES, "Bytes the spool's segments take on disk.");
+    describe_gauge!(
         BUILD_INFO,
         "Always 1; the version label says which build runs."
     );
@@ -114,11 +121,14 @@ pub enum IngestOutcome {
     BacklogFull,
     Draining,
     Timeout,
+    /// Accepted into the local spool (Redis unreachable).
+    Spooled,
 }
 
 impl IngestOutcome {
-    const ALL: [IngestOutcome; 10] = [
+    const ALL: [IngestOutcome; 11] = [
         Self::Queued,
+        Self::Spooled,
         Self::Duplicate,
         Self::Unauthorized,
         Self::TooLarge,
@@ -142,6 +152,7 @@ impl IngestOutcome {
             Self::BacklogFull => "backlog_full",
             Self::Draining => "draining",
             Self::Timeout => "timeout",
+            Self::Spooled => "spooled",
         }
     }
 }

@@ -25,6 +25,9 @@ pub struct E2e {
     /// hookd's system calls during the phase, by name, when counted (empty
     /// without perf).
     pub syscalls: Vec<(String, u64)>,
+    /// Events hookd answered `spooled` during the phase: with the spool on,
+    /// ingest that waits too long for Redis goes to disk instead.
+    pub spooled: u64,
 }
 
 impl E2e {
@@ -141,6 +144,7 @@ pub async fn step(
     let redis_pid = redis.pid();
     let admin = hookd.admin;
     let cpu_before = CpuTicks::now(pid, redis_pid);
+    let outcomes_before = hookd.ingest_outcomes(source);
     // Tracepoints cost each system call about a microsecond, so calls are
     // counted in a step of their own, not in one whose CPU is reported.
     let census = tokio::task::spawn_blocking(move || {
@@ -201,6 +205,11 @@ pub async fn step(
         peak_rss_kib,
         cpu: CpuTicks::now(pid, redis_pid).since(cpu_before),
         syscalls: census.await.unwrap(),
+        spooled: hookd
+            .ingest_outcomes_since(source, &outcomes_before)
+            .get("spooled")
+            .copied()
+            .unwrap_or(0),
     }
 }
 

@@ -6,10 +6,12 @@ use crate::Knobs;
 use crate::cpu::{CpuTicks, TICKS_PER_SECOND, cores};
 use crate::driver::{Summary, accepted, median_run, use_wrk};
 use crate::e2e::E2e;
+use crate::log::{self, Compare, Listing};
 use crate::phases::{
     E2E_CENSUS_SECONDS, E2E_STEP_SECONDS, HalfRate, Hold, Ingest, ROUNDS, Search, Soak,
 };
 use crate::routes::{self, Fanout, Memory};
+use crate::spool::{self, SpoolRun};
 
 /// The end-to-end rate the goals name, events/s.
 pub const E2E_GOAL: u64 = 25_000;
@@ -24,6 +26,10 @@ pub struct Report<'a> {
     pub census: &'a E2e,
     pub fanout: &'a Fanout,
     pub memory: &'a Memory,
+    pub log_memory: &'a log::Memory,
+    pub listing: &'a Listing,
+    pub log_compare: &'a Compare,
+    pub spool: &'a SpoolRun,
     pub soak: &'a Option<Soak>,
 }
 
@@ -44,6 +50,8 @@ impl Report<'_> {
         self.ingest_rows();
         self.e2e_rows();
         routes::rows(self.fanout, self.memory, self.hold);
+        log::rows(self.log_memory, self.listing, self.log_compare);
+        spool::rows(self.spool);
         self.memory_rows();
         self.answer_rows();
         self.goals();
@@ -220,8 +228,8 @@ impl Report<'_> {
             ),
         );
         row(
-            "end to end: lost (accepted − delivered after drain)",
-            self.hold.lost,
+            "end to end: lost (accepted − delivered after drain); answered spooled (Redis too slow to answer)",
+            format!("{}; {}", self.hold.lost, e2e.spooled),
         );
         let events = run.accepted.max(1) as f64;
         row(
@@ -232,65 +240,7 @@ impl Report<'_> {
                 self.hold.calls.1 as f64 / events
             ),
         );
-        // Where the shared CPUs went, per event: the share that is not
-        // hookd's bounds what any hookd could reach on this machine.
-        let cpu = e2e.cpu;
-        let per = |ticks| CpuTicks::per_event(ticks, run.accepted);
-        let rest = cpu
-            .machine_busy
-            .saturating_sub(cpu.server + cpu.redis + cpu.bench);
-        let (bench, rest_label) = if use_wrk() {
-            ("sink", "wrk, kernel and the rest")
-        } else {
-            ("sink + driver", "kernel and the rest")
-        };
-        let cores = cores();
-        let window = cores * knobs.e2e_seconds.as_secs_f64() * TICKS_PER_SECOND;
-        row(
-            &format!(
-                "end to end: CPU µs per event: hookd (of which kernel) / Redis / {bench} / {rest_label} (whole machine)"
-            ),
-            format!(
-                "{:.1} ({:.1}) / {:.1} / {:.1} / {:.1} ({:.1})",
-                per(cpu.server),
-                per(cpu.server_kernel),
-                per(cpu.redis),
-                per(cpu.bench),
-                per(rest),
-                per(cpu.machine_busy),
-            ),
-        );
-        row(
-            "end to end: machine busy, hookd's share of it, VM steal",
-            format!(
-                "{:.0}%, {:.0}%, {:.1}%",
-                100.0 * cpu.machine_busy as f64 / window,
-                100.0 * cpu.server as f64 / cpu.machine_busy.max(1) as f64,
-                100.0 * cpu.machine_steal as f64 / window,
-            ),
-        );
-        row(
-            &format!(
-                "end to end: ceiling on this machine if hookd used no CPU at all ({cores:.0} cores ÷ everything else's µs per event)"
-            ),
-            format!("{:.0}/s", e2e.ceiling()),
-        );
-        let others = e2e.others_per_event();
-        let budget = (cores * 1e6 - E2E_GOAL as f64 * others) / E2E_GOAL as f64;
-        row(
-            &format!(
-                "end to end: hookd's CPU budget per event at {E2E_GOAL}/s, if everything else costs what it did here"
-            ),
-            format!(
-                "{} (used {:.1} µs)",
-                if budget > 0.0 {
-                    format!("{budget:.1} µs")
-                } else {
-                    "none: everything else alone would need more than the machine".to_owned()
-                },
-                per(cpu.server),
-            ),
-        );
+        cpu_rows(knobs, e2e);
         let census = self.census;
         if !census.syscalls.is_empty() && census.run.accepted_nothing().is_none() {
             let events = census.run.accepted.max(1) as f64;
@@ -473,5 +423,113 @@ impl Report<'_> {
         let commands = self.hold.calls.1 as f64 / e2e.run.accepted.max(1) as f64;
         println!("| Redis commands per event, end to end (stated) | {commands:.2} | - |");
         routes::goals(ingest, self.fanout, self.memory, self.hold);
+        log::goals(ingest, self.log_memory, self.listing, self.log_compare);
+        spool::goals(ingest, self.spool);
+    }
+}
+
+/// Where the shared CPUs went during an end-to-end phase, per event: the
+/// share that is not hookd's bounds what any hookd could reach on this
+/// machine.
+pub fn cpu_rows(knobs: &Knobs, e2e: &E2e) {
+    let run = &e2e.run;
+    let cpu = e2e.cpu;
+    let per = |ticks| CpuTicks::per_event(ticks, run.accepted);
+    let rest = cpu
+        .machine_busy
+        .saturating_sub(cpu.server + cpu.redis + cpu.bench);
+    let (bench, rest_label) = if use_wrk() {
+        ("sink", "wrk, kernel and the rest")
+    } else {
+        ("sink + driver", "kernel and the rest")
+    };
+    let cores = cores();
+    let window = cores * knobs.e2e_seconds.as_secs_f64() * TICKS_PER_SECOND;
+    row(
+        &format!(
+            "end to end: CPU µs per event: hookd (of which kernel) / Redis / {bench} / {rest_label} (whole machine)"
+        ),
+        format!(
+            "{:.1} ({:.1}) / {:.1} / {:.1} / {:.1} ({:.1})",
+            per(cpu.server),
+            per(cpu.server_kernel),
+            per(cpu.redis),
+            per(cpu.bench),
+            per(rest),
+            per(cpu.machine_busy),
+        ),
+    );
+    row(
+        "end to end: machine busy, hookd's share of it, VM steal",
+        format!(
+            "{:.0}%, {:.0}%, {:.1}%",
+            100.0 * cpu.machine_busy as f64 / window,
+            100.0 * cpu.server as f64 / cpu.machine_busy.max(1) as f64,
+            100.0 * cpu.machine_steal as f64 / window,
+        ),
+    );
+    row(
+        &format!(
+            "end to end: ceiling on this machine if hookd used no CPU at all ({cores:.0} cores ÷ everything else's µs per event)"
+        ),
+        format!("{:.0}/s", e2e.ceiling()),
+    );
+    let others = e2e.others_per_event();
+    let budget = (cores * 1e6 - E2E_GOAL as f64 * others) / E2E_GOAL as f64;
+    row(
+        &format!(
+            "end to end: hookd's CPU budget per event at {E2E_GOAL}/s, if everything else costs what it did here"
+        ),
+        format!(
+            "{} (used {:.1} µs)",
+            if budget > 0.0 {
+                format!("{budget:.1} µs")
+            } else {
+                "none: everything else alone would need more than the machine".to_owned()
+            },
+            per(cpu.server),
+        ),
+    );
+}
+
+/// The end-to-end rows of a run without the baseline (`LOAD_PHASES=e2e`).
+pub fn partial_e2e_rows(knobs: &Knobs, search: &Search, hold: &Hold) {
+    if !search.steps.is_empty() {
+        row(
+            &format!("end to end, rate search ({E2E_STEP_SECONDS}s steps)"),
+            search.steps.join(", "),
+        );
+    }
+    let e2e = &hold.e2e;
+    let run = &e2e.run;
+    row(
+        &format!(
+            "end to end for {}s at {:.0}/s offered ({} connections, {} deliveries in flight): accepted/s; delivered/s; kept up; lost; answered spooled",
+            knobs.e2e_seconds.as_secs(),
+            search.rate,
+            knobs.e2e_connections,
+            knobs.e2e_in_flight
+        ),
+        per_event(run, || {
+            format!(
+                "{:.0}; {:.0}; {}; {}; {}",
+                run.rate,
+                e2e.delivered as f64 / knobs.e2e_seconds.as_secs_f64(),
+                if e2e.kept_up() { "yes" } else { "no" },
+                hold.lost,
+                e2e.spooled
+            )
+        }),
+    );
+    if run.accepted_nothing().is_none() {
+        row(
+            "Redis round trips per event, ingest + delivery + ack (commands incl. inside Lua)",
+            format!(
+                "{:.2} ({:.2})",
+                hold.calls.0 as f64 / run.accepted.max(1) as f64,
+                hold.calls.1 as f64 / run.accepted.max(1) as f64
+            ),
+        );
+        cpu_rows(knobs, e2e);
     }
 }

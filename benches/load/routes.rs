@@ -9,6 +9,7 @@ use std::time::Duration;
 use hookd::queue::SourceKeys;
 
 use crate::Knobs;
+use crate::cpu::CpuTicks;
 use crate::driver::closed_loop;
 use crate::e2e::Target;
 use crate::phases::{self, Hold, Search};
@@ -85,7 +86,7 @@ pub async fn fanout(
 ) -> Fanout {
     let target = Target::fanout(hookd, redis, delivered, knobs.e2e_connections);
     hookd.drain(Duration::from_secs(120)).await;
-    let search = phases::e2e_search(knobs, &target, one_destination_rate * 0.75).await;
+    let search = phases::e2e_search(knobs, &target, one_destination_rate * 0.6).await;
     let hold = phases::e2e_hold(
         &target,
         search.rate,
@@ -101,6 +102,12 @@ fn row(measure: &str, value: impl std::fmt::Display) {
 
 /// The measures table's rows.
 pub fn rows(fanout: &Fanout, memory: &Memory, one: &Hold) {
+    fanout_rows(fanout, one);
+    memory_row(memory);
+}
+
+/// The fan-out phase's rows, beside one destination's hold.
+pub fn fanout_rows(fanout: &Fanout, one: &Hold) {
     if !fanout.search.steps.is_empty() {
         row(
             "end to end, 2 destinations: rate search (events/s offered; each is 2 deliveries)",
@@ -123,6 +130,35 @@ pub fn rows(fanout: &Fanout, memory: &Memory, one: &Hold) {
             )
         }),
     );
+    if e2e.run.accepted_nothing().is_none() && one.e2e.run.accepted_nothing().is_none() {
+        per_delivery_row(fanout, one);
+    }
+}
+
+/// Machine CPU, hookd CPU and Redis commands per delivery, with one
+/// destination and with two: what a second destination costs per
+/// delivery beside what the first did.
+fn per_delivery_row(fanout: &Fanout, one: &Hold) {
+    let per = |hold: &Hold, copies: u64| {
+        let deliveries = (copies * hold.e2e.run.accepted).max(1);
+        (
+            CpuTicks::per_event(hold.e2e.cpu.machine_busy, deliveries),
+            CpuTicks::per_event(hold.e2e.cpu.server, deliveries),
+            hold.calls.0 as f64 / deliveries as f64,
+            hold.calls.1 as f64 / deliveries as f64,
+        )
+    };
+    let (machine_1, hookd_1, trips_1, commands_1) = per(one, 1);
+    let (machine_2, hookd_2, trips_2, commands_2) = per(&fanout.hold, 2);
+    row(
+        "per delivery, 1 destination / 2 destinations: machine CPU µs, hookd CPU µs, Redis round trips (commands)",
+        format!(
+            "{machine_1:.1} / {machine_2:.1}, {hookd_1:.1} / {hookd_2:.1}, {trips_1:.2} ({commands_1:.2}) / {trips_2:.2} ({commands_2:.2})"
+        ),
+    );
+}
+
+fn memory_row(memory: &Memory) {
     row(
         "Redis memory per queued 1 KiB event: 1 destination / 2 destinations (events)",
         format!(

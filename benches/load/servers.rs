@@ -44,6 +44,7 @@ pub mod baseline {
             writers: hookd::INGEST_WRITERS,
             dedup_ttl: std::time::Duration::from_secs(3600),
             max_backlog: u64::MAX >> 2,
+            timeout: hookd::queue::INGEST_TIMEOUT,
         };
         // One destination, as hookd's ingest-ceiling source has.
         let ingestor = Ingestor::start(
@@ -137,10 +138,11 @@ pub async fn start_sink(count: Arc<AtomicU64>) -> SocketAddr {
     addr
 }
 
-/// The release hookd under test, with four sources: `ingest` and
+/// The release hookd under test, with six sources: `ingest` and
 /// `ingest2` (one and two destinations, deliveries held back to 1/s, for
-/// the ingest ceiling) and `e2e` and `fanout` (one and two destinations,
-/// delivered as fast as the sink takes them).
+/// the ingest ceiling), `e2e` and `fanout` (one and two destinations,
+/// delivered as fast as the sink takes them), `e2e_nolog` (`e2e` without
+/// the event log) and `logged` (a 200k-event log).
 pub struct Hookd {
     pub child: Child,
     pub public: SocketAddr,
@@ -169,6 +171,8 @@ impl Hookd {
         );
         let (public, admin) = (free_port(), free_port());
         let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("spool");
+        let spool = spool.display();
         let config = format!(
             r#"
 [server]
@@ -179,6 +183,9 @@ listen = "127.0.0.1:{admin}"
 url = "redis://127.0.0.1:{redis_port}"
 [ingest]
 max_backlog = 100000000
+# On, and empty while Redis is healthy: what the ingest rounds measure.
+[spool]
+dir = "{spool}"
 [worker]
 concurrency = {in_flight}
 # Ingest ceiling: deliveries throttled to 1/s so they do not compete.
@@ -206,6 +213,22 @@ name = "e2e"
 verify = {{ scheme = "github", secrets = ["{SECRET}"] }}
 [sources.destination]
 url = "http://{sink}/hook"
+max_in_flight = {in_flight}
+# The same without the event log: what keeping history costs end to end.
+[[sources]]
+name = "e2e_nolog"
+verify = {{ scheme = "github", secrets = ["{SECRET}"] }}
+history = {{ max_events = 0, max_age = "24h" }}
+[sources.destination]
+url = "http://{sink}/hook"
+max_in_flight = {in_flight}
+# A long event log: memory per retained event, listing latency.
+[[sources]]
+name = "logged"
+verify = {{ scheme = "github", secrets = ["{SECRET}"] }}
+history = {{ max_events = 200000, max_age = "24h" }}
+[sources.destination]
+url = "http://{sink}/logged"
 max_in_flight = {in_flight}
 # End to end to two destinations, each receiving every event.
 [[sources]]
@@ -350,6 +373,8 @@ pub fn webhook_path(source: &str) -> &'static str {
         "ingest2" => "/webhooks/ingest2",
         "e2e" => "/webhooks/e2e",
         "fanout" => "/webhooks/fanout",
+        "e2e_nolog" => "/webhooks/e2e_nolog",
+        "logged" => "/webhooks/logged",
         other => panic!("the bench's hookd has no source {other}"),
     }
 }

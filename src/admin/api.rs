@@ -1,14 +1,14 @@
-//! The admin JSON API: sources with their queue state and destination,
-//! and the dead-letter queue (list, show, replay, delete, bulk replay and
-//! purge).
+//! The admin JSON API: sources with their destinations' state, pause and
+//! resume, and the dead-letter queue (list, show, replay, delete, bulk
+//! replay and purge). The event log's endpoints are in `log_api`.
 
 use std::collections::HashMap;
 
 use http::{Method, StatusCode};
 use serde::Serialize;
 
-use super::{AdminHandle, filter_from, split_entry_path};
-use crate::dlq::{self, BulkOp, Cursor, Filter};
+use super::{AdminHandle, Refusal, filter_from, page_args, split_entry_path};
+use crate::dlq::{self, BulkOp, Filter};
 use crate::overview::{self, SourceOverview};
 use crate::queue::QueueError;
 use crate::response::{HttpResponse, error, json};
@@ -21,6 +21,9 @@ pub async fn route(
     path: &str,
     query: &HashMap<String, String>,
 ) -> HttpResponse {
+    if let Some(result) = super::log_api::route(admin, method, path, query).await {
+        return answer(result);
+    }
     let result = match (method, path) {
         (&Method::GET, "sources") => Ok(json(StatusCode::OK, &sources(admin).await)),
         (method, p) if p.starts_with("sources/") => destination_action(admin, method, p).await,
@@ -46,6 +49,10 @@ pub async fn route(
         }
         _ => Ok(error(StatusCode::NOT_FOUND, "not found")),
     };
+    answer(result)
+}
+
+fn answer(result: ApiResult) -> HttpResponse {
     result.unwrap_or_else(|e| {
         tracing::warn!(error = %e, "admin request failed");
         error(StatusCode::SERVICE_UNAVAILABLE, &format!("redis: {e}"))
@@ -74,18 +81,6 @@ pub async fn sources(admin: &AdminHandle) -> SourcesView {
             "down"
         },
         sources: out,
-    }
-}
-
-/// Why a request's filter is refused.
-pub struct Refusal {
-    status: StatusCode,
-    message: String,
-}
-
-impl Refusal {
-    fn response(&self) -> HttpResponse {
-        error(self.status, &self.message)
     }
 }
 
@@ -147,18 +142,6 @@ async fn destination_action(admin: &AdminHandle, method: &Method, path: &str) ->
         StatusCode::OK,
         &serde_json::json!({"source": source, "destination": name, "state": state}),
     ))
-}
-
-pub fn page_args(query: &HashMap<String, String>) -> Result<(usize, Option<Cursor>), &'static str> {
-    let limit = match query.get("limit").filter(|v| !v.is_empty()) {
-        Some(v) => v.parse::<usize>().map_err(|_| "limit must be a number")?,
-        None => 50,
-    };
-    let cursor = match query.get("cursor").filter(|v| !v.is_empty()) {
-        Some(c) => Some(Cursor::parse(c).ok_or("cursor is not valid")?),
-        None => None,
-    };
-    Ok((limit, cursor))
 }
 
 async fn list(admin: &AdminHandle, query: &HashMap<String, String>) -> ApiResult {

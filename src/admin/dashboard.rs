@@ -1,24 +1,30 @@
-//! Server-rendered HTML for operators. The few interactive bits (replay,
-//! delete, bulk replay, each after a confirmation) are in `app.js`, which
-//! calls the JSON API; no CDN, no build step.
+//! Server-rendered HTML for operators: the overview (destinations with
+//! pause / resume, per-source charts), the event log (search, filters, live
+//! refresh, each event with its per-destination timeline and replay), and
+//! the dead-letter queue. The few interactive bits are in `app.js`, which
+//! calls the JSON API after a confirmation; no CDN, no build step. Every
+//! piece of event data is escaped: providers' payloads are
+//! attacker-controlled.
 
-use std::collections::HashMap;
-use std::fmt::Write;
+mod charts;
+mod dlq_pages;
+mod event_pages;
+mod overview_page;
+
+pub use dlq_pages::{detail, dlq};
+pub use event_pages::{event, events};
+pub use overview_page::overview;
 
 use bytes::Bytes;
 use http::StatusCode;
 
-use super::AdminHandle;
-use super::api::{checked_filter, page_args, sources};
-use crate::dlq::{self, DlqItem};
-use crate::queue::DeadReason;
 use crate::response::{HttpResponse, with_type};
 
 pub const CSS: &str = include_str!("assets/app.css");
 pub const JS: &str = include_str!("assets/app.js");
 
 /// HTML-escapes text for element content and quoted attributes.
-fn esc(text: &str) -> String {
+pub(super) fn esc(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -33,21 +39,52 @@ fn esc(text: &str) -> String {
     out
 }
 
-fn url_encode(text: &str) -> String {
+pub(super) fn url_encode(text: &str) -> String {
     form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
-fn page(title: &str, body: &str) -> HttpResponse {
-    page_with_status(StatusCode::OK, title, body)
+/// The page a navigation link leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Nav {
+    Overview,
+    Events,
+    DeadLetters,
+    None,
 }
 
-fn page_with_status(status: StatusCode, title: &str, body: &str) -> HttpResponse {
+pub(super) fn page(nav: Nav, title: &str, body: &str) -> HttpResponse {
+    page_with_status(StatusCode::OK, nav, title, body)
+}
+
+pub(super) fn page_with_status(
+    status: StatusCode,
+    nav: Nav,
+    title: &str,
+    body: &str,
+) -> HttpResponse {
+    let link = |target: Nav, href: &str, text: &str| {
+        let current = if target == nav {
+            " class=\"current\" aria-current=\"page\""
+        } else {
+            ""
+        };
+        format!("<a href=\"{href}\"{current}>{text}</a>")
+    };
+    let menu = if nav == Nav::None {
+        String::new()
+    } else {
+        format!(
+            "<nav>{}{}{}</nav><form method=\"post\" action=\"/logout\"><button class=\"link\">Log out</button></form>",
+            link(Nav::Overview, "/", "Overview"),
+            link(Nav::Events, "/events", "Events"),
+            link(Nav::DeadLetters, "/dlq", "Dead letters"),
+        )
+    };
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{} · hookd</title><link rel=\"stylesheet\" href=\"/assets/app.css\"></head>\
-         <body><header><a class=\"brand\" href=\"/\">hookd</a>\
-         <form method=\"post\" action=\"/logout\"><button class=\"link\">Log out</button></form></header>\
+         <body><header><a class=\"brand\" href=\"/\">hookd</a>{menu}</header>\
          <main>{}</main><script src=\"/assets/app.js\"></script></body></html>",
         esc(title),
         body
@@ -55,11 +92,39 @@ fn page_with_status(status: StatusCode, title: &str, body: &str) -> HttpResponse
     with_type(status, "text/html; charset=utf-8", Bytes::from(html))
 }
 
+/// An HTML fragment (a live-refreshed part of a page).
+pub(super) fn fragment(body: String) -> HttpResponse {
+    with_type(
+        StatusCode::OK,
+        "text/html; charset=utf-8",
+        Bytes::from(body),
+    )
+}
+
+/// The flash message a change redirects with.
+pub(super) fn flash(query: &std::collections::HashMap<String, String>) -> String {
+    query
+        .get("flash")
+        .map(|f| format!("<p class=\"flash\" id=\"flash\">{}</p>", esc(f)))
+        .unwrap_or_default()
+}
+
+/// Why a page could not be drawn: Redis did not answer.
+pub(super) fn redis_error(e: &crate::queue::QueueError) -> HttpResponse {
+    page_with_status(
+        StatusCode::SERVICE_UNAVAILABLE,
+        Nav::None,
+        "Redis unavailable",
+        &format!("<p class=\"error\">Redis: {}</p>", esc(&e.to_string())),
+    )
+}
+
 pub fn login_page(message: Option<&str>) -> HttpResponse {
     let notice = message
         .map(|m| format!("<p class=\"error\" id=\"login-error\">{}</p>", esc(m)))
         .unwrap_or_default();
     page(
+        Nav::None,
         "Log in",
         &format!(
             "<section class=\"card narrow\"><h1>Log in</h1>{notice}\
@@ -73,12 +138,13 @@ pub fn login_page(message: Option<&str>) -> HttpResponse {
 pub fn not_found() -> HttpResponse {
     page_with_status(
         StatusCode::NOT_FOUND,
+        Nav::None,
         "Not found",
         "<section class=\"card\"><h1>Not found</h1><p><a href=\"/\">Back to the overview</a></p></section>",
     )
 }
 
-fn time(ms: u64) -> String {
+pub(super) fn time(ms: u64) -> String {
     if ms == 0 {
         return "—".into();
     }
@@ -86,7 +152,7 @@ fn time(ms: u64) -> String {
     httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
 }
 
-fn age(ms: Option<u64>) -> String {
+pub(super) fn age(ms: Option<u64>) -> String {
     match ms {
         None => "—".into(),
         Some(ms) if ms < 1000 => format!("{ms} ms"),
@@ -96,260 +162,54 @@ fn age(ms: Option<u64>) -> String {
     }
 }
 
-fn opt(v: Option<u64>) -> String {
+pub(super) fn opt(v: Option<u64>) -> String {
     v.map(|v| v.to_string()).unwrap_or_else(|| "—".into())
 }
 
-pub async fn overview(admin: &AdminHandle, query: &HashMap<String, String>) -> HttpResponse {
-    let mut body = String::new();
-    if let Some(flash) = query.get("flash") {
-        let _ = write!(body, "<p class=\"flash\" id=\"flash\">{}</p>", esc(flash));
-    }
-    let view = sources(admin).await;
-    let _ = write!(
-        body,
-        "<section class=\"card\"><h1>Destinations <small>redis {}</small></h1><table id=\"sources\">\
-         <thead><tr><th>source</th><th>destination</th><th>state</th><th>in flight</th><th>backlog</th>\
-         <th>retrying</th><th>dead-lettered</th><th>oldest undelivered</th><th>url</th><th></th></tr></thead><tbody>",
-        view.redis
-    );
-    for s in &view.sources {
-        for d in &s.destinations {
-            let action = format!(
-                "/admin/sources/{}/destinations/{}",
-                url_encode(&s.name),
-                url_encode(&d.name)
-            );
-            let button = if d.state == "paused" {
-                format!(
-                    "<button data-action=\"resume\" data-url=\"{}/resume\" data-method=\"POST\">Resume</button>",
-                    esc(&action)
-                )
-            } else {
-                format!(
-                    "<button class=\"danger\" data-action=\"pause\" data-url=\"{}/pause\" data-method=\"POST\">Pause</button>",
-                    esc(&action)
-                )
-            };
-            let _ = write!(
-                body,
-                "<tr data-destination=\"{dest}\"><td><a href=\"/?source={src}\">{name}</a></td><td>{dest}</td>\
-                 <td><span class=\"state {state}\">{state}</span></td><td>{}/{}</td><td>{}</td><td>{}</td><td>{}</td>\
-                 <td>{}</td><td class=\"mono\">{}</td><td class=\"actions\">{button}</td></tr>",
-                d.in_flight,
-                d.max_in_flight,
-                opt(d.backlog),
-                d.retrying,
-                d.dlq,
-                age(d.oldest_pending_age_ms),
-                esc(&d.url),
-                src = url_encode(&s.name),
-                name = esc(&s.name),
-                dest = esc(&d.name),
-                state = d.state,
-            );
-        }
-    }
-    body.push_str("</tbody></table></section>");
-
-    let filter = checked_filter(admin, query).unwrap_or_default();
-    let (limit, cursor) = page_args(query).unwrap_or((50, None));
-    let selected = |value: &str, current: Option<&String>| {
-        if current.is_some_and(|c| c == value) {
-            " selected"
-        } else {
-            ""
-        }
-    };
-    let _ = write!(
-        body,
-        "<section class=\"card\"><h1>Dead-letter queue</h1>\
-         <form class=\"filters\" method=\"get\" action=\"/\" id=\"filters\">\
-         <label>source <select name=\"source\"><option value=\"\">all</option>"
-    );
-    for keys in admin.sources.keys() {
-        let _ = write!(
-            body,
-            "<option{}>{}</option>",
-            selected(&keys.source, filter.source.as_ref()),
-            esc(&keys.source)
-        );
-    }
-    let _ = write!(
-        body,
-        "</select></label><label>destination <input name=\"destination\" value=\"{}\"></label>\
-         <label>event type <input name=\"event_type\" value=\"{}\"></label>\
-         <label>reason <select name=\"reason\"><option value=\"\">any</option>",
-        esc(filter.destination.as_deref().unwrap_or("")),
-        esc(filter.event_type.as_deref().unwrap_or(""))
-    );
-    let reason = filter.reason.map(|r| r.as_str().to_owned());
-    for choice in DeadReason::ALL {
-        let _ = write!(
-            body,
-            "<option{}>{choice}</option>",
-            selected(choice.as_str(), reason.as_ref())
-        );
-    }
-    let filter_query = format!(
-        "source={}&destination={}&event_type={}&reason={}",
-        url_encode(filter.source.as_deref().unwrap_or("")),
-        url_encode(filter.destination.as_deref().unwrap_or("")),
-        url_encode(filter.event_type.as_deref().unwrap_or("")),
-        url_encode(reason.as_deref().unwrap_or(""))
-    );
-    let _ = write!(
-        body,
-        "</select></label><button type=\"submit\">Filter</button>\
-         <button type=\"button\" class=\"danger\" id=\"bulk-replay\" data-bulk=\"/admin/dlq/replay?{q}\">Replay all matching</button>\
-         </form>",
-        q = esc(&filter_query)
-    );
-
-    match dlq::list(
-        &admin.queue,
-        admin.sources.keys(),
-        &filter,
-        cursor.as_ref(),
-        limit,
-    )
-    .await
-    {
-        Err(e) => {
-            let _ = write!(
-                body,
-                "<p class=\"error\">Redis: {}</p>",
-                esc(&e.to_string())
-            );
-        }
-        Ok(page) if page.items.is_empty() => {
-            body.push_str("<p class=\"empty\" id=\"dlq-empty\">Nothing is dead-lettered.</p>");
-        }
-        Ok(page) => {
-            body.push_str(
-                "<table id=\"dlq\"><thead><tr><th>dead since</th><th>source</th><th>event id</th><th>type</th>\
-                 <th>destination</th><th>reason</th><th>status</th><th>attempts</th><th>last error</th><th></th></tr></thead><tbody>",
-            );
-            for item in &page.items {
-                row(&mut body, item);
-            }
-            body.push_str("</tbody></table>");
-            if let Some(next) = page.next_cursor {
-                let _ = write!(
-                    body,
-                    "<p><a id=\"older\" href=\"/?{}&limit={limit}&cursor={}\">Older entries →</a></p>",
-                    esc(&filter_query),
-                    url_encode(&next)
-                );
-            }
-        }
-    }
-    body.push_str("</section>");
-    page("Overview", &body)
-}
-
-fn entry_links(item: &DlqItem) -> (String, String) {
-    let path = format!("{}/{}", url_encode(&item.source), url_encode(&item.id));
-    (format!("/ui/dlq/{path}"), format!("/admin/dlq/{path}"))
-}
-
-fn row(body: &mut String, item: &DlqItem) {
-    let (ui, api) = entry_links(item);
-    let error: String = item.error.chars().take(80).collect();
-    let _ = write!(
-        body,
-        "<tr data-event-id=\"{eid}\"><td>{}</td><td>{}</td><td><a class=\"mono\" href=\"{ui}\">{eid}</a></td>\
-         <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"error-text\">{}</td>\
-         <td class=\"actions\"><button data-action=\"replay\" data-url=\"{api}/replay\" data-method=\"POST\">Replay</button>\
-         <button class=\"danger\" data-action=\"delete\" data-url=\"{api}\" data-method=\"DELETE\">Delete</button></td></tr>",
-        time(item.dead_at_ms),
-        esc(&item.source),
-        esc(&item.event_type),
-        esc(&item.destination),
-        esc(&item.reason),
-        opt(item.status.map(u64::from)),
-        item.attempts,
-        esc(&error),
-        eid = esc(&item.event_id),
-    );
-}
-
-pub async fn detail(admin: &AdminHandle, source: &str, id: &str) -> HttpResponse {
-    let Some(src) = admin.sources.get(source) else {
-        return not_found();
-    };
-    let item = match dlq::find(&admin.queue, [&src.keys], id).await {
-        Ok(Some(item)) => item,
-        Ok(None) => return not_found(),
-        Err(e) => {
-            return page_with_status(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Redis unavailable",
-                &format!("<p class=\"error\">Redis: {}</p>", esc(&e.to_string())),
-            );
-        }
-    };
-    let detail = item.detail();
-    let (_, api) = entry_links(&item);
-    let mut body = String::new();
-    let _ = write!(
-        body,
-        "<p><a href=\"/\">← Overview</a></p><section class=\"card\"><h1>Event <span class=\"mono\" id=\"event-id\">{}</span></h1>\
-         <div class=\"actions\"><button data-action=\"replay\" id=\"replay\" data-url=\"{api}/replay\" data-method=\"POST\">Replay</button>\
-         <button class=\"danger\" data-action=\"delete\" id=\"delete\" data-url=\"{api}\" data-method=\"DELETE\">Delete</button></div>\
-         <dl class=\"meta\"><dt>source</dt><dd>{}</dd><dt>destination</dt><dd>{}</dd><dt>type</dt><dd>{}</dd><dt>reason</dt><dd>{}</dd>\
-         <dt>last status</dt><dd>{}</dd><dt>last error</dt><dd class=\"error-text\">{}</dd><dt>attempts</dt><dd>{}</dd>\
-         <dt>received</dt><dd>{}</dd><dt>dead-lettered</dt><dd>{}</dd><dt>DLQ id</dt><dd class=\"mono\">{}</dd></dl></section>",
-        esc(&item.event_id),
-        esc(&item.source),
-        esc(&item.destination),
-        esc(&item.event_type),
-        esc(&item.reason),
-        opt(item.status.map(u64::from)),
-        esc(&item.error),
-        item.attempts,
-        time(item.received_ms),
-        time(item.dead_at_ms),
-        esc(&item.id),
-    );
-    let shown_body = match (&detail.body, &detail.body_base64) {
+/// A body for showing: JSON pretty-printed, other text as is, binary as
+/// base64.
+pub(super) fn pretty_body(shown: &crate::shown::ShownEvent) -> String {
+    match (&shown.body, &shown.body_base64) {
         (Some(text), _) => serde_json::from_str::<serde_json::Value>(text)
             .ok()
             .and_then(|v| serde_json::to_string_pretty(&v).ok())
             .unwrap_or_else(|| text.clone()),
         (None, Some(b64)) => format!("(binary body, base64)\n{b64}"),
         (None, None) => String::new(),
-    };
-    let _ = write!(
-        body,
-        "<section class=\"card\"><h2>Body <small>{} bytes, {}</small></h2><pre id=\"body\">{}</pre></section>",
-        item.body_bytes,
-        esc(&detail.content_type),
-        esc(&shown_body)
-    );
-    body.push_str("<section class=\"card\"><h2>Headers</h2><table id=\"headers\"><tbody>");
-    for (name, value) in &detail.headers {
-        let _ = write!(
-            body,
+    }
+}
+
+/// A `<select>`'s options, `current` selected, with an "any" first.
+pub(super) fn options<'a>(
+    any: &str,
+    choices: impl IntoIterator<Item = &'a str>,
+    current: Option<&str>,
+) -> String {
+    let mut out = format!("<option value=\"\">{}</option>", esc(any));
+    for choice in choices {
+        let selected = if current == Some(choice) {
+            " selected"
+        } else {
+            ""
+        };
+        out.push_str(&format!(
+            "<option value=\"{c}\"{selected}>{c}</option>",
+            c = esc(choice)
+        ));
+    }
+    out
+}
+
+/// The headers table of an event.
+pub(super) fn headers_table(headers: &[(String, String)]) -> String {
+    let mut out = String::from("<table id=\"headers\"><tbody>");
+    for (name, value) in headers {
+        out.push_str(&format!(
             "<tr><td class=\"mono\">{}</td><td class=\"mono\">{}</td></tr>",
             esc(name),
             esc(value)
-        );
+        ));
     }
-    body.push_str(
-        "</tbody></table></section><section class=\"card\"><h2>Attempts</h2><table id=\"attempts\">\
-         <thead><tr><th>#</th><th>at</th><th>status</th><th>error</th></tr></thead><tbody>",
-    );
-    for attempt in detail.history {
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"error-text\">{}</td></tr>",
-            attempt.attempt,
-            time(attempt.at_ms),
-            opt(attempt.status.map(u64::from)),
-            esc(&attempt.error)
-        );
-    }
-    body.push_str("</tbody></table></section>");
-    page(&format!("Event {}", item.event_id), &body)
+    out.push_str("</tbody></table>");
+    out
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::bail;
 
-use super::DestinationsCommand;
+use super::{DestinationsCommand, print_json};
 use crate::overview;
 use crate::queue::Queue;
 use crate::source::Sources;
@@ -15,11 +15,6 @@ pub fn run(config_path: Option<PathBuf>, command: DestinationsCommand) -> anyhow
     super::on_redis(config_path, |queue, sources| async move {
         execute(&queue, &sources, command).await
     })
-}
-
-fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
 }
 
 fn dash(v: Option<u64>) -> String {
@@ -107,7 +102,7 @@ async fn execute(
             }
             let keys = found.keys.destination(&destination);
             let existed = queue.forget(&found.keys, &keys).await?;
-            crate::monitor::sweep(queue, found).await;
+            crate::monitor::trim(queue, found).await;
             if json {
                 return print_json(
                     &serde_json::json!({"source": source, "destination": destination, "forgotten": existed}),

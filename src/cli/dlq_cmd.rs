@@ -1,12 +1,10 @@
 //! `hookd dlq ...`: the DLQ operations of the admin API, straight on Redis,
 //! as tables for people and `--json` for scripts.
 
-use std::path::PathBuf;
-use std::time::Duration;
-
 use anyhow::{Context, bail};
+use std::path::PathBuf;
 
-use super::{DlqCommand, DlqFilter};
+use super::{DlqCommand, DlqFilter, ms_to_text, print_json};
 use crate::dlq::{self, BulkOp, Cursor, DlqItem, Filter, Targets};
 use crate::queue::{Queue, SourceKeys};
 
@@ -66,18 +64,6 @@ async fn find(
         Some(item) => Ok(item),
         None => bail!("no dead-lettered event with id {id}"),
     }
-}
-
-fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
-}
-
-fn ms_to_text(ms: u64) -> String {
-    if ms == 0 {
-        return "-".into();
-    }
-    httpdate::fmt_http_date(std::time::UNIX_EPOCH + Duration::from_millis(ms))
 }
 
 async fn execute(
@@ -153,7 +139,7 @@ async fn execute(
             println!("received:   {}", ms_to_text(item.received_ms));
             println!("dead since: {}", ms_to_text(item.dead_at_ms));
             println!("\nheaders:");
-            for (name, value) in &detail.headers {
+            for (name, value) in &detail.shown.headers {
                 println!("  {name}: {value}");
             }
             println!("\nattempts:");
@@ -169,7 +155,7 @@ async fn execute(
                 );
             }
             println!("\nbody ({} bytes):", item.body_bytes);
-            match (&detail.body, &detail.body_base64) {
+            match (&detail.shown.body, &detail.shown.body_base64) {
                 (Some(text), _) => println!("{text}"),
                 (None, Some(b64)) => println!("(binary, base64) {b64}"),
                 _ => {}

@@ -31,6 +31,40 @@ pub struct SourceConfig {
     /// filter matches).
     #[serde(default)]
     pub destinations: Vec<DestinationConfig>,
+    /// How long finished events stay readable in the event log.
+    #[serde(default)]
+    pub history: HistoryConfig,
+}
+
+/// The event log's retention: an event every destination is done with
+/// stays searchable and replayable while it is among the `max_events`
+/// newest and younger than `max_age` (whichever bound is hit first).
+/// Unfinished events are never dropped, whatever their age.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistoryConfig {
+    /// Newest finished events kept; 0 turns the log off (an event leaves
+    /// Redis as soon as every destination is done with it).
+    pub max_events: u64,
+    /// Oldest finished event kept; 0 turns the log off.
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        Self {
+            max_events: 10_000,
+            max_age: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+impl HistoryConfig {
+    /// Whether finished events are kept at all.
+    pub fn enabled(&self) -> bool {
+        self.max_events > 0 && !self.max_age.is_zero()
+    }
 }
 
 /// Signature scheme per provider; `none` must be spelled out so an

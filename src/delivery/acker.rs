@@ -7,8 +7,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use super::route::PendingAck;
-use crate::queue::{AckKind, Queue};
+use crate::clock::unix_ms;
+use crate::queue::{Ack, Queue, Recording};
 use crate::source::{Destination, Source};
 
 /// Acknowledges delivered entries of one source in batches: it takes what
@@ -20,10 +20,10 @@ pub async fn run(
     queue: Queue,
     source: Arc<Source>,
     destination: Arc<Destination>,
-    mut pending: mpsc::UnboundedReceiver<PendingAck>,
+    mut pending: mpsc::UnboundedReceiver<Ack>,
 ) {
     const ACK_BATCH: usize = 512;
-    let mut batch: Vec<PendingAck> = Vec::with_capacity(ACK_BATCH);
+    let mut batch: Vec<Ack> = Vec::with_capacity(ACK_BATCH);
     while let Some(first) = pending.recv().await {
         batch.push(first);
         while batch.len() < ACK_BATCH {
@@ -32,10 +32,13 @@ pub async fn run(
                 Err(_) => break,
             }
         }
-        let ids: Vec<(AckKind, &str)> = batch.iter().map(|(k, id)| (*k, id.as_str())).collect();
+        let recording = Recording::at(&source.keys, source.history.enabled(), unix_ms());
         let mut tries = 0;
         loop {
-            match queue.ack(&source.keys, &destination.keys, &ids).await {
+            match queue
+                .ack(&source.keys, &destination.keys, &batch, &recording)
+                .await
+            {
                 Ok(_) => break,
                 Err(e) if tries < 3 => {
                     tries += 1;
@@ -46,7 +49,7 @@ pub async fn run(
                     warn!(
                         source = %source.name,
                         destination = %destination.name,
-                        entries = ids.len(),
+                        entries = batch.len(),
                         error = %e,
                         "could not acknowledge delivered entries; they will be delivered again after claim_idle"
                     );

@@ -16,8 +16,7 @@ use super::slots::Permits;
 use super::{Shared, pool, request};
 use crate::clock::unix_ms;
 use crate::queue::{
-    AckKind, DeadLetter, DeadReason, Envelope, FailedAttempt, QueueError, RetryOutcome,
-    history_line, id_ms,
+    DeadLetter, DeadReason, Envelope, FailedAttempt, QueueError, RetryOutcome, history_line, id_ms,
 };
 use crate::telemetry::DeliveryOutcome;
 
@@ -91,12 +90,10 @@ impl Job {
                 info!("delivery abandoned at the shutdown deadline; the entry stays pending");
                 return;
             };
-            destination
-                .metrics
-                .delivery_duration
-                .record(started.elapsed().as_secs_f64());
+            let took = started.elapsed();
+            destination.metrics.delivery_duration.record(took.as_secs_f64());
             let settled = tokio::select! {
-                settled = self.settle(&envelope, attempt, result) => settled,
+                settled = self.settle(&envelope, attempt, result, took) => settled,
                 // Redis hung at the deadline: whether the script ran or
                 // not, the entry is settled or still pending.
                 _ = self.shared.abandon.cancelled() => Ok(()),
@@ -189,30 +186,31 @@ impl Job {
         envelope: &Envelope,
         attempt: u32,
         result: Attempt,
+        took: std::time::Duration,
     ) -> Result<(), QueueError> {
         let queue = &self.shared.queue;
         let keys = &self.route.source.keys;
         let destination = &self.route.destination;
         let config = &destination.config;
         let now = unix_ms();
+        // The attempt started `took` ago: that is when its history says.
+        let at = now.saturating_sub(took.as_millis() as u64);
+        let took_ms = Some(took.as_millis() as u64);
         match result {
             Attempt::Delivered { status } => {
-                // The acker outlives every delivery (it ends when the last
-                // route is dropped), so this cannot fail while we hold one.
-                let _ = self
-                    .route
-                    .acks
-                    .send((AckKind::Delivered, envelope.entry_id.clone()));
-                destination.metrics.delivery(DeliveryOutcome::Success);
                 // A replayed copy counts from its replay.
                 let since = match &envelope.of {
                     Some(_) => id_ms(&envelope.entry_id).unwrap_or(envelope.received_ms),
                     None => envelope.received_ms,
                 };
+                let latency_ms = now.saturating_sub(since);
+                let line = history_line(attempt, at, Some(status), "", took_ms);
+                self.route.delivered(&envelope.entry_id, line, latency_ms);
+                destination.metrics.delivery(DeliveryOutcome::Success);
                 destination
                     .metrics
                     .end_to_end
-                    .record(now.saturating_sub(since) as f64 / 1000.0);
+                    .record(latency_ms as f64 / 1000.0);
                 debug!(status, "delivered");
             }
             Attempt::Failed {
@@ -220,7 +218,7 @@ impl Job {
                 error,
                 retry_after,
             } => {
-                let history = history_line(attempt, now, status, &error);
+                let history = history_line(attempt, at, status, &error, took_ms);
                 let delay =
                     backoff_delay(&config.retry, attempt, retry_after, rand::random::<f64>());
                 let failed = FailedAttempt {
@@ -234,7 +232,9 @@ impl Job {
                     max_cooldown: config.breaker.max_cooldown,
                     probe: self.probe,
                 };
-                match Box::pin(queue.schedule_retry(keys, &destination.keys, &failed)).await? {
+                let recording = self.route.recording();
+                let scheduled = queue.schedule_retry(keys, &destination.keys, &failed, &recording);
+                match Box::pin(scheduled).await? {
                     RetryOutcome::Scheduled {
                         due_ms,
                         breaker_open_until_ms,
@@ -256,7 +256,8 @@ impl Job {
                             history: "",
                             counted: false,
                         };
-                        Box::pin(queue.dead_letter(keys, &destination.keys, &dead)).await?;
+                        let dead = queue.dead_letter(keys, &destination.keys, &dead, &recording);
+                        Box::pin(dead).await?;
                         destination.metrics.delivery(DeliveryOutcome::Dead);
                     }
                     RetryOutcome::Gone => debug!("settled by another consumer meanwhile"),
@@ -264,7 +265,7 @@ impl Job {
             }
             Attempt::Rejected { status, error } => {
                 warn!(status, error = %error, "destination rejected the event: dead-lettering");
-                let history = history_line(attempt, now, Some(status), &error);
+                let history = history_line(attempt, at, Some(status), &error, took_ms);
                 let dead = DeadLetter {
                     entry_id: &envelope.entry_id,
                     reason: DeadReason::Rejected,
@@ -273,7 +274,9 @@ impl Job {
                     history: &history,
                     counted: true,
                 };
-                Box::pin(queue.dead_letter(keys, &destination.keys, &dead)).await?;
+                let recording = self.route.recording();
+                let dead = queue.dead_letter(keys, &destination.keys, &dead, &recording);
+                Box::pin(dead).await?;
                 destination.metrics.delivery(DeliveryOutcome::Dead);
             }
         }

@@ -20,7 +20,7 @@ use super::slots::Grant;
 use crate::clock::unix_ms;
 use crate::filter::Verdict;
 use crate::queue::{
-    AckKind, Claimed, DeadLetter, DeadReason, Envelope, Gate, QueueError, READ_BLOCK, history_line,
+    Claimed, DeadLetter, DeadReason, Envelope, Gate, QueueError, READ_BLOCK, history_line,
 };
 use crate::telemetry::DeliveryOutcome;
 
@@ -60,6 +60,12 @@ impl Reader {
         let blocking = queue.dedicated_client().await;
         let mut rate = RateLimiter::new(destination.config.rate_per_sec);
         let mut status = self.route.status.subscribe();
+        // Nothing goes out before the destination's pause and breaker are
+        // known: a paused destination stays paused across a restart.
+        tokio::select! {
+            _ = self.token.cancelled() => return,
+            _ = status.wait_for(|_| self.route.state_read()) => {}
+        }
         let mut groups_ready = false;
         // While the group is idle the reader blocks holding a single slot,
         // so idle destinations do not sit on worker slots others could use;
@@ -72,7 +78,13 @@ impl Reader {
         let mut next_retry_ms = unix_ms();
         while !self.token.is_cancelled() {
             if !groups_ready {
-                match self.setup().await {
+                // A Redis that is away holds this call until its timeout;
+                // shutdown does not wait for it.
+                let setup = tokio::select! {
+                    _ = self.token.cancelled() => break,
+                    setup = self.setup() => setup,
+                };
+                match setup {
                     Ok(()) => groups_ready = true,
                     Err(e) => {
                         debug!(source = %source.name, destination = %destination.name, error = %e, "cannot create the consumer groups yet");
@@ -146,40 +158,53 @@ impl Reader {
                 break;
             };
             grant.truncate(allowed);
-            let batch = match read {
-                Source::Claim => {
-                    let claimed = self.claim(&mut claim_cursor, grant.len()).await;
-                    if claimed.is_ok() && claim_cursor == "0-0" {
-                        next_claim = Instant::now() + config.claim_interval;
+            let step = async {
+                match read {
+                    Source::Claim => {
+                        let claimed = self.claim(&mut claim_cursor, grant.len()).await;
+                        if claimed.is_ok() && claim_cursor == "0-0" {
+                            next_claim = Instant::now() + config.claim_interval;
+                        }
+                        claimed
                     }
-                    claimed
+                    Source::DueRetries => queue
+                        .take_due(
+                            &source.keys,
+                            &destination.keys,
+                            &self.shared.consumer,
+                            grant.len(),
+                        )
+                        .await
+                        .map(|due| {
+                            let poll = unix_ms() + RETRY_POLL.as_millis() as u64;
+                            next_retry_ms = due
+                                .next_due
+                                .map_or(poll, |d| (unix_ms() + d.as_millis() as u64).min(poll));
+                            due.entries
+                        }),
+                    Source::New { block } => queue
+                        .read(
+                            &blocking,
+                            &source.keys,
+                            &destination.keys,
+                            &self.shared.consumer,
+                            grant.len(),
+                            block,
+                        )
+                        .await
+                        .inspect(|entries| idle = entries.is_empty()),
                 }
-                Source::DueRetries => queue
-                    .take_due(
-                        &source.keys,
-                        &destination.keys,
-                        &self.shared.consumer,
-                        grant.len(),
-                    )
-                    .await
-                    .map(|due| {
-                        let poll = unix_ms() + RETRY_POLL.as_millis() as u64;
-                        next_retry_ms = due
-                            .next_due
-                            .map_or(poll, |d| (unix_ms() + d.as_millis() as u64).min(poll));
-                        due.entries
-                    }),
-                Source::New { block } => queue
-                    .read(
-                        &blocking,
-                        &source.keys,
-                        &destination.keys,
-                        &self.shared.consumer,
-                        grant.len(),
-                        block,
-                    )
-                    .await
-                    .inspect(|entries| idle = entries.is_empty()),
+            };
+            // A healthy Redis answers within one blocking read; one that is
+            // away would hold the call until its timeout, and shutdown
+            // does not wait for that (what it handed out stays pending and
+            // is claimed later).
+            let batch = tokio::select! {
+                batch = step => batch,
+                _ = async {
+                    self.token.cancelled().await;
+                    tokio::time::sleep(READ_BLOCK + Duration::from_millis(500)).await;
+                } => break,
             };
             let entries = match batch {
                 Ok(entries) => entries,
@@ -262,10 +287,7 @@ impl Reader {
     fn wanted(&self, envelope: &Envelope) -> bool {
         let destination = &self.route.destination;
         if !envelope.is_for(&destination.name) {
-            let _ = self
-                .route
-                .acks
-                .send((AckKind::Skipped, envelope.entry_id.clone()));
+            self.route.skip(&envelope.entry_id);
             return false;
         }
         // An operator's replay to this destination is not filtered again.
@@ -275,10 +297,7 @@ impl Reader {
                 .check(&envelope.event_type, &envelope.body)
                 == Verdict::FilteredOut
         {
-            let _ = self
-                .route
-                .acks
-                .send((AckKind::Skipped, envelope.entry_id.clone()));
+            self.route.skip(&envelope.entry_id);
             destination.metrics.delivery(DeliveryOutcome::Filtered);
             return false;
         }
@@ -361,7 +380,7 @@ impl Reader {
                     "entry keeps crashing its consumers: dead-lettering"
                 );
                 const WHY: &str = "handed out more than worker.max_deliveries times";
-                let history = history_line(envelope.attempts + 1, unix_ms(), None, WHY);
+                let history = history_line(envelope.attempts + 1, unix_ms(), None, WHY, None);
                 queue
                     .dead_letter(
                         &source.keys,
@@ -374,6 +393,7 @@ impl Reader {
                             history: &history,
                             counted: false,
                         },
+                        &self.route.recording(),
                     )
                     .await?;
                 destination.metrics.delivery(DeliveryOutcome::Dead);

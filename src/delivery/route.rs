@@ -3,7 +3,7 @@
 //! breaker) its reader obeys.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -11,11 +11,9 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::task::TaskTracker;
 
 use super::pool::Connections;
-use crate::queue::{AckKind, Breaker, DestinationStatus};
+use crate::clock::unix_ms;
+use crate::queue::{Ack, AckKind, Breaker, DestinationStatus, Recording};
 use crate::source::{Destination, Source};
-
-/// An entry a destination is done with, waiting to be acknowledged.
-pub type PendingAck = (AckKind, String);
 
 pub struct Route {
     pub source: Arc<Source>,
@@ -25,13 +23,17 @@ pub struct Route {
     /// `max_in_flight` slots.
     pub in_flight: Arc<Semaphore>,
     /// Entries waiting to be acknowledged in a batch.
-    pub acks: mpsc::UnboundedSender<PendingAck>,
+    pub acks: mpsc::UnboundedSender<Ack>,
     /// The destination's shared state as last read from Redis (by the
     /// state watcher), or as this process' own attempts just changed it.
     pub status: watch::Sender<DestinationStatus>,
     /// The earliest retry this process scheduled and its reader has not
     /// looked for yet (unix ms, u64::MAX for none).
     earliest_retry_ms: AtomicU64,
+    /// The state watch has read this destination's pause and breaker at
+    /// least once; until then the reader delivers nothing, so a pause
+    /// holds across a restart.
+    state_read: AtomicBool,
 }
 
 impl Route {
@@ -41,7 +43,7 @@ impl Route {
         destination: Arc<Destination>,
         connector: HttpsConnector<HttpConnector>,
         connection_tasks: TaskTracker,
-    ) -> (Self, mpsc::UnboundedReceiver<PendingAck>) {
+    ) -> (Self, mpsc::UnboundedReceiver<Ack>) {
         let (acks, pending) = mpsc::unbounded_channel();
         let status = watch::Sender::new(DestinationStatus::default());
         let route = Self {
@@ -54,6 +56,7 @@ impl Route {
             acks,
             status,
             earliest_retry_ms: AtomicU64::new(u64::MAX),
+            state_read: AtomicBool::new(false),
             source,
             destination,
         };
@@ -70,6 +73,56 @@ impl Route {
             status.breaker = open;
             changed
         });
+    }
+
+    /// The entry is not for this destination (filter, or a replay
+    /// addressed elsewhere): acknowledged with the next batch.
+    pub fn skip(&self, entry_id: &str) {
+        // The acker outlives every route user (it ends when the last route
+        // is dropped), so this cannot fail while we hold one.
+        let _ = self.acks.send(Ack {
+            kind: AckKind::Skipped,
+            entry_id: entry_id.to_owned(),
+            line: String::new(),
+            latency_ms: 0,
+        });
+    }
+
+    /// The entry was delivered: acknowledged with the next batch, with its
+    /// successful attempt's history line.
+    pub fn delivered(&self, entry_id: &str, line: String, latency_ms: u64) {
+        let _ = self.acks.send(Ack {
+            kind: AckKind::Delivered,
+            entry_id: entry_id.to_owned(),
+            line,
+            latency_ms,
+        });
+    }
+
+    /// Whether the destination's state was read from Redis yet.
+    pub fn state_read(&self) -> bool {
+        self.state_read.load(Ordering::Acquire)
+    }
+
+    /// Publishes a state read from Redis; the first one always wakes the
+    /// reader (see [`Route::state_read`]).
+    pub fn publish_state(&self, status: DestinationStatus) -> bool {
+        if !self.state_read.swap(true, Ordering::AcqRel) {
+            self.status.send_replace(status);
+            return true;
+        }
+        self.status.send_if_modified(|current| {
+            if *current == status {
+                return false;
+            }
+            *current = status;
+            true
+        })
+    }
+
+    /// What a step taken now records besides the entry's move.
+    pub fn recording(&self) -> Recording {
+        Recording::at(&self.source.keys, self.source.history.enabled(), unix_ms())
     }
 
     /// A delivery of this process scheduled a retry due at `due_ms`.

@@ -30,7 +30,11 @@ pub async fn run(
             _ = token.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let states = match queue.states(&keys).await {
+        let read = tokio::select! {
+            _ = token.cancelled() => return,
+            read = queue.states(&keys) => read,
+        };
+        let states = match read {
             Ok(states) => states,
             Err(e) => {
                 debug!(source = %source.name, error = %e, "cannot read destination state");
@@ -40,21 +44,15 @@ pub async fn run(
         for (route, status) in routes.iter().zip(states) {
             let destination = &route.destination;
             destination.metrics.state(status.state());
-            route.status.send_if_modified(|current| {
-                if *current == status {
-                    return false;
-                }
-                if current.state() != status.state() {
-                    info!(
-                        source = %source.name,
-                        destination = %destination.name,
-                        state = %status.state(),
-                        "destination state changed"
-                    );
-                }
-                *current = status;
-                true
-            });
+            let was = route.status.borrow().state();
+            if route.publish_state(status) && was != status.state() {
+                info!(
+                    source = %source.name,
+                    destination = %destination.name,
+                    state = %status.state(),
+                    "destination state changed"
+                );
+            }
         }
     }
 }

@@ -33,14 +33,22 @@ pub struct DlqScanFilter<'a> {
     pub destination: &'a str,
 }
 
+/// A DLQ entry that matched a bulk operation's filter.
+#[derive(Debug, Clone)]
+pub struct DlqRef {
+    pub dlq_id: String,
+    /// The destination it died for.
+    pub destination: String,
+}
+
 /// One step of a filtered DLQ walk (`dlq_scan.lua`).
-#[derive(Debug, Default)]
-pub struct DlqScanStep {
+#[derive(Debug)]
+pub struct DlqScanStep<M> {
     /// Entries looked at.
     pub examined: usize,
     /// The oldest entry looked at, where the next step continues below.
     pub last: Option<String>,
-    pub matches: Vec<DlqMatch>,
+    pub matches: Vec<M>,
     /// Entries may remain below `last`.
     pub more: bool,
 }
@@ -96,7 +104,72 @@ impl Queue {
         count: usize,
         most_matches: usize,
         filter: &DlqScanFilter<'_>,
-    ) -> Result<DlqScanStep, QueueError> {
+    ) -> Result<DlqScanStep<DlqMatch>, QueueError> {
+        self.dlq_scan_step(keys, from, count, most_matches, filter, "rows", |f| {
+            let text = |v: &Value| value_string(v).unwrap_or_default();
+            let number = |v: &Value| value_u64(v).unwrap_or(0);
+            match f {
+                [
+                    dlq_id,
+                    event_id,
+                    event_type,
+                    reason,
+                    status,
+                    error,
+                    attempts,
+                    received,
+                    dead_at,
+                    body_bytes,
+                    destination,
+                ] => Some(DlqMatch {
+                    dlq_id: text(dlq_id),
+                    event_id: text(event_id),
+                    event_type: text(event_type),
+                    reason: text(reason),
+                    status: text(status).parse().ok(),
+                    error: text(error),
+                    attempts: number(attempts) as u32,
+                    received_ms: number(received),
+                    dead_at_ms: number(dead_at),
+                    body_bytes: number(body_bytes) as usize,
+                    destination: text(destination),
+                }),
+                _ => None,
+            }
+        })
+        .await
+    }
+
+    /// [`Self::dlq_scan`] returning only what a bulk operation acts on:
+    /// each match's id and destination.
+    pub async fn dlq_scan_refs(
+        &self,
+        keys: &SourceKeys,
+        from: Option<&str>,
+        count: usize,
+        filter: &DlqScanFilter<'_>,
+    ) -> Result<DlqScanStep<DlqRef>, QueueError> {
+        self.dlq_scan_step(keys, from, count, count, filter, "refs", |f| match f {
+            [dlq_id, destination] => Some(DlqRef {
+                dlq_id: value_string(dlq_id)?,
+                destination: value_string(destination).unwrap_or_default(),
+            }),
+            _ => None,
+        })
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn dlq_scan_step<M>(
+        &self,
+        keys: &SourceKeys,
+        from: Option<&str>,
+        count: usize,
+        most_matches: usize,
+        filter: &DlqScanFilter<'_>,
+        shape: &'static str,
+        parse: impl Fn(&[Value]) -> Option<M>,
+    ) -> Result<DlqScanStep<M>, QueueError> {
         const OP: &str = "dlq scan";
         let result = self
             .eval(
@@ -111,6 +184,7 @@ impl Queue {
                         filter.reason.into(),
                         filter.destination.into(),
                         Value::Integer(most_matches as i64),
+                        shape.into(),
                     ]
                 },
                 None,
@@ -125,24 +199,10 @@ impl Queue {
             Value::Array(items) => items,
             _ => Vec::new(),
         };
-        let text = |v: &Value| value_string(v).unwrap_or_default();
-        let number = |v: &Value| value_u64(v).unwrap_or(0);
         let matches = matches
-            .into_iter()
+            .iter()
             .map(|item| match item {
-                Value::Array(f) if f.len() == 11 => Ok(DlqMatch {
-                    dlq_id: text(&f[0]),
-                    event_id: text(&f[1]),
-                    event_type: text(&f[2]),
-                    reason: text(&f[3]),
-                    status: text(&f[4]).parse().ok(),
-                    error: text(&f[5]),
-                    attempts: number(&f[6]) as u32,
-                    received_ms: number(&f[7]),
-                    dead_at_ms: number(&f[8]),
-                    body_bytes: number(&f[9]) as usize,
-                    destination: text(&f[10]),
-                }),
+                Value::Array(fields) => parse(fields).ok_or_else(|| reply(OP, "match shape")),
                 _ => Err(reply(OP, "match shape")),
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -189,17 +249,22 @@ impl Queue {
 
     /// Deletes a DLQ entry; false if it was not there.
     pub async fn dlq_delete(&self, keys: &SourceKeys, dlq_id: &str) -> Result<bool, QueueError> {
-        Ok(self.dlq_delete_many(keys, &[dlq_id]).await? > 0)
+        let unknown = DlqRef {
+            dlq_id: dlq_id.to_owned(),
+            destination: String::new(),
+        };
+        Ok(self.dlq_delete_many(keys, &[unknown]).await? > 0)
     }
 
     /// Deletes DLQ entries in one script call, keeping each destination's
-    /// count; how many were there.
+    /// count; how many were there. A ref with an empty destination has it
+    /// read from the entry.
     pub async fn dlq_delete_many(
         &self,
         keys: &SourceKeys,
-        dlq_ids: &[&str],
+        refs: &[DlqRef],
     ) -> Result<usize, QueueError> {
-        if dlq_ids.is_empty() {
+        if refs.is_empty() {
             return Ok(0);
         }
         let result = self
@@ -207,7 +272,11 @@ impl Queue {
                 "dlq delete",
                 &self.scripts.dlq_delete,
                 vec![&keys.dlq, &keys.dlq_counts, &keys.heir],
-                || dlq_ids.iter().map(|id| Value::from(*id)).collect(),
+                || {
+                    refs.iter()
+                        .flat_map(|r| [r.dlq_id.as_str().into(), r.destination.as_str().into()])
+                        .collect()
+                },
                 None,
             )
             .await?;

@@ -330,8 +330,15 @@ pub fn header_count(raw: &[u8]) -> usize {
 
 /// One line of an entry's attempt history; tabs and newlines are replaced
 /// so the format stays parseable.
-pub fn history_line(attempt: u32, at_ms: u64, status: Option<u16>, error: &str) -> String {
+pub fn history_line(
+    attempt: u32,
+    at_ms: u64,
+    status: Option<u16>,
+    error: &str,
+    duration_ms: Option<u64>,
+) -> String {
     let status = status.map(|s| s.to_string()).unwrap_or_default();
+    let duration = duration_ms.map(|d| d.to_string()).unwrap_or_default();
     let error: String = error
         .chars()
         .take(300)
@@ -343,7 +350,36 @@ pub fn history_line(attempt: u32, at_ms: u64, status: Option<u16>, error: &str) 
             }
         })
         .collect();
-    format!("{attempt}\t{at_ms}\t{status}\t{error}\n")
+    format!("{attempt}\t{at_ms}\t{status}\t{error}\t{duration}\n")
+}
+
+/// One attempt from an entry's history.
+#[derive(Debug, Clone, serde::Serialize, PartialEq, Eq)]
+pub struct AttemptRecord {
+    pub attempt: u32,
+    pub at_ms: u64,
+    pub status: Option<u16>,
+    pub error: String,
+    /// How long the attempt took (absent in records written before it was
+    /// kept, and for steps that were no request).
+    pub duration_ms: Option<u64>,
+}
+
+/// Inverse of [`history_line`], line by line; lines that do not parse are
+/// skipped. Reads the four-field lines older versions wrote too.
+pub fn parse_history(log: &str) -> Vec<AttemptRecord> {
+    log.lines()
+        .filter_map(|line| {
+            let mut parts = line.splitn(5, '\t');
+            Some(AttemptRecord {
+                attempt: parts.next()?.parse().ok()?,
+                at_ms: parts.next()?.parse().ok()?,
+                status: parts.next().and_then(|s| s.parse().ok()),
+                error: parts.next().unwrap_or("").to_owned(),
+                duration_ms: parts.next().and_then(|d| d.parse().ok()),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -375,10 +411,30 @@ mod tests {
     }
 
     #[test]
-    fn history_lines_stay_one_line() {
-        let line = history_line(2, 1000, Some(503), "bad\tthing\nhappened");
-        assert_eq!(line, "2\t1000\t503\tbad thing happened\n");
-        assert_eq!(history_line(1, 5, None, "x"), "1\t5\t\tx\n");
+    fn history_lines_stay_one_line_and_parse_back() {
+        let line = history_line(2, 1000, Some(503), "bad\tthing\nhappened", Some(12));
+        assert_eq!(line, "2\t1000\t503\tbad thing happened\t12\n");
+        assert_eq!(history_line(1, 5, None, "x", None), "1\t5\t\tx\t\n");
+        let parsed = parse_history(&format!("{line}1\t5\t\tx\n"));
+        assert_eq!(
+            parsed,
+            vec![
+                AttemptRecord {
+                    attempt: 2,
+                    at_ms: 1000,
+                    status: Some(503),
+                    error: "bad thing happened".into(),
+                    duration_ms: Some(12),
+                },
+                AttemptRecord {
+                    attempt: 1,
+                    at_ms: 5,
+                    status: None,
+                    error: "x".into(),
+                    duration_ms: None,
+                },
+            ]
+        );
     }
 
     #[test]

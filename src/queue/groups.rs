@@ -1,7 +1,6 @@
 //! The consumer groups as operators see and tend them: the queue depths
-//! of each destination, groups no destination names any more (forgotten
-//! on request), and the sweep that removes entries every group is done
-//! with.
+//! of each destination, and groups no destination names any more
+//! (forgotten on request).
 
 use fred::interfaces::StreamsInterface;
 use fred::types::Value;
@@ -48,14 +47,6 @@ pub struct SourceDepths {
     /// In the order asked for.
     pub destinations: Vec<DestinationDepth>,
     pub orphans: Vec<OrphanGroup>,
-}
-
-/// One step of a sweep.
-#[derive(Debug, Clone, Default)]
-pub struct SweepStep {
-    pub examined: usize,
-    pub last: Option<String>,
-    pub deleted: u64,
 }
 
 impl Queue {
@@ -153,34 +144,6 @@ impl Queue {
             )
             .await?;
         Ok(matches!(result, Value::Array(parts) if parts.first().and_then(value_u64) == Some(1)))
-    }
-
-    /// Removes entries every group is done with, among up to `count`
-    /// after `after` (None: from the head).
-    pub async fn sweep(
-        &self,
-        keys: &SourceKeys,
-        after: Option<&str>,
-        count: usize,
-    ) -> Result<SweepStep, QueueError> {
-        const OP: &str = "sweep";
-        let result = self
-            .eval(
-                OP,
-                &self.scripts.sweep,
-                vec![&keys.stream],
-                || vec![after.unwrap_or("-").into(), Value::Integer(count as i64)],
-                None,
-            )
-            .await?;
-        match result {
-            Value::Array(parts) if parts.len() == 3 => Ok(SweepStep {
-                examined: value_u64(&parts[0]).unwrap_or(0) as usize,
-                last: value_string(&parts[1]).filter(|id| !id.is_empty()),
-                deleted: value_u64(&parts[2]).unwrap_or(0),
-            }),
-            other => Err(reply(OP, format!("{other:?}"))),
-        }
     }
 
     /// Removes this process' consumer from `destination`'s group if it

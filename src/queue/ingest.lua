@@ -3,9 +3,11 @@
 -- and append in one atomic step, so a dedup key never exists without its
 -- stream entry (and vice versa). A batch of one is the plain case. One copy
 -- of each event; every destination reads it through its consumer group.
--- KEYS[1] stream, KEYS[1 + i] seen:<event id> of event i
--- ARGV[1] dedup ttl (s), ARGV[2] max backlog, ARGV[3] n destinations,
--- ARGV[4 .. 3 + n] their names (= groups), then per event six items:
+-- KEYS[1] stream, KEYS[2] this minute's counters hash, KEYS[2 + i]
+-- seen:<event id> of event i
+-- ARGV[1] dedup ttl (s), ARGV[2] max backlog, ARGV[3] counters' time to
+-- live (s), ARGV[4] n destinations, ARGV[5 .. 4 + n] their names (=
+-- groups), then per event six items:
 --   event id, event type, content type ('' = none), headers, body,
 --   received unix ms
 -- The entry's field names (queue/entry.rs `field`) are written here rather
@@ -15,11 +17,12 @@
 -- or {"setup"} when a destination's group does not exist yet (nothing is
 -- written then; the caller creates the groups and sends the batch again).
 local max_backlog = tonumber(ARGV[2])
-local n = tonumber(ARGV[3])
+local n = tonumber(ARGV[4])
 local backlog = nil
 local out = {}
-local at = 4 + n
-for i = 2, #KEYS do
+local accepted = 0
+local at = 5 + n
+for i = 3, #KEYS do
   local seen = redis.call('GET', KEYS[i])
   if seen then
     out[#out + 1] = 'dup'
@@ -30,7 +33,7 @@ for i = 2, #KEYS do
       -- them has not finished (unread, in flight, waiting for a retry).
       local groups = groups_of(KEYS[1])
       backlog = 0
-      for d = 4, 3 + n do
+      for d = 5, 4 + n do
         local g = groups[ARGV[d]]
         if not g then return {'setup'} end
         local unread = g.lag
@@ -53,10 +56,15 @@ for i = 2, #KEYS do
       end
       redis.call('SET', KEYS[i], id, 'EX', ARGV[1])
       backlog = backlog + 1
+      accepted = accepted + 1
       out[#out + 1] = 'ok'
       out[#out + 1] = id
     end
   end
   at = at + 6
+end
+if accepted > 0 then
+  redis.call('HINCRBY', KEYS[2], 'accepted', accepted)
+  redis.call('EXPIRE', KEYS[2], ARGV[3], 'NX')
 end
 return out

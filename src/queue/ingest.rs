@@ -21,6 +21,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 
 use tokio_util::task::TaskTracker;
 
+use super::counters::{minute_of, ttl_arg};
 use super::reply::{reply, value_string};
 use super::{Queue, QueueError, SourceKeys};
 
@@ -42,7 +43,7 @@ const ARGS_PER_EVENT: usize = 6;
 /// How long a request waits for its batch, queueing included. Matches the
 /// script call's own timeout, so a stuck Redis turns into a 503 (the
 /// provider retries; dedup catches the event if it did land).
-pub(super) const INGEST_TIMEOUT: Duration = Duration::from_secs(2);
+pub const INGEST_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How a source's events are stored.
 #[derive(Debug, Clone, Copy)]
@@ -55,6 +56,9 @@ pub struct IngestSettings {
     pub dedup_ttl: Duration,
     /// Undelivered events above which new ones are refused.
     pub max_backlog: u64,
+    /// How long a request waits for its batch before it gives up (503, or
+    /// the spool).
+    pub timeout: Duration,
 }
 
 /// A new event as the ingest path hands it over.
@@ -85,14 +89,48 @@ struct Waiting {
     answer: oneshot::Sender<Answer>,
 }
 
+impl Waiting {
+    fn new(keys: &SourceKeys, event: &NewEvent<'_>, answer: oneshot::Sender<Answer>) -> Self {
+        Self {
+            seen_key: Key::from(keys.seen(event.event_id)),
+            // In the order ingest.lua reads them.
+            args: [
+                event.event_id.into(),
+                event.event_type.into(),
+                Value::Bytes(
+                    event
+                        .content_type
+                        .map_or_else(Bytes::new, Bytes::copy_from_slice),
+                ),
+                Value::Bytes(event.headers.clone()),
+                Value::Bytes(event.body.clone()),
+                Value::Integer(event.received_ms as i64),
+            ],
+            bytes: event.headers.len() + event.body.len(),
+            answer,
+        }
+    }
+}
+
 /// Accepts events for one source and stores them through group commit.
 #[derive(Clone)]
 pub struct Ingestor {
     waiting: mpsc::Sender<Waiting>,
     keys: Arc<SourceKeys>,
+    timeout: Duration,
+    direct: Writer,
+}
+
+/// Stores batches of events itself, one script call at a time and so in
+/// order, beside the writers (the spool's drainer). It does not keep the
+/// writers running.
+#[derive(Clone)]
+pub struct DirectIngest {
+    writer: Writer,
 }
 
 /// One of a source's writers: takes a batch, stores it, answers it.
+#[derive(Clone)]
 struct Writer {
     queue: Queue,
     keys: Arc<SourceKeys>,
@@ -124,58 +162,83 @@ impl Ingestor {
         let keys = Arc::new(keys);
         let destinations: Arc<[String]> = destinations.into();
         let heir: Arc<str> = heir.into();
+        let writer = Writer {
+            queue: queue.clone(),
+            keys: keys.clone(),
+            stream: Key::from(keys.stream.as_str()),
+            destinations,
+            heir,
+            dedup_ttl_secs: i64::try_from(settings.dedup_ttl.as_secs()).unwrap_or(i64::MAX),
+            max_backlog: i64::try_from(settings.max_backlog).unwrap_or(i64::MAX),
+            waiting: rx,
+        };
         for _ in 0..settings.writers.max(1) {
-            let writer = Writer {
-                queue: queue.clone(),
-                keys: keys.clone(),
-                stream: Key::from(keys.stream.as_str()),
-                destinations: destinations.clone(),
-                heir: heir.clone(),
-                dedup_ttl_secs: i64::try_from(settings.dedup_ttl.as_secs()).unwrap_or(i64::MAX),
-                max_backlog: i64::try_from(settings.max_backlog).unwrap_or(i64::MAX),
-                waiting: rx.clone(),
-            };
-            tasks.spawn(writer.run());
+            tasks.spawn(writer.clone().run());
         }
-        Self { waiting: tx, keys }
+        Self {
+            waiting: tx,
+            keys,
+            timeout: settings.timeout,
+            direct: writer,
+        }
+    }
+
+    /// See [`DirectIngest`].
+    pub fn direct(&self) -> DirectIngest {
+        DirectIngest {
+            writer: self.direct.clone(),
+        }
     }
 
     /// Dedup + append, atomically; resolves once Redis has run it.
     pub async fn ingest(&self, event: &NewEvent<'_>) -> Answer {
         const OP: &str = "ingest";
-        // The event's slice of ARGV, in the order ingest.lua reads it.
-        let args = [
-            event.event_id.into(),
-            event.event_type.into(),
-            Value::Bytes(
-                event
-                    .content_type
-                    .map_or_else(Bytes::new, Bytes::copy_from_slice),
-            ),
-            Value::Bytes(event.headers.clone()),
-            Value::Bytes(event.body.clone()),
-            Value::Integer(event.received_ms as i64),
-        ];
-
         let (answer, answered) = oneshot::channel();
-        let waiting = Waiting {
-            seen_key: Key::from(self.keys.seen(event.event_id)),
-            args,
-            bytes: event.headers.len() + event.body.len(),
-            answer,
-        };
+        let waiting = Waiting::new(&self.keys, event, answer);
         let closed = || reply(OP, "ingest writers stopped");
         let wait = async {
             self.waiting.send(waiting).await.map_err(|_| closed())?;
             answered.await.map_err(|_| closed())?
         };
-        match tokio::time::timeout(INGEST_TIMEOUT, wait).await {
+        match tokio::time::timeout(self.timeout, wait).await {
             Ok(answer) => answer,
             Err(_) => Err(QueueError::Timeout {
                 op: OP,
-                after: INGEST_TIMEOUT,
+                after: self.timeout,
             }),
         }
+    }
+}
+
+impl DirectIngest {
+    /// Stores `events` in order, up to a script call's worth at a time;
+    /// the answers come in the same order and stop after the first call
+    /// that failed (its events all get its error).
+    pub async fn store_in_order(&self, events: &[NewEvent<'_>]) -> Vec<Answer> {
+        let mut out = Vec::with_capacity(events.len());
+        let mut batch = Vec::with_capacity(MAX_BATCH_EVENTS);
+        let mut answers = Vec::with_capacity(MAX_BATCH_EVENTS);
+        for chunk in events.chunks(MAX_BATCH_EVENTS) {
+            let mut answered = Vec::with_capacity(chunk.len());
+            for event in chunk {
+                let (answer, rx) = oneshot::channel();
+                answered.push(rx);
+                batch.push(Waiting::new(&self.writer.keys, event, answer));
+            }
+            self.writer.store(&mut batch, &mut answers).await;
+            let mut failed = false;
+            for mut rx in answered {
+                let answer = rx
+                    .try_recv()
+                    .unwrap_or_else(|_| Err(reply("ingest", "no answer for a spooled event")));
+                failed |= answer.is_err();
+                out.push(answer);
+            }
+            if failed {
+                break;
+            }
+        }
+        out
     }
 }
 
@@ -214,12 +277,16 @@ impl Writer {
     /// (`setup.lua`) and goes again, once.
     async fn store(&self, batch: &mut Vec<Waiting>, answers: &mut Vec<oneshot::Sender<Answer>>) {
         const OP: &str = "ingest";
-        let mut keys = Vec::with_capacity(1 + batch.len());
+        let mut keys = Vec::with_capacity(2 + batch.len());
         keys.push(self.stream.clone());
+        keys.push(Key::from(
+            self.keys.counters(minute_of(crate::clock::unix_ms())),
+        ));
         let mut args =
-            Vec::with_capacity(3 + self.destinations.len() + batch.len() * ARGS_PER_EVENT);
+            Vec::with_capacity(4 + self.destinations.len() + batch.len() * ARGS_PER_EVENT);
         args.push(Value::Integer(self.dedup_ttl_secs));
         args.push(Value::Integer(self.max_backlog));
+        args.push(ttl_arg());
         args.push(Value::Integer(self.destinations.len() as i64));
         args.extend(self.destinations.iter().map(|d| Value::from(d.as_str())));
         for waiting in batch.drain(..) {

@@ -12,6 +12,7 @@
 //! | `{prefix}:{<source>}:dlq` | stream | dead-lettered events, each naming its destination |
 //! | `{prefix}:{<source>}:dlq:counts` | hash, destination → n | dead-lettered events per destination |
 //! | `{prefix}:{<source>}:seen:<event id>` | string + TTL | dedup marker → first entry id |
+//! | `{prefix}:{<source>}:stats:<minute>` | hash + TTL | that minute's counters (`counters.rs`) |
 //!
 //! The single-destination layout read the stream with one group,
 //! [`LEGACY_GROUP`], and parked retries in `{prefix}:{<source>}:delayed`;
@@ -69,6 +70,11 @@ impl SourceKeys {
         key
     }
 
+    /// The counters of one minute (unix ms / 60000).
+    pub fn counters(&self, minute: u64) -> String {
+        format!("{}:stats:{minute}", self.prefix)
+    }
+
     /// The keys of one of this source's destinations.
     pub fn destination(&self, name: &str) -> DestinationKeys {
         let base = format!("{}:d:{name}", self.prefix);
@@ -93,6 +99,7 @@ mod tests {
         assert_eq!(keys.dlq_counts, "hookd:{stripe}:dlq:counts");
         assert_eq!(keys.legacy_delayed, "hookd:{stripe}:delayed");
         assert_eq!(keys.seen("evt_1"), "hookd:{stripe}:seen:evt_1");
+        assert_eq!(keys.counters(29_000_000), "hookd:{stripe}:stats:29000000");
         let billing = keys.destination("billing");
         assert_eq!(billing.group, "billing");
         assert_eq!(billing.retry, "hookd:{stripe}:d:billing:retry");

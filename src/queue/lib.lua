@@ -1,5 +1,5 @@
--- Shared by the scripts that finish an entry for one destination (written
--- after each script's shebang line by queue/scripts.rs).
+-- Helpers shared by the scripts that finish an entry or walk a stream
+-- (written after each script's shebang line by queue/scripts.rs).
 
 -- A stream id as two numbers (ms, seq): ms fit a double exactly.
 local function id_parts(id)
@@ -45,13 +45,21 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- A destination's record of an entry's failed attempts: "made\nhistory",
--- where history holds one line per attempt.
+-- A destination's record of an entry: "made\noutcome\nhistory", where
+-- outcome is '' while it is under way, 'delivered' or 'dead', and history
+-- holds one line per attempt. Returns made, outcome, history.
 local function parse_attempts(record)
-  if not record then return 0, '' end
-  local nl = string.find(record, '\n', 1, true)
-  if not nl then return tonumber(record) or 0, '' end
-  return tonumber(string.sub(record, 1, nl - 1)) or 0, string.sub(record, nl + 1)
+  if not record then return 0, '', '' end
+  local a = string.find(record, '\n', 1, true)
+  if not a then return tonumber(record) or 0, '', '' end
+  local made = tonumber(string.sub(record, 1, a - 1)) or 0
+  local b = string.find(record, '\n', a + 1, true)
+  if not b then return made, '', string.sub(record, a + 1) end
+  return made, string.sub(record, a + 1, b - 1), string.sub(record, b + 1)
+end
+
+local function attempt_record(made, outcome, history)
+  return made .. '\n' .. outcome .. '\n' .. history
 end
 
 -- The fields of a stored event worth copying (to the DLQ, or back for a
@@ -74,4 +82,29 @@ local function uncount(counts, dest)
   if tonumber(redis.call('HGET', counts, dest) or 0) > 0 then
     redis.call('HINCRBY', counts, dest, -1)
   end
+end
+
+-- Walks a stream newest first from `upper` down to `lower` (inclusive ids,
+-- or '+'/'-'), calling visit(entry) until `most` visits returned true or
+-- `count` entries were looked at. It reads in chunks sized to the matches
+-- still wanted: a page whose filter matches every entry reads only the
+-- entries it returns, a sparse filter reads ahead in larger chunks.
+-- Returns entries examined, the last examined id ('' if none), and 1 if
+-- entries may remain below it.
+local function walk_newest_first(stream, upper, lower, count, most, visit)
+  local examined, matched, last = 0, 0, ''
+  local from = upper
+  while examined < count and matched < most do
+    local chunk = math.min(count - examined, math.max(most - matched, 32))
+    local entries = redis.call('XREVRANGE', stream, from, lower, 'COUNT', chunk)
+    for _, entry in ipairs(entries) do
+      examined = examined + 1
+      last = entry[1]
+      if visit(entry) then matched = matched + 1 end
+      if matched >= most then return examined, last, 1 end
+    end
+    if #entries < chunk then return examined, last, 0 end
+    from = '(' .. last
+  end
+  return examined, last, 1
 end

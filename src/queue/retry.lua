@@ -7,11 +7,13 @@
 -- the destination's is not dead-lettered when the breaker is on: the
 -- service is down, not the event poison, so the breaker opens and the
 -- event waits.
--- KEYS[1] stream, KEYS[2] retry zset, KEYS[3] attempts hash, KEYS[4] state hash
+-- KEYS[1] stream, KEYS[2] retry zset, KEYS[3] attempts hash, KEYS[4] state
+-- hash, KEYS[5] this minute's counters hash
 -- ARGV[1] group, ARGV[2] entry id, ARGV[3] delay (ms), ARGV[4] history line,
 -- ARGV[5] HTTP status ('' = none), ARGV[6] max attempts, ARGV[7] breaker
 -- failures (0 = off), ARGV[8] cooldown (ms), ARGV[9] max cooldown (ms),
--- ARGV[10] '1' if this attempt was the probe
+-- ARGV[10] '1' if this attempt was the probe, ARGV[11] counters' time to
+-- live (s)
 -- Returns {'retry', due ms, open until ms (0: the breaker is closed)} |
 --   {'dead', attempts made} | {'gone'}
 local stream, retry, attempts, state = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -22,10 +24,12 @@ if #redis.call('XPENDING', stream, group, id, id, 1) == 0 then
 end
 local now = now_ms()
 local probe = ARGV[10] == '1'
-local made, history = parse_attempts(redis.call('HGET', attempts, id))
+local made, _, history = parse_attempts(redis.call('HGET', attempts, id))
 if not probe then made = made + 1 end
 history = history .. ARGV[4]
-redis.call('HSET', attempts, id, made .. '\n' .. history)
+redis.call('HSET', attempts, id, attempt_record(made, '', history))
+redis.call('HINCRBY', KEYS[5], 'failed', 1)
+redis.call('EXPIRE', KEYS[5], ARGV[11], 'NX')
 local failures = redis.call('HINCRBY', state, 'failures', 1)
 redis.call('HSET', state, 'last_fail', now, 'last_status', ARGV[5])
 local threshold, max_attempts = tonumber(ARGV[7]), tonumber(ARGV[6])

@@ -19,6 +19,16 @@ fn with_lib(text: &str) -> Script {
 }
 
 pub struct Scripts {
+    /// Per-minute counters, read for the charts.
+    pub counters: Script,
+    /// The event log's retention: finished entries outside `history` go.
+    pub trim: Script,
+    /// One step of a filtered walk through the event log, with each
+    /// destination's status of every entry.
+    pub events: Script,
+    /// Copies of logged events back into the stream, for one destination
+    /// or all.
+    pub replay_events: Script,
     /// Dedup + XADD for a batch of events (group commit).
     pub ingest: Script,
     /// Every destination's group; the single-destination layout migrated.
@@ -50,8 +60,6 @@ pub struct Scripts {
     pub dlq_scan: Script,
     /// A removed destination's group and keys gone (allow-oom).
     pub forget: Script,
-    /// Entries every group is done with removed (allow-oom).
-    pub sweep: Script,
 }
 
 impl Scripts {
@@ -70,9 +78,12 @@ impl Scripts {
             probe: with_lib(include_str!("probe.lua")),
             replay: with_lib(include_str!("replay.lua")),
             dlq_delete: with_lib(include_str!("dlq_delete.lua")),
-            dlq_scan: Script::from_lua(include_str!("dlq_scan.lua")),
+            counters: Script::from_lua(include_str!("counters.lua")),
+            trim: with_lib(include_str!("trim.lua")),
+            events: with_lib(include_str!("events.lua")),
+            replay_events: with_lib(include_str!("replay_events.lua")),
+            dlq_scan: with_lib(include_str!("dlq_scan.lua")),
             forget: with_lib(include_str!("forget.lua")),
-            sweep: with_lib(include_str!("sweep.lua")),
         }
     }
 }
@@ -107,7 +118,7 @@ mod tests {
             ("claim", include_str!("claim.lua")),
             ("dlq_delete", include_str!("dlq_delete.lua")),
             ("forget", include_str!("forget.lua")),
-            ("sweep", include_str!("sweep.lua")),
+            ("trim", include_str!("trim.lua")),
         ] {
             assert!(text.starts_with("#!lua flags=allow-oom\n"), "{name}");
         }
@@ -119,7 +130,7 @@ mod tests {
         let script = super::with_lib("#!lua flags=allow-oom\nreturn 1");
         let text = script.lua().expect("script text");
         assert!(
-            text.starts_with("#!lua flags=allow-oom\n-- Shared by"),
+            text.starts_with("#!lua flags=allow-oom\n-- Helpers shared by"),
             "{text}"
         );
         assert!(text.ends_with("return 1"));

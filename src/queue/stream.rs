@@ -7,6 +7,7 @@ use fred::interfaces::ClientLike;
 use fred::prelude::Client;
 use fred::types::{ClusterHash, CustomCommand, Resp3Frame, Value};
 
+use super::counters::{LATENCY_BUCKETS, Recording, bucket_field, latency_bucket, ttl_arg};
 use super::entry::{DeadReason, Envelope, RawEntry, decode};
 use super::reply::{frame_error, frame_kind, redis, reply, value_string, value_u64};
 use super::{DestinationKeys, LEGACY_GROUP, Queue, QueueError, SourceKeys};
@@ -19,6 +20,17 @@ pub enum AckKind {
     /// Not for this destination: its filter did not match, or a replay
     /// addressed to another destination.
     Skipped,
+}
+
+/// An entry a destination is done with, to acknowledge.
+#[derive(Debug, Clone)]
+pub struct Ack {
+    pub kind: AckKind,
+    pub entry_id: String,
+    /// The successful attempt's history line (empty when skipped).
+    pub line: String,
+    /// Accepted → delivered, for the minute's histogram.
+    pub latency_ms: u64,
 }
 
 /// A failed attempt to record.
@@ -372,28 +384,48 @@ impl Queue {
         })
     }
 
-    /// Acknowledges what `destination` is done with; an entry every
-    /// destination is done with leaves the stream (`ack.lua`).
+    /// Acknowledges what `destination` is done with (`ack.lua`): with the
+    /// log on, a delivered entry keeps its attempt record; with it off, an
+    /// entry every destination is done with leaves the stream.
     pub async fn ack(
         &self,
         keys: &SourceKeys,
         destination: &DestinationKeys,
-        acks: &[(AckKind, &str)],
+        acks: &[Ack],
+        recording: &Recording,
     ) -> Result<u64, QueueError> {
+        let mut histogram = [0u64; LATENCY_BUCKETS];
+        for ack in acks.iter().filter(|a| a.kind == AckKind::Delivered) {
+            histogram[latency_bucket(ack.latency_ms)] += 1;
+        }
+        let touched = histogram.iter().filter(|n| **n > 0).count();
         let result = self
             .eval(
                 "ack",
                 &self.scripts.ack,
-                vec![&keys.stream, &destination.attempts, &destination.state],
+                vec![
+                    &keys.stream,
+                    &destination.attempts,
+                    &destination.state,
+                    &recording.counters,
+                ],
                 || {
-                    let mut args = Vec::with_capacity(1 + 2 * acks.len());
+                    let mut args = Vec::with_capacity(4 + 2 * touched + 3 * acks.len());
                     args.push(destination.group.as_str().into());
-                    for (kind, id) in acks {
-                        args.push(Value::from_static_str(match kind {
+                    args.push(recording.keep_flag());
+                    args.push(ttl_arg());
+                    args.push(Value::Integer(touched as i64));
+                    for (bucket, n) in histogram.iter().enumerate().filter(|(_, n)| **n > 0) {
+                        args.push(Value::from_static_str(bucket_field(bucket)));
+                        args.push(Value::Integer(*n as i64));
+                    }
+                    for ack in acks {
+                        args.push(Value::from_static_str(match ack.kind {
                             AckKind::Delivered => "d",
                             AckKind::Skipped => "f",
                         }));
-                        args.push(Value::from(*id));
+                        args.push(Value::from(ack.entry_id.as_str()));
+                        args.push(Value::from(ack.line.as_str()));
                     }
                     args
                 },
@@ -410,6 +442,7 @@ impl Queue {
         keys: &SourceKeys,
         destination: &DestinationKeys,
         failed: &FailedAttempt<'_>,
+        recording: &Recording,
     ) -> Result<RetryOutcome, QueueError> {
         const OP: &str = "retry";
         let status = failed.status.map(|s| s.to_string()).unwrap_or_default();
@@ -423,6 +456,7 @@ impl Queue {
                     &destination.retry,
                     &destination.attempts,
                     &destination.state,
+                    &recording.counters,
                 ],
                 || {
                     vec![
@@ -436,6 +470,7 @@ impl Queue {
                         ms(failed.cooldown),
                         ms(failed.max_cooldown),
                         if failed.probe { "1" } else { "0" }.into(),
+                        ttl_arg(),
                     ]
                 },
                 None,
@@ -467,6 +502,7 @@ impl Queue {
         keys: &SourceKeys,
         destination: &DestinationKeys,
         dead: &DeadLetter<'_>,
+        recording: &Recording,
     ) -> Result<bool, QueueError> {
         let status = dead.status.map(|s| s.to_string()).unwrap_or_default();
         let flag = |on: bool| Value::from_static_str(if on { "1" } else { "0" });
@@ -481,6 +517,7 @@ impl Queue {
                     &destination.attempts,
                     &destination.state,
                     &keys.dlq_counts,
+                    &recording.counters,
                 ],
                 || {
                     vec![
@@ -493,6 +530,8 @@ impl Queue {
                         flag(dead.counted),
                         // A rejection is an answer: the destination is up.
                         flag(dead.reason == DeadReason::Rejected),
+                        recording.keep_flag(),
+                        ttl_arg(),
                     ]
                 },
                 None,

@@ -1,8 +1,11 @@
-//! The dashboard in a real headless Chromium, driven over WebDriver:
-//! log in, find a dead-lettered event, replay it, see it delivered.
+//! The dashboard in a real headless Chromium, driven over WebDriver: log
+//! in, find a dead-lettered event and replay it; search the event log,
+//! filter it, replay a delivered event and watch the new attempt; charts
+//! drawn from real figures; pause and resume a destination.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs
-//! them). Set `HOOKD_UPDATE_SCREENSHOT=1` to refresh `docs/dashboard.png`.
+//! them). Set `HOOKD_UPDATE_SCREENSHOT=1` to refresh the screenshots in
+//! `docs/`.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -62,7 +65,7 @@ impl Driver {
                 "args": [
                     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                     "--disable-dev-shm-usage", "--disable-component-update", "--disable-sync",
-                    "--no-first-run", "--window-size=1400,1000",
+                    "--no-first-run", "--window-size=1280,900",
                     format!("--user-data-dir={}", profile.path().display()),
                 ]
             }
@@ -206,8 +209,40 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        // Ending the session closes the browser; killing chromedriver alone
+        // would leave Chromium running. Blocking is fine here: a plain
+        // thread, no runtime of its own.
+        let url = format!("{}/session/{}", self.base, self.session);
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            if let Ok(runtime) = runtime {
+                runtime.block_on(async {
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(5),
+                        request(Method::DELETE, &url, &[], Bytes::new()),
+                    )
+                    .await;
+                });
+            }
+        })
+        .join();
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Saves a screenshot under `target/` (and `docs/` with
+/// `HOOKD_UPDATE_SCREENSHOT`).
+async fn save_screenshot(driver: &Driver, name: &str) {
+    let png = driver.screenshot().await;
+    assert!(png.starts_with(b"\x89PNG"), "not a PNG screenshot");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let _ = std::fs::write(root.join("target").join(name), &png);
+    if std::env::var_os("HOOKD_UPDATE_SCREENSHOT").is_some() {
+        std::fs::create_dir_all(root.join("docs")).unwrap();
+        std::fs::write(root.join("docs").join(name), &png).unwrap();
     }
 }
 
@@ -247,18 +282,11 @@ async fn an_operator_logs_in_and_replays_a_dead_lettered_event() {
     driver.wait_for_text("That token is not right").await;
     driver.type_into("#token", TOKEN).await;
     driver.click("#login").await;
+    driver.wait_for_text("Overview").await;
+    driver.goto(&s.daemon.admin_url("/dlq")).await;
     driver.wait_for_text("Dead-letter queue").await;
     driver.wait_for_text("evt_browser").await;
-
-    let png = driver.screenshot().await;
-    assert!(png.starts_with(b"\x89PNG"), "not a PNG screenshot");
-    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/dashboard.png");
-    let _ = std::fs::write(&target, &png);
-    if std::env::var_os("HOOKD_UPDATE_SCREENSHOT").is_some() {
-        let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
-        std::fs::create_dir_all(&docs).unwrap();
-        std::fs::write(docs.join("dashboard.png"), &png).unwrap();
-    }
+    save_screenshot(&driver, "dlq.png").await;
 
     // Filter, open the entry, replay it.
     driver
@@ -307,6 +335,7 @@ async fn an_operator_logs_in_and_replays_a_dead_lettered_event() {
     assert_eq!(ids, vec!["evt_beta", "evt_other"]);
 
     // Pause a destination from its row, then resume it.
+    driver.goto(&s.daemon.admin_url("/")).await;
     driver
         .click("button[data-action=pause][data-url$='/sources/alpha/destinations/default/pause']")
         .await;
@@ -321,7 +350,7 @@ async fn an_operator_logs_in_and_replays_a_dead_lettered_event() {
     assert_ne!(alpha_state(&s).await, "paused");
 
     // Bulk replay by filter, with its confirmation.
-    driver.goto(&s.daemon.admin_url("/?source=beta")).await;
+    driver.goto(&s.daemon.admin_url("/dlq?source=beta")).await;
     driver.wait_for_text("evt_beta").await;
     driver.click("#bulk-replay").await;
     driver.accept_dialog().await;
@@ -337,4 +366,117 @@ async fn an_operator_logs_in_and_replays_a_dead_lettered_event() {
         })
         .await
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_searches_the_event_log_replays_and_watches_the_charts() {
+    let source = SourceSpec::standard("shop", SINK)
+        .route(
+            "billing",
+            SINKS[0],
+            r#"filter = { event_types = ["order.*"] }"#,
+        )
+        .route(
+            "analytics",
+            SINKS[1],
+            r#"retry = { max_attempts = 5, base = "1h", max = "1h", jitter = false }
+breaker = { failures = 0 }"#,
+        );
+    let h = Harness::builder()
+        .source(source)
+        .sinks(2)
+        .admin_token(TOKEN)
+        .start()
+        .await;
+    // analytics refuses one event for now: it waits for a retry.
+    h.sinks[1].answer_id("evt_stuck", Answer::status(503));
+    let mut sent = Vec::new();
+    for i in 0..30 {
+        let kind = ["order.created", "order.paid", "customer.updated"][i % 3];
+        let id = format!("evt_{i}");
+        sent.push((id.clone(), crate::routes::event(&id, kind, None)));
+    }
+    sent.push((
+        "evt_stuck".into(),
+        crate::routes::event("evt_stuck", "order.created", None),
+    ));
+    crate::routes::send_all(&h.daemon, "shop", sent).await;
+    assert!(h.sinks[0].wait_for(21, Duration::from_secs(10)).await);
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            h.redis.retrying("shop") == 1
+        })
+        .await
+    );
+
+    let driver = Driver::start().await;
+    driver.goto(&h.daemon.admin_url("/")).await;
+    driver.type_into("#token", TOKEN).await;
+    driver.click("#login").await;
+    driver.wait_for_text("Overview").await;
+
+    // Charts drawn from the minute's real figures.
+    driver.wait_for_text("Events per minute").await;
+    let page = driver.source().await;
+    assert!(
+        page.contains("data-series=\"accepted\"") && page.contains("data-series=\"delivered\""),
+        "no chart lines:\n{page}"
+    );
+    assert!(
+        page.contains("<b>31</b>"),
+        "the accepted count is not shown:\n{page}"
+    );
+    save_screenshot(&driver, "overview.png").await;
+
+    // Search by the provider's event id.
+    driver.goto(&h.daemon.admin_url("/events")).await;
+    driver.wait_for_text("evt_29").await;
+    save_screenshot(&driver, "events.png").await;
+    driver.type_into("#search-id", "evt_7").await;
+    driver.click("#search button[type=submit]").await;
+    driver.wait_for_text("id=evt_7").await;
+    let page = driver.source().await;
+    assert_eq!(page.matches("data-event-id=\"").count(), 1, "{page}");
+    assert!(page.contains("data-event-id=\"evt_7\""));
+
+    // Filter by status.
+    driver.goto(&h.daemon.admin_url("/events")).await;
+    driver
+        .click("select[name=status] option[value=retrying]")
+        .await;
+    driver.click("#filters button[type=submit]").await;
+    driver.wait_for_text("status=retrying").await;
+    let page = driver.source().await;
+    assert_eq!(page.matches("data-event-id=\"").count(), 1, "{page}");
+    assert!(page.contains("data-event-id=\"evt_stuck\""));
+
+    // A delivered event: replay it to billing and watch the new attempt.
+    driver.goto(&h.daemon.admin_url("/events?id=evt_3")).await;
+    driver.click("tr[data-event-id=evt_3] a").await;
+    driver.wait_for_text("Deliveries").await;
+    driver.wait_for_text("class=\"attempt ok\"").await;
+    save_screenshot(&driver, "event.png").await;
+    let before = h.sinks[0].count();
+    driver.click("button[data-destination=billing]").await;
+    driver.accept_dialog().await;
+    driver.wait_for_text("Event replayed.").await;
+    driver.wait_for_text("replay of").await;
+    // The copy's page refreshes itself until billing's attempt shows.
+    driver.wait_for_text("class=\"attempt ok\"").await;
+    assert_eq!(h.sinks[0].count(), before + 1);
+    assert_eq!(h.sinks[0].ids().last().map(String::as_str), Some("evt_3"));
+
+    // Pause and resume a destination from the overview.
+    driver.goto(&h.daemon.admin_url("/")).await;
+    driver
+        .click("button[data-action=pause][data-url$='/sources/shop/destinations/billing/pause']")
+        .await;
+    driver.accept_dialog().await;
+    driver.wait_for_text("Destination paused.").await;
+    driver.wait_for_text("Resume").await;
+    driver
+        .click("button[data-action=resume][data-url$='/sources/shop/destinations/billing/resume']")
+        .await;
+    driver.accept_dialog().await;
+    driver.wait_for_text("Destination resumed.").await;
 }

@@ -154,6 +154,34 @@ fn check_config_never_quotes_a_secret_and_refuses_what_run_refuses() {
     }
 }
 
+/// A spool directory `run` could not create or write is refused by
+/// `check-config` too, naming the key, and nothing is created.
+#[test]
+fn check_config_refuses_a_spool_dir_run_could_not_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = write(&dir, "not-a-dir", "");
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+         [spool]\ndir = \"{blocker}/spool\"\n"
+    );
+    let path = write(&dir, "spool.toml", &toml);
+    let (code, stdout, stderr) = hookd(&["check-config", "--config", &path], &[]);
+    assert_eq!(code, 1, "accepted:\n{stdout}{stderr}");
+    assert!(
+        stderr.contains("spool.dir") && stderr.matches("is not a directory").count() == 1,
+        "{stderr}"
+    );
+    let (code, _, stderr) = hookd(&["run", "--config", &path], &[]);
+    assert_ne!(code, 0, "run accepted it: {stderr}");
+    // A directory still to be made is fine, and checking does not make it.
+    let fresh = dir.path().join("new/spool");
+    let toml = format!("[spool]\ndir = \"{}\"\n", fresh.display());
+    let path = write(&dir, "fresh.toml", &toml);
+    let (code, _, stderr) = hookd(&["check-config", "--config", &path], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!dir.path().join("new").exists());
+}
+
 #[test]
 fn hookd_config_names_the_file_when_no_flag_is_given() {
     let dir = tempfile::tempdir().unwrap();

@@ -22,6 +22,10 @@ pub struct LoadReport {
     pub statuses: HashMap<u16, usize>,
     /// Retry-After headers seen on 503s.
     pub retry_after_on_503: usize,
+    /// With [`Load::once`]: ids whose one try was not a 2xx.
+    pub refused: HashSet<String>,
+    /// Ids answered `"status":"spooled"`.
+    pub spooled: usize,
 }
 
 pub struct Load {
@@ -35,6 +39,12 @@ pub struct Load {
     pub give_up_after: Duration,
     /// Bytes of padding in each body, for scenarios that need weight.
     pub padding: usize,
+    /// Each id is sent exactly once, like a provider that never retries
+    /// (GitHub): a refusal is final.
+    pub once: bool,
+    /// Time between starting one send and the next (spreads the load
+    /// over an outage).
+    pub interval: Duration,
 }
 
 impl Load {
@@ -47,6 +57,8 @@ impl Load {
             prefix: "evt".into(),
             give_up_after: Duration::from_secs(60),
             padding: 0,
+            once: false,
+            interval: Duration::ZERO,
         }
     }
 
@@ -62,6 +74,10 @@ impl Load {
             let source = self.sources[i % self.sources.len()].clone();
             let id = format!("{}_{i}", self.prefix);
             let give_up = self.give_up_after;
+            let once = self.once;
+            if !self.interval.is_zero() {
+                tokio::time::sleep(self.interval).await;
+            }
             let pad = "x".repeat(self.padding);
             tasks.spawn(async move {
                 let _permit = permit;
@@ -86,7 +102,17 @@ impl Load {
                             r.retry_after_on_503 += 1;
                         }
                         if status == 202 || status == 200 {
+                            if reply
+                                .as_ref()
+                                .is_some_and(|r| r.body.windows(9).any(|w| w == b"\"spooled\""))
+                            {
+                                r.spooled += 1;
+                            }
                             r.accepted.insert(id.clone());
+                            return;
+                        }
+                        if once {
+                            r.refused.insert(id.clone());
                             return;
                         }
                     }

@@ -89,6 +89,25 @@ fn compose_and_dockerfile_agree_with_the_binary() {
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("admin.token"), "{stderr}");
 
+    // The spool lives on a volume at the directory the image creates.
+    let spool_dir = env_refs
+        .iter()
+        .find(|(k, _)| *k == "HOOKD_SPOOL__DIR")
+        .map(|(_, v)| v.to_string())
+        .expect("compose sets HOOKD_SPOOL__DIR");
+    assert!(
+        effective.contains(&format!("dir = \"{spool_dir}\"")),
+        "{effective}"
+    );
+    assert!(
+        compose.contains(&format!("hookd-spool:{spool_dir}")),
+        "compose mounts a volume on the spool"
+    );
+    let shipped_text = repo_file("config/hookd.toml");
+    assert!(
+        shipped_text.contains("[spool]\n") && shipped_text.contains("dir = \"spool\""),
+        "the shipped config turns the spool on"
+    );
     assert!(
         compose.contains(&format!("\"{public_port}:{public_port}\"")),
         "compose publishes the public listener"
@@ -115,6 +134,9 @@ fn compose_and_dockerfile_agree_with_the_binary() {
         format!("EXPOSE {public_port} {admin_port}"),
         format!("http://127.0.0.1:{public_port}/health/live"),
         "USER hookd".to_string(),
+        format!("mkdir -p {spool_dir}"),
+        format!("ENV HOOKD_SPOOL__DIR={spool_dir}"),
+        format!("VOLUME {spool_dir}"),
     ] {
         assert!(
             dockerfile.contains(&expected),

@@ -12,6 +12,8 @@ pub struct SourceSpec {
     /// `[[sources.destinations]]` blocks; when any is given they replace
     /// the singular destination.
     pub routes: Vec<Route>,
+    /// Extra keys of the source itself (`history = ...`).
+    pub source_extra: String,
 }
 
 /// One `[[sources.destinations]]` block.
@@ -30,7 +32,15 @@ impl SourceSpec {
             destination: destination.into(),
             destination_extra: String::new(),
             routes: Vec::new(),
+            source_extra: String::new(),
         }
+    }
+
+    /// Adds keys to the source itself (not to its destination).
+    pub fn source_with(mut self, extra: &str) -> Self {
+        self.source_extra.push_str(extra);
+        self.source_extra.push('\n');
+        self
     }
 
     /// Adds a named destination with extra keys (`filter = ...`, ...).
@@ -51,8 +61,8 @@ impl SourceSpec {
 
     fn toml(&self) -> String {
         let mut toml = format!(
-            "[[sources]]\nname = \"{}\"\nverify = {}\n",
-            self.name, self.verify
+            "[[sources]]\nname = \"{}\"\nverify = {}\n{}",
+            self.name, self.verify, self.source_extra
         );
         if self.routes.is_empty() {
             toml.push_str(&format!(

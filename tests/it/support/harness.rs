@@ -206,6 +206,25 @@ impl Harness {
         send_event(&self.daemon, source, id, body).await
     }
 
+    /// POSTs a signed event to `source` with extra headers.
+    pub async fn send_with(
+        &self,
+        source: &str,
+        id: &str,
+        body: &str,
+        extra: &[(&str, &str)],
+    ) -> Reply {
+        let mut headers = super::signed(id, body.as_bytes());
+        headers.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        request(
+            Method::POST,
+            &self.daemon.url(&format!("/webhooks/{source}")),
+            &headers,
+            Bytes::copy_from_slice(body.as_bytes()),
+        )
+        .await
+    }
+
     /// A request to the admin listener, with the admin token if one is set
     /// (and the dashboard's `X-Hookd-Request` header otherwise).
     pub async fn api(&self, method: Method, path: &str) -> Reply {
@@ -246,8 +265,10 @@ impl Harness {
         .await
     }
 
-    /// Sends `id` and waits for the sink to have it: everything the sink
-    /// got before is then in `sink.received()`, in order.
+    /// Sends `id` and waits for the sink to have it. Deliveries run side
+    /// by side, so it fences what was sent before it where a destination
+    /// delivers one at a time (`max_in_flight = 1`), or for what had been
+    /// delivered before it was sent.
     pub async fn fence(&self, source: &str, id: &str) {
         self.fence_on(&self.sink, source, id).await;
     }

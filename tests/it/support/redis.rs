@@ -97,8 +97,25 @@ impl TestRedis {
     }
 
     /// SIGSTOP: the server hangs, connections stay open, nothing answers.
+    /// Returns once the kernel shows it stopped, so nothing sent after
+    /// this is answered.
     pub fn freeze(&self) {
         self.send_signal("STOP");
+        let pid = self.child.as_ref().expect("redis is running").id();
+        let stopped = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    // The state follows the parenthesised command name.
+                    let (_, rest) = stat.rsplit_once(')')?;
+                    rest.trim_start().chars().next()
+                })
+                .is_some_and(|state| state == 'T')
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while !stopped() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
     }
 
     /// SIGCONT after [`Self::freeze`].
@@ -177,23 +194,49 @@ impl TestRedis {
 
     /// The consumer groups of `source`'s stream with their pending counts.
     pub fn groups(&self, source: &str) -> Vec<(String, i64)> {
+        self.group_infos(source)
+            .into_iter()
+            .map(|g| (g.name, g.pending))
+            .collect()
+    }
+
+    /// What XINFO GROUPS says of each group of `source`'s stream.
+    pub fn group_infos(&self, source: &str) -> Vec<GroupInfo> {
         let out = self
             .try_cli(&["XINFO", "GROUPS", &format!("hookd:{{{source}}}:stream")])
             .unwrap_or_default();
         let lines: Vec<&str> = out.lines().map(str::trim).collect();
         let mut groups = Vec::new();
-        let mut name = None;
+        let mut current: Option<GroupInfo> = None;
         for pair in lines.chunks(2) {
-            match pair {
-                ["name", value] => name = Some(value.to_string()),
-                ["pending", value] => {
-                    if let Some(name) = name.take() {
-                        groups.push((name, value.parse().unwrap_or(0)));
+            let [key, value] = pair else { continue };
+            match *key {
+                "name" => {
+                    groups.extend(current.take());
+                    current = Some(GroupInfo {
+                        name: value.to_string(),
+                        ..GroupInfo::default()
+                    });
+                }
+                "pending" => {
+                    if let Some(g) = &mut current {
+                        g.pending = value.parse().unwrap_or(0);
+                    }
+                }
+                "lag" => {
+                    if let Some(g) = &mut current {
+                        g.lag = value.parse().ok();
+                    }
+                }
+                "last-delivered-id" => {
+                    if let Some(g) = &mut current {
+                        g.last_delivered = value.to_string();
                     }
                 }
                 _ => {}
             }
         }
+        groups.extend(current);
         groups
     }
 
@@ -234,9 +277,32 @@ impl TestRedis {
             .sum()
     }
 
-    /// Nothing of `source` is unread, in flight or waiting for a retry.
+    /// Nothing of `source` is unread, in flight or waiting for a retry
+    /// (the event log may still hold finished events).
     pub fn settled(&self, source: &str) -> bool {
-        self.stream_len(source) == 0 && self.pending(source) == 0 && self.retrying(source) == 0
+        let groups = self.group_infos(source);
+        if groups.is_empty() {
+            return self.stream_len(source) == 0;
+        }
+        let newest = self
+            .cli(&[
+                "XREVRANGE",
+                &format!("hookd:{{{source}}}:stream"),
+                "+",
+                "-",
+                "COUNT",
+                "1",
+            ])
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_owned();
+        let read_all = |g: &GroupInfo| match g.lag {
+            Some(lag) => lag == 0,
+            None => newest.is_empty() || g.last_delivered == newest,
+        };
+        groups.iter().all(|g| g.pending == 0 && read_all(g)) && self.retrying(source) == 0
     }
 
     /// Asserts that Redis holds no event and no dedup key for `source`.
@@ -259,6 +325,16 @@ impl Drop for TestRedis {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// One consumer group of a stream.
+#[derive(Debug, Default, Clone)]
+pub struct GroupInfo {
+    pub name: String,
+    pub pending: i64,
+    /// Entries not yet read (None when Redis cannot tell).
+    pub lag: Option<i64>,
+    pub last_delivered: String,
 }
 
 /// Three masters, no replicas, created with `redis-cli --cluster create`.

@@ -1,0 +1,162 @@
+//! The spool: ingest while Redis hangs (every event fsynced to the spool
+//! before its 202, one fsync per batch), then the drain into Redis once it
+//! answers again. A hookd of its own on a Redis of its own, so the other
+//! phases' figures are not touched. (Ingest with the spool on and empty is
+//! the ingest rounds' hookd: the bench's hookd always has it on.)
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use crate::Knobs;
+use crate::driver::{Summary, closed_loop};
+use crate::servers::{self, Hookd, http_get};
+use crate::support::TestRedis;
+
+pub struct SpoolRun {
+    pub spooled: Summary,
+    /// Answers `spooled` counted by hookd during the phase.
+    pub spooled_answers: u64,
+    /// Events the spool held when Redis came back.
+    pub held: u64,
+    /// From the first drained event to an empty spool.
+    pub drain: Duration,
+    /// From Redis answering again to the first drained event (health
+    /// check and the drainer's look).
+    pub drain_start: Duration,
+    /// Events of the source in Redis after the drain (in its stream, or
+    /// delivered from it).
+    pub in_redis: u64,
+}
+
+impl SpoolRun {
+    pub fn drain_rate(&self) -> f64 {
+        self.held as f64 / self.drain.as_secs_f64().max(1e-3)
+    }
+}
+
+fn spool_events(hookd: &Hookd) -> Option<u64> {
+    let (_, body) = http_get(hookd.admin, "/health")?;
+    let json: serde_json::Value = serde_json::from_str(&body).ok()?;
+    json["spool"]["events"].as_u64()
+}
+
+fn redis_down(hookd: &Hookd) -> bool {
+    http_get(hookd.admin, "/health")
+        .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+        .is_some_and(|json| json["redis"] == "down")
+}
+
+pub async fn measure(knobs: &Knobs) -> SpoolRun {
+    let redis = TestRedis::start();
+    let delivered = Arc::new(AtomicU64::new(0));
+    let sink = servers::start_sink(delivered.clone()).await;
+    let hookd = Hookd::start(redis.port, sink, knobs.e2e_in_flight);
+    // Hung, not refusing: the harder case (every call must time out).
+    redis.freeze();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !redis_down(&hookd) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let before = hookd.ingest_outcomes("ingest");
+    let spooled = closed_loop(
+        hookd.public,
+        servers::webhook_path("ingest"),
+        knobs.connections,
+        knobs.seconds,
+        "spooled",
+    )
+    .await;
+    let outcomes = hookd.ingest_outcomes_since("ingest", &before);
+    let spooled_answers = outcomes.get("spooled").copied().unwrap_or(0);
+    let held = spool_events(&hookd).unwrap_or(0);
+    redis.thaw();
+    let thawed = Instant::now();
+    let mut first = None;
+    let deadline = thawed + Duration::from_secs(180);
+    loop {
+        let left = spool_events(&hookd).unwrap_or(held);
+        if first.is_none() && left < held {
+            first = Some(Instant::now());
+        }
+        if left == 0 || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let done = Instant::now();
+    let first = first.unwrap_or(done);
+    // In the stream, or already delivered (that source delivers 1/s, and
+    // the log trims delivered events beyond its newest 10,000).
+    let in_stream: u64 = redis
+        .cli(&["XLEN", "hookd:{ingest}:stream"])
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    let in_redis = in_stream + delivered.load(std::sync::atomic::Ordering::Relaxed);
+    SpoolRun {
+        spooled,
+        spooled_answers,
+        held,
+        drain: done - first,
+        drain_start: first - thawed,
+        in_redis,
+    }
+}
+
+fn row(measure: &str, value: impl std::fmt::Display) {
+    println!("| {measure} | {value} |");
+}
+
+pub fn rows(run: &SpoolRun) {
+    row(
+        "spool: accepted/s with Redis hung (SIGSTOP), every event fsynced before its 202, closed loop",
+        run.spooled.accepted_nothing().unwrap_or_else(|| {
+            format!(
+                "{:.0} (p50 {:.2} ms, p99 {:.2} ms; {} answered spooled)",
+                run.spooled.rate, run.spooled.p50_ms, run.spooled.p99_ms, run.spooled_answers
+            )
+        }),
+    );
+    row(
+        "spool: drain into Redis once it answers: events, events/s (start after Redis answered); in Redis afterwards (stream + delivered)",
+        format!(
+            "{}, {:.0}/s ({:.2} s); {}",
+            run.held,
+            run.drain_rate(),
+            run.drain_start.as_secs_f64(),
+            run.in_redis
+        ),
+    );
+}
+
+pub fn goals(ingest: &crate::phases::Ingest, run: &SpoolRun) {
+    const SPOOLED: f64 = 10_000.0;
+    const DRAIN: f64 = 20_000.0;
+    const EMPTY: f64 = 0.90;
+    let met = |ok: bool| if ok { "yes" } else { "no" };
+    println!(
+        "| spooled ingest ≥ {SPOOLED:.0} signed 1 KiB events/s with fsync | {:.0}/s | {} |",
+        run.spooled.rate,
+        met(run.spooled.rate >= SPOOLED && run.spooled.accepted_nothing().is_none())
+    );
+    match ingest.failed_round() {
+        Some(why) => println!(
+            "| ingest with the spool on and empty ≥ {:.0}% of the baseline | {why} | no |",
+            100.0 * EMPTY
+        ),
+        None => println!(
+            "| ingest with the spool on and empty (the bench's hookd) ≥ {:.0}% of the same-run baseline | {:.0}% | {} |",
+            100.0 * EMPTY,
+            100.0 * ingest.ratio(),
+            met(ingest.ratio() >= EMPTY)
+        ),
+    }
+    println!(
+        "| drain ≥ {DRAIN:.0} events/s, nothing lost | {:.0}/s, {} of {} in Redis | {} |",
+        run.drain_rate(),
+        run.in_redis,
+        run.held,
+        met(run.drain_rate() >= DRAIN && run.in_redis >= run.held)
+    );
+}

@@ -1,0 +1,118 @@
+//! `/`: every source with its charts for the last hour and its
+//! destinations' state, depths and pause / resume.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+
+use super::charts::source_charts;
+use super::{Nav, age, esc, flash, opt, page, url_encode};
+use crate::admin::AdminHandle;
+use crate::admin::api::sources;
+use crate::clock::unix_ms;
+use crate::events;
+use crate::overview::{DestinationOverview, SourceOverview};
+use crate::response::HttpResponse;
+
+/// Minutes the overview's charts cover.
+const CHART_MINUTES: u64 = 60;
+
+pub async fn overview(admin: &AdminHandle, query: &HashMap<String, String>) -> HttpResponse {
+    let mut body = flash(query);
+    let view = sources(admin).await;
+    let _ = write!(
+        body,
+        "<div class=\"toolbar\"><h1>Overview</h1><span class=\"state {}\" id=\"redis\">redis {}</span></div>",
+        if view.redis == "up" {
+            "healthy"
+        } else {
+            "open"
+        },
+        view.redis
+    );
+    if view.sources.is_empty() && !admin.sources.is_empty() {
+        body.push_str("<p class=\"error\">Redis does not answer: no figures.</p>");
+    }
+    let now = unix_ms();
+    for (index, s) in view.sources.iter().enumerate() {
+        let Some(source) = admin.sources.get(&s.name) else {
+            continue;
+        };
+        let charts = match events::stats(&admin.queue, &[source], now, CHART_MINUTES).await {
+            Ok(points) => source_charts(&format!("chart-{index}"), &points),
+            Err(e) => format!("<p class=\"error\">Redis: {}</p>", esc(&e.to_string())),
+        };
+        let _ = write!(
+            body,
+            "<section class=\"card source\" data-source=\"{name}\"><div class=\"toolbar\"><h2>{name}</h2>\
+             <span class=\"counts\">backlog <b>{}</b> · retrying <b>{}</b> · dead-lettered <b>{}</b> · oldest unfinished <b>{}</b></span>\
+             <a href=\"/events?source={src}\">events →</a></div>{charts}",
+            opt(s.backlog),
+            s.retrying,
+            s.dlq,
+            age(s.oldest_pending_age_ms),
+            name = esc(&s.name),
+            src = url_encode(&s.name),
+        );
+        destinations_table(&mut body, s);
+        body.push_str("</section>");
+    }
+    page(Nav::Overview, "Overview", &body)
+}
+
+fn destinations_table(body: &mut String, s: &SourceOverview) {
+    body.push_str(
+        "<table class=\"destinations\"><thead><tr><th>destination</th><th>state</th><th>in flight</th>\
+         <th>backlog</th><th>retrying</th><th>dead-lettered</th><th>last success</th><th>last failure</th>\
+         <th>url</th><th></th></tr></thead><tbody>",
+    );
+    for d in &s.destinations {
+        destination_row(body, &s.name, d);
+    }
+    body.push_str("</tbody></table>");
+}
+
+fn destination_row(body: &mut String, source: &str, d: &DestinationOverview) {
+    let action = format!(
+        "/admin/sources/{}/destinations/{}",
+        url_encode(source),
+        url_encode(&d.name)
+    );
+    let button = if d.state == "paused" {
+        format!(
+            "<button data-action=\"resume\" data-url=\"{}/resume\" data-method=\"POST\">Resume</button>",
+            esc(&action)
+        )
+    } else {
+        format!(
+            "<button class=\"danger\" data-action=\"pause\" data-url=\"{}/pause\" data-method=\"POST\">Pause</button>",
+            esc(&action)
+        )
+    };
+    let now = unix_ms();
+    let ago = |ms: Option<u64>| age(ms.map(|at| now.saturating_sub(at)));
+    let failure = match (d.last_failure_ms, d.last_failure_status) {
+        (Some(_), Some(status)) => format!("{} ago ({status})", ago(d.last_failure_ms)),
+        (Some(_), None) => format!("{} ago", ago(d.last_failure_ms)),
+        _ => "—".into(),
+    };
+    let success = match d.last_success_ms {
+        Some(_) => format!("{} ago", ago(d.last_success_ms)),
+        None => "—".into(),
+    };
+    let _ = write!(
+        body,
+        "<tr data-destination=\"{dest}\"><td><a href=\"/events?source={src}&amp;destination={dest_q}\">{dest}</a></td>\
+         <td><span class=\"state {state}\">{state}</span></td><td>{}/{}</td><td>{}</td><td>{}</td><td>{}</td>\
+         <td>{success}</td><td>{failure}</td><td class=\"mono url\">{}</td><td class=\"actions\">{button}</td></tr>",
+        d.in_flight,
+        d.max_in_flight,
+        opt(d.backlog),
+        d.retrying,
+        d.dlq,
+        esc(&d.url),
+        src = url_encode(source),
+        dest_q = url_encode(&d.name),
+        dest = esc(&d.name),
+        state = d.state,
+    );
+}

@@ -1,0 +1,221 @@
+//! The event log's part of the admin API: `/admin/events` (list, one
+//! event, replay one or every match) and `/admin/stats` (per-minute
+//! figures for the charts).
+
+use std::collections::HashMap;
+
+use http::{Method, StatusCode};
+
+use super::{AdminHandle, Refusal, page_args, split_entry_path};
+use crate::clock::unix_ms;
+use crate::events::{self, Filter};
+use crate::queue::{MAX_MINUTES, QueueError};
+use crate::response::{HttpResponse, error, json};
+use crate::source::Source;
+
+type ApiResult = Result<HttpResponse, QueueError>;
+
+/// `events...` and `stats` under `/admin/`; None for other paths.
+pub async fn route(
+    admin: &AdminHandle,
+    method: &Method,
+    path: &str,
+    query: &HashMap<String, String>,
+) -> Option<ApiResult> {
+    Some(match (method, path) {
+        (&Method::GET, "events") => list(admin, query).await,
+        (&Method::POST, "events/replay") => bulk(admin, query).await,
+        (&Method::GET, "stats") => stats(admin, query).await,
+        (_, "stats") => Ok(error(StatusCode::METHOD_NOT_ALLOWED, "use GET")),
+        (_, p) if p.starts_with("events/") => {
+            let rest = &p["events/".len()..];
+            match rest.strip_suffix("/replay") {
+                Some(entry) => match (method, split_entry_path(entry)) {
+                    (&Method::POST, Some((source, id))) => {
+                        replay_one(admin, source, id, query).await
+                    }
+                    (_, Some(_)) => Ok(error(StatusCode::METHOD_NOT_ALLOWED, "use POST")),
+                    (_, None) => Ok(error(StatusCode::NOT_FOUND, "not found")),
+                },
+                None => match (method, split_entry_path(rest)) {
+                    (&Method::GET, Some((source, id))) => show(admin, source, id).await,
+                    (_, Some(_)) => Ok(error(StatusCode::METHOD_NOT_ALLOWED, "use GET")),
+                    (_, None) => Ok(error(StatusCode::NOT_FOUND, "not found")),
+                },
+            }
+        }
+        _ => return None,
+    })
+}
+
+/// A time given as unix ms or as an RFC 3339 date.
+pub fn parse_time(text: &str) -> Result<u64, String> {
+    if let Ok(ms) = text.parse::<u64>() {
+        return Ok(ms);
+    }
+    humantime::parse_rfc3339_weak(text)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as u64)
+        .ok_or_else(|| format!("{text:?} is neither unix ms nor an RFC 3339 time"))
+}
+
+/// The event-log filter of a request, if it names only what exists.
+pub fn event_filter(
+    admin: &AdminHandle,
+    query: &HashMap<String, String>,
+) -> Result<Filter, Refusal> {
+    let get = |k: &str| query.get(k).filter(|v| !v.is_empty()).cloned();
+    let bad = |message: String| Refusal {
+        status: StatusCode::BAD_REQUEST,
+        message,
+    };
+    let time = |k: &str| get(k).map(|t| parse_time(&t)).transpose().map_err(bad);
+    let filter = Filter {
+        source: get("source"),
+        destination: get("destination"),
+        event_type: get("event_type").or_else(|| get("event")),
+        status: get("status").map(|s| s.parse()).transpose().map_err(bad)?,
+        since_ms: time("since")?,
+        until_ms: time("until")?,
+        id: get("id"),
+    };
+    let missing = |message: &str| Refusal {
+        status: StatusCode::NOT_FOUND,
+        message: message.into(),
+    };
+    if let Some(source) = &filter.source
+        && admin.sources.get(source).is_none()
+    {
+        return Err(missing("unknown source"));
+    }
+    if let Some(destination) = &filter.destination
+        && !admin
+            .sources
+            .has_destination(filter.source.as_deref(), destination)
+    {
+        return Err(missing("unknown destination"));
+    }
+    Ok(filter)
+}
+
+fn all_sources(admin: &AdminHandle) -> Vec<&Source> {
+    admin.sources.iter().map(|s| s.as_ref()).collect()
+}
+
+async fn list(admin: &AdminHandle, query: &HashMap<String, String>) -> ApiResult {
+    let filter = match event_filter(admin, query) {
+        Ok(filter) => filter,
+        Err(refusal) => return Ok(refusal.response()),
+    };
+    let (limit, cursor) = match page_args(query) {
+        Ok(args) => args,
+        Err(message) => return Ok(error(StatusCode::BAD_REQUEST, message)),
+    };
+    let page = events::list(
+        &admin.queue,
+        &all_sources(admin),
+        &filter,
+        cursor.as_ref(),
+        limit,
+    )
+    .await?;
+    Ok(json(StatusCode::OK, &page))
+}
+
+async fn show(admin: &AdminHandle, source: &str, entry_id: &str) -> ApiResult {
+    let Some(source) = admin.sources.get(source) else {
+        return Ok(error(StatusCode::NOT_FOUND, "unknown source"));
+    };
+    Ok(
+        match events::detail(&admin.queue, source, entry_id).await? {
+            Some(detail) => json(StatusCode::OK, &detail),
+            None => error(StatusCode::NOT_FOUND, "not in the event log"),
+        },
+    )
+}
+
+async fn replay_one(
+    admin: &AdminHandle,
+    source: &str,
+    entry_id: &str,
+    query: &HashMap<String, String>,
+) -> ApiResult {
+    let Some(found) = admin.sources.get(source) else {
+        return Ok(error(StatusCode::NOT_FOUND, "unknown source"));
+    };
+    let destination = query.get("destination").filter(|d| !d.is_empty());
+    if let Some(name) = destination
+        && found.destination(name).is_none()
+    {
+        return Ok(error(StatusCode::NOT_FOUND, "unknown destination"));
+    }
+    let destination = destination.map(String::as_str);
+    Ok(
+        match events::replay(&admin.queue, found, entry_id, destination).await? {
+            Some(copy) => json(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "replayed": true,
+                    "source": source,
+                    "entry_id": entry_id,
+                    "copy": copy,
+                    "destination": destination,
+                }),
+            ),
+            None => error(StatusCode::NOT_FOUND, "not in the event log"),
+        },
+    )
+}
+
+async fn bulk(admin: &AdminHandle, query: &HashMap<String, String>) -> ApiResult {
+    let filter = match event_filter(admin, query) {
+        Ok(filter) => filter,
+        Err(refusal) => return Ok(refusal.response()),
+    };
+    let dry_run = query
+        .get("dry_run")
+        .is_some_and(|v| v == "true" || v == "1");
+    let result = events::bulk_replay(&admin.queue, &all_sources(admin), &filter, dry_run).await?;
+    Ok(json(StatusCode::OK, &result))
+}
+
+async fn stats(admin: &AdminHandle, query: &HashMap<String, String>) -> ApiResult {
+    let minutes = match query.get("minutes").filter(|v| !v.is_empty()) {
+        Some(v) => match v.parse::<u64>() {
+            Ok(n) if (1..=MAX_MINUTES).contains(&n) => n,
+            _ => {
+                return Ok(error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("minutes must be 1 to {MAX_MINUTES}"),
+                ));
+            }
+        },
+        None => 60,
+    };
+    let source = query.get("source").filter(|v| !v.is_empty());
+    let sources: Vec<&Source> = match source {
+        Some(name) => match admin.sources.get(name) {
+            Some(found) => vec![found.as_ref()],
+            None => return Ok(error(StatusCode::NOT_FOUND, "unknown source")),
+        },
+        None => all_sources(admin),
+    };
+    let points = events::stats(&admin.queue, &sources, unix_ms(), minutes).await?;
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({"source": source, "minutes": minutes, "points": points}),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_unix_ms_or_rfc3339() {
+        assert_eq!(parse_time("1700000000000"), Ok(1_700_000_000_000));
+        assert_eq!(parse_time("2023-11-14T22:13:20Z"), Ok(1_700_000_000_000));
+        assert!(parse_time("yesterday").is_err());
+    }
+}

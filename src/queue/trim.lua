@@ -1,0 +1,121 @@
+#!lua flags=allow-oom
+-- The event log's retention, one bounded step: an entry leaves the stream
+-- once every group is done with it (read past it, not pending) AND it is
+-- outside the history (not among the max_events newest, or older than
+-- max_age). An unfinished entry stays wherever it sits, so besides cutting
+-- the finished head with one XTRIM, the step walks on past an unfinished
+-- entry and deletes the finished ones behind it. Attempt records of the
+-- entries that go are deleted with them.
+-- KEYS[1] stream, KEYS[2..] the destinations' attempts hashes
+-- ARGV[1] max events (0 = keep none), ARGV[2] max age (ms, 0 = keep none),
+-- ARGV[3] most entries to examine, ARGV[4] share of maxmemory (percent)
+-- from which the log keeps nothing finished
+-- Returns {entries deleted, 1 if the budget ran out before the end,
+-- 1 if the log was shed because Redis is near maxmemory}
+local stream = KEYS[1]
+local max_events, max_age, budget = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local keep_none = max_events == 0 or max_age == 0
+
+-- The log is a convenience; accepting events is the product. Near
+-- maxmemory (where Redis would refuse ingest) finished events go whatever
+-- the history says, until memory is below the mark again.
+local shed = 0
+if not keep_none then
+  local info = redis.call('INFO', 'memory')
+  local used = tonumber(string.match(info, 'used_memory:(%d+)'))
+  local most = tonumber(string.match(info, 'maxmemory:(%d+)'))
+  if used and most and most > 0 and used * 100 >= most * tonumber(ARGV[4]) then
+    keep_none, shed = true, 1
+  end
+end
+local cut_ms = now_ms() - max_age
+local remaining = redis.call('XLEN', stream)
+if remaining == 0 then return {0, 0, shed} end
+local groups = groups_of(stream)
+if next(groups) == nil then return {0, 0, shed} end
+
+local function successor(id)
+  local ms, seq = id_parts(id)
+  return string.format('%d-%d', ms, seq + 1)
+end
+local function id_lt(a, b) return not id_le(b, a) end
+
+-- Everything below `bound` is done for every group: below each group's
+-- oldest pending entry and at or below its last-delivered one. Nothing at
+-- or above `read_bound` is: some group has not read it yet.
+local bound, read_bound = nil, nil
+for name, g in pairs(groups) do
+  local b = successor(g.last)
+  if not read_bound or id_lt(b, read_bound) then read_bound = b end
+  if g.pending > 0 then
+    local summary = redis.call('XPENDING', stream, name)
+    if summary[2] and id_lt(summary[2], b) then b = summary[2] end
+  end
+  if not bound or id_lt(b, bound) then bound = b end
+end
+
+-- `remaining` counts the entries from the one looked at to the newest:
+-- it is among the max_events newest once that is at most max_events.
+local function outside(id)
+  if keep_none or remaining > max_events then return true end
+  local ms = id_parts(id)
+  return ms < cut_ms
+end
+local function forget_records(ids)
+  for k = 2, #KEYS do redis.call('HDEL', KEYS[k], unpack(ids)) end
+end
+
+local deleted, examined = 0, 0
+local CHUNK = 256
+-- The finished head: cut with XTRIM up to the last entry outside history.
+local start = '-'
+local reached_bound = false
+while examined < budget do
+  local entries = redis.call('XRANGE', stream, start, '(' .. bound, 'COUNT', math.min(CHUNK, budget - examined))
+  if #entries == 0 then reached_bound = true break end
+  local ids, inside = {}, false
+  for _, e in ipairs(entries) do
+    examined = examined + 1
+    if not outside(e[1]) then inside = true break end
+    ids[#ids + 1] = e[1]
+    remaining = remaining - 1
+  end
+  if #ids > 0 then
+    redis.call('XTRIM', stream, 'MINID', successor(ids[#ids]))
+    forget_records(ids)
+    deleted = deleted + #ids
+  end
+  if inside then return {deleted, 0, shed} end
+  start = '(' .. entries[#entries][1]
+end
+if not reached_bound then return {deleted, 1, shed} end
+
+-- Past the oldest unfinished entry, up to what every group has read:
+-- finished ones outside history go one by one; unfinished ones stay.
+if not id_lt(bound, read_bound) then return {deleted, 0, shed} end
+start = bound
+while examined < budget do
+  local entries = redis.call('XRANGE', stream, start, '(' .. read_bound, 'COUNT', math.min(CHUNK, budget - examined))
+  if #entries == 0 then return {deleted, 0, shed} end
+  local ids = {}
+  for _, e in ipairs(entries) do
+    examined = examined + 1
+    if not outside(e[1]) then
+      if #ids > 0 then
+        redis.call('XDEL', stream, unpack(ids))
+        forget_records(ids)
+      end
+      return {deleted + #ids, 0, shed}
+    end
+    if done_elsewhere(stream, groups, '', e[1]) then ids[#ids + 1] = e[1] end
+    -- Whether kept or not, the next entry has one fewer after it.
+    remaining = remaining - 1
+  end
+  if #ids > 0 then
+    redis.call('XDEL', stream, unpack(ids))
+    forget_records(ids)
+    deleted = deleted + #ids
+  end
+  start = '(' .. entries[#entries][1]
+end
+return {deleted, 1, shed}
