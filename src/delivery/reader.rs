@@ -26,8 +26,49 @@ use crate::telemetry::DeliveryOutcome;
 
 /// Most entries one read or claim asks for; bounds a burst's memory.
 const MAX_BATCH: usize = 128;
+/// How long a caught-up reader waits with all its slots for the next batch
+/// before it counts as idle: it spans the gap between ingest round trips
+/// under steady traffic, and slots held when traffic stops are back at once.
+const CAUGHT_UP_BLOCK: Duration = Duration::from_millis(5);
 /// Retries other instances scheduled are looked for at least this often.
 const RETRY_POLL: Duration = Duration::from_secs(1);
+
+/// How the last read of new entries went, which decides how the next one
+/// waits. Entries land in batches (one per ingest round trip); a reader
+/// that has caught up waits briefly for the next batch with all its slots
+/// instead of polling, so it takes a batch per read rather than an entry
+/// or an empty answer per read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    /// Nothing came for a while: block up to READ_BLOCK holding a single
+    /// slot, so an idle destination does not sit on worker slots others
+    /// could use.
+    Idle,
+    /// The last read got fewer entries than it had slots for: block up to
+    /// CAUGHT_UP_BLOCK with every slot; the read returns as soon as the
+    /// next batch lands.
+    CaughtUp,
+    /// The last read filled its slots: more is waiting, read at once.
+    Backlog,
+}
+
+impl Flow {
+    fn after(got: usize, asked: usize) -> Self {
+        match got {
+            0 => Flow::Idle,
+            n if n < asked => Flow::CaughtUp,
+            _ => Flow::Backlog,
+        }
+    }
+
+    fn block(self) -> Option<Duration> {
+        match self {
+            Flow::Idle => Some(READ_BLOCK),
+            Flow::CaughtUp => Some(CAUGHT_UP_BLOCK),
+            Flow::Backlog => None,
+        }
+    }
+}
 
 /// Reads one destination's group.
 pub struct Reader {
@@ -67,10 +108,7 @@ impl Reader {
             _ = status.wait_for(|_| self.route.state_read()) => {}
         }
         let mut groups_ready = false;
-        // While the group is idle the reader blocks holding a single slot,
-        // so idle destinations do not sit on worker slots others could use;
-        // once entries flow it reads in batches without blocking.
-        let mut idle = true;
+        let mut flow = Flow::Idle;
         let mut claim_cursor = String::from("0-0");
         // Claim right away: a previous process may have died holding
         // entries; and look for retries that are due.
@@ -148,10 +186,10 @@ impl Reader {
             } else {
                 let until_retry = Duration::from_millis(next_retry_ms - now);
                 Source::New {
-                    block: idle.then(|| READ_BLOCK.min(until_retry)),
+                    block: flow.block().map(|block| block.min(until_retry)),
                 }
             };
-            if probe || (idle && matches!(read, Source::New { .. })) {
+            if probe || (flow == Flow::Idle && matches!(read, Source::New { .. })) {
                 grant.truncate(1);
             }
             let Some(allowed) = rate.acquire(grant.len(), &self.token).await else {
@@ -192,7 +230,7 @@ impl Reader {
                             block,
                         )
                         .await
-                        .inspect(|entries| idle = entries.is_empty()),
+                        .inspect(|entries| flow = Flow::after(entries.len(), grant.len())),
                 }
             };
             // A healthy Redis answers within one blocking read; one that is
@@ -403,5 +441,20 @@ impl Reader {
             ready.push(envelope);
         }
         Ok(ready)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reader_waits_for_the_next_batch_once_caught_up() {
+        assert_eq!(Flow::after(0, 64), Flow::Idle);
+        assert_eq!(Flow::after(3, 64), Flow::CaughtUp);
+        assert_eq!(Flow::after(64, 64), Flow::Backlog);
+        assert_eq!(Flow::Idle.block(), Some(READ_BLOCK));
+        assert_eq!(Flow::CaughtUp.block(), Some(CAUGHT_UP_BLOCK));
+        assert_eq!(Flow::Backlog.block(), None);
     }
 }
