@@ -11,8 +11,10 @@
 //! memory per queued event with one and two destinations, latency at half
 //! the ceiling, ingest while delivering, the end-to-end rate search and
 //! hold, a system-call census, the same search and a hold with two
-//! destinations receiving every event, the event log's cost (`load/log.rs`:
-//! end to end with and without it, Redis memory per retained event,
+//! destinations receiving every event, then one and two destinations taking
+//! turns at the same deliveries/s (their machine CPU per delivery), the
+//! event log's cost (`load/log.rs`: end to end with and without it, taking
+//! turns at 80% of the hold's rate, Redis memory per retained event,
 //! listing latency with 100k retained), the spool (`load/spool.rs`:
 //! ingest while Redis hangs, then the drain), and an optional memory soak.
 //! `--instructions` counts instructions per event under callgrind instead
@@ -179,7 +181,7 @@ async fn run_some(knobs: Knobs, phases: &str) {
         let target = e2e::Target::e2e(&hookd, &redis, &delivered, knobs.e2e_connections);
         let search = phases::e2e_search(&knobs, &target, PARTIAL_E2E_START).await;
         let hold = phases::e2e_hold(&target, search.rate, knobs.e2e_seconds).await;
-        let fanout = routes::fanout(&knobs, &hookd, &redis, &delivered, search.rate).await;
+        let fanout = routes::fanout(&knobs, &hookd, &redis, &delivered, search.rate, &hold).await;
         report::partial_e2e_rows(&knobs, &search, &hold);
         routes::fanout_rows(&fanout, &hold);
     }
@@ -224,8 +226,9 @@ async fn run(knobs: Knobs) {
     let search = phases::e2e_search(&knobs, &e2e, ingest.max_rate() * 0.6).await;
     let hold = phases::e2e_hold(&e2e, search.rate, knobs.e2e_seconds).await;
     let census = phases::census(&e2e, search.rate).await;
-    let fanout = routes::fanout(&knobs, &hookd, &redis, &delivered, search.rate).await;
-    let log_compare = log::compare(&knobs, &hookd, &redis, &delivered, search.rate).await;
+    let fanout = routes::fanout(&knobs, &hookd, &redis, &delivered, search.rate, &hold).await;
+    let log_rate = (e2e::TURN_SHARE * hold.deliveries_per_second()).round();
+    let log_compare = log::compare(&knobs, &hookd, &redis, &delivered, log_rate).await;
     let log_memory = log::memory(&knobs, &hookd, &redis).await;
     let listing = log::listing(&knobs, &hookd, &redis).await;
     let spool = spool::measure(&knobs).await;

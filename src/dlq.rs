@@ -238,18 +238,34 @@ pub struct BulkResult {
 /// The sources a DLQ operation covers, with the destinations each has
 /// configured (a replay goes back only to a destination that exists).
 pub struct Targets {
-    sources: Vec<(SourceKeys, Vec<String>)>,
+    sources: Vec<Target>,
+}
+
+/// One source a DLQ operation covers.
+struct Target {
+    keys: SourceKeys,
+    destinations: Vec<String>,
+}
+
+impl Target {
+    fn delivers_to(&self, destination: &str) -> bool {
+        self.destinations.iter().any(|d| d == destination)
+    }
 }
 
 impl Targets {
+    /// Each source's keys with the names of its configured destinations.
     pub fn new(sources: impl IntoIterator<Item = (SourceKeys, Vec<String>)>) -> Self {
-        let mut sources: Vec<_> = sources.into_iter().collect();
-        sources.sort_by(|a, b| a.0.source.cmp(&b.0.source));
+        let mut sources: Vec<_> = sources
+            .into_iter()
+            .map(|(keys, destinations)| Target { keys, destinations })
+            .collect();
+        sources.sort_by(|a, b| a.keys.source.cmp(&b.keys.source));
         Self { sources }
     }
 
     pub fn keys(&self) -> impl Iterator<Item = &SourceKeys> + Clone {
-        self.sources.iter().map(|(keys, _)| keys)
+        self.sources.iter().map(|target| &target.keys)
     }
 
     pub fn source(&self, name: &str) -> Option<&SourceKeys> {
@@ -260,7 +276,7 @@ impl Targets {
     pub fn delivers_to(&self, source: &str, destination: &str) -> bool {
         self.sources
             .iter()
-            .any(|(keys, names)| keys.source == source && names.iter().any(|n| n == destination))
+            .any(|target| target.keys.source == source && target.delivers_to(destination))
     }
 }
 
@@ -282,7 +298,8 @@ pub async fn bulk(
         done: 0,
     };
     let mut steps = 0u64;
-    for (keys, destinations) in &targets.sources {
+    for target in &targets.sources {
+        let keys = &target.keys;
         if filter.source.as_deref().is_some_and(|s| s != keys.source) {
             continue;
         }
@@ -298,7 +315,7 @@ pub async fn bulk(
                         let ids: Vec<&str> = step
                             .matches
                             .iter()
-                            .filter(|m| destinations.contains(&m.destination))
+                            .filter(|m| target.delivers_to(&m.destination))
                             .map(|m| m.dlq_id.as_str())
                             .collect();
                         queue

@@ -261,3 +261,81 @@ fn syscall_census(pid: u32, duration: Duration) -> Vec<(String, u64)> {
         })
         .collect()
 }
+
+/// Turns run at this share of the rate a hold kept up with: at the edge,
+/// noise decides which side falls behind, and a side that fell behind
+/// leaves no CPU per event to compare.
+pub const TURN_SHARE: f64 = 0.8;
+
+/// Steps at two targets of one hookd that take turns, each after a drain:
+/// this VM's speed drifts by tens of percent within minutes, and taking
+/// turns keeps that drift out of a comparison between them.
+pub struct Alternation {
+    pub first: Vec<E2e>,
+    pub second: Vec<E2e>,
+    /// Deliveries owed for what both accepted but never made, after up to
+    /// a minute of draining at the end.
+    pub lost: u64,
+}
+
+/// One side of an [`Alternation`]: what is driven, at what rate.
+#[derive(Clone, Copy)]
+pub struct Turn<'a> {
+    pub target: &'a Target<'a>,
+    pub rate: f64,
+}
+
+impl Alternation {
+    pub async fn run(first: Turn<'_>, second: Turn<'_>, rounds: usize, seconds: Duration) -> Self {
+        let hookd = first.target.hookd;
+        let delivered = first.target.delivered;
+        let before = delivered.load(Ordering::Relaxed);
+        let mut result = Self {
+            first: Vec::new(),
+            second: Vec::new(),
+            lost: 0,
+        };
+        for round in 0..rounds {
+            for (turn, steps) in [(first, &mut result.first), (second, &mut result.second)] {
+                hookd.drain(Duration::from_secs(120)).await;
+                let name = format!("{}_turn{round}", turn.target.source);
+                steps.push(step(turn.target, turn.rate, seconds, &name, false).await);
+            }
+        }
+        let owed: u64 = result
+            .first
+            .iter()
+            .chain(&result.second)
+            .map(|s| s.copies * s.run.accepted)
+            .sum();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while delivered.load(Ordering::Relaxed) - before < owed && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        result.lost = owed.saturating_sub(delivered.load(Ordering::Relaxed) - before);
+        result
+    }
+
+    /// The whole machine's CPU per delivery owed, first / second.
+    pub fn machine_per_delivery(&self) -> (f64, f64) {
+        let per = |steps: &[E2e]| {
+            let busy: u64 = steps.iter().map(|s| s.cpu.machine_busy).sum();
+            let deliveries: u64 = steps.iter().map(|s| s.copies * s.run.accepted).sum();
+            CpuTicks::per_event(busy, deliveries)
+        };
+        (per(&self.first), per(&self.second))
+    }
+
+    /// Capacity in deliveries/s of the second as a multiple of the
+    /// first's: on a CPU-bound machine it scales with 1 ÷ machine CPU per
+    /// delivery.
+    pub fn capacity_ratio(&self) -> f64 {
+        let (first, second) = self.machine_per_delivery();
+        first / second.max(f64::MIN_POSITIVE)
+    }
+
+    /// Every step kept up.
+    pub fn kept_up(&self) -> bool {
+        self.first.iter().chain(&self.second).all(E2e::kept_up)
+    }
+}

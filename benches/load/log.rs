@@ -10,9 +10,8 @@ use std::time::{Duration, Instant};
 use hookd::queue::SourceKeys;
 
 use crate::Knobs;
-use crate::cpu::CpuTicks;
 use crate::driver::closed_loop;
-use crate::e2e::{self, E2e, Target};
+use crate::e2e::{Alternation, Target, Turn};
 use crate::servers::{self, Hookd, http_get, used_memory};
 use crate::support::TestRedis;
 
@@ -166,40 +165,27 @@ fn deep_page(hookd: &Hookd, depth: usize) -> Option<String> {
     Some(path)
 }
 
-/// End to end at one rate with and without the log, alternating.
+/// End to end at one rate without and with the log, taking turns.
 pub struct Compare {
     pub rate: f64,
-    pub with_log: Vec<E2e>,
-    pub without_log: Vec<E2e>,
+    /// First without the log, then with it.
+    pub turns: Alternation,
 }
 
 impl Compare {
-    fn machine_per_event(steps: &[E2e]) -> f64 {
-        let busy: u64 = steps.iter().map(|s| s.cpu.machine_busy).sum();
-        let events: u64 = steps.iter().map(|s| s.run.accepted).sum();
-        CpuTicks::per_event(busy, events)
-    }
-
     /// The whole machine's CPU per event, with / without the log.
     pub fn per_event(&self) -> (f64, f64) {
-        (
-            Self::machine_per_event(&self.with_log),
-            Self::machine_per_event(&self.without_log),
-        )
+        let (without, with) = self.turns.machine_per_delivery();
+        (with, without)
     }
 
-    /// Capacity with the log as a share of capacity without it: on a
-    /// CPU-bound machine the rate scales with 1 ÷ CPU per event.
+    /// Capacity with the log as a share of capacity without it.
     pub fn capacity_ratio(&self) -> f64 {
-        let (with, without) = self.per_event();
-        without / with.max(f64::MIN_POSITIVE)
+        self.turns.capacity_ratio()
     }
 
     pub fn kept_up(&self) -> bool {
-        self.with_log
-            .iter()
-            .chain(&self.without_log)
-            .all(E2e::kept_up)
+        self.turns.kept_up()
     }
 }
 
@@ -215,21 +201,20 @@ pub async fn compare(
         source: "e2e_nolog",
         ..Target::e2e(hookd, redis, delivered, knobs.e2e_connections)
     };
-    let mut result = Compare {
-        rate,
-        with_log: Vec::new(),
-        without_log: Vec::new(),
-    };
-    let seconds = Duration::from_secs(COMPARE_SECONDS);
-    for round in 0..COMPARE_ROUNDS {
-        hookd.drain(Duration::from_secs(120)).await;
-        let step = e2e::step(&unlogged, rate, seconds, &format!("nolog{round}"), false).await;
-        result.without_log.push(step);
-        hookd.drain(Duration::from_secs(120)).await;
-        let step = e2e::step(&logged, rate, seconds, &format!("log{round}"), false).await;
-        result.with_log.push(step);
-    }
-    result
+    let turns = Alternation::run(
+        Turn {
+            target: &unlogged,
+            rate,
+        },
+        Turn {
+            target: &logged,
+            rate,
+        },
+        COMPARE_ROUNDS,
+        Duration::from_secs(COMPARE_SECONDS),
+    )
+    .await;
+    Compare { rate, turns }
 }
 
 fn row(measure: &str, value: impl std::fmt::Display) {

@@ -305,6 +305,13 @@ pub struct Hold {
     pub calls: (u64, u64),
 }
 
+impl Hold {
+    /// What the sink received per second of the hold.
+    pub fn deliveries_per_second(&self) -> f64 {
+        self.e2e.delivered as f64 / self.e2e.run.seconds().max(1.0)
+    }
+}
+
 pub async fn e2e_hold(target: &e2e::Target<'_>, rate: f64, seconds: Duration) -> Hold {
     let e2e::Target {
         hookd,

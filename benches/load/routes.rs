@@ -11,7 +11,7 @@ use hookd::queue::SourceKeys;
 use crate::Knobs;
 use crate::cpu::CpuTicks;
 use crate::driver::closed_loop;
-use crate::e2e::Target;
+use crate::e2e::{Alternation, TURN_SHARE, Target, Turn};
 use crate::phases::{self, Hold, Search};
 use crate::servers::{self, Hookd, used_memory};
 use crate::support::TestRedis;
@@ -20,6 +20,11 @@ use crate::support::TestRedis;
 const MEMORY_SECONDS: u64 = 3;
 /// The fan-out hold (the one-destination hold has its own knob).
 const FANOUT_HOLD_SECONDS: u64 = 30;
+/// Each step of the turns one and two destinations take at the same
+/// deliveries/s.
+const TURN_SECONDS: u64 = 20;
+/// Rounds of those turns.
+const TURN_ROUNDS: usize = 2;
 
 /// Redis memory per event queued (accepted, not yet delivered), bytes.
 pub struct Memory {
@@ -65,10 +70,16 @@ pub async fn memory(knobs: &Knobs, hookd: &Hookd, redis: &TestRedis) -> Memory {
 
 /// End to end with two destinations: the rate search from where one
 /// destination's search ended (each event is now two deliveries), then a
-/// hold.
+/// hold; then one destination and two take turns at the same deliveries/s
+/// (half the events/s for two), which compares their cost per delivery
+/// without the drift between the holds, minutes apart.
 pub struct Fanout {
     pub search: Search,
     pub hold: Hold,
+    /// Deliveries/s of the turns.
+    pub turn_rate: f64,
+    /// First one destination, then two.
+    pub turns: Alternation,
 }
 
 impl Fanout {
@@ -83,6 +94,7 @@ pub async fn fanout(
     redis: &TestRedis,
     delivered: &AtomicU64,
     one_destination_rate: f64,
+    one_destination: &Hold,
 ) -> Fanout {
     let target = Target::fanout(hookd, redis, delivered, knobs.e2e_connections);
     hookd.drain(Duration::from_secs(120)).await;
@@ -93,7 +105,30 @@ pub async fn fanout(
         Duration::from_secs(FANOUT_HOLD_SECONDS),
     )
     .await;
-    Fanout { search, hold }
+    let two_deliveries = hold.e2e.delivered as f64 / FANOUT_HOLD_SECONDS as f64;
+    // The lower of the two holds': both sides must keep up.
+    let turn_rate =
+        (TURN_SHARE * one_destination.deliveries_per_second().min(two_deliveries)).round();
+    let one = Target::e2e(hookd, redis, delivered, knobs.e2e_connections);
+    let turns = Alternation::run(
+        Turn {
+            target: &one,
+            rate: turn_rate,
+        },
+        Turn {
+            target: &target,
+            rate: turn_rate / 2.0,
+        },
+        TURN_ROUNDS,
+        Duration::from_secs(TURN_SECONDS),
+    )
+    .await;
+    Fanout {
+        search,
+        hold,
+        turn_rate,
+        turns,
+    }
 }
 
 fn row(measure: &str, value: impl std::fmt::Display) {
@@ -120,7 +155,7 @@ pub fn fanout_rows(fanout: &Fanout, one: &Hold) {
         &format!(
             "end to end, 2 destinations, {FANOUT_HOLD_SECONDS}s at {:.0} events/s offered: deliveries/s (1 destination: {:.0}); backlog mean first → last third; lost",
             fanout.search.rate,
-            one.e2e.delivered as f64 / one.e2e.run.seconds().max(1.0)
+            one.deliveries_per_second()
         ),
         e2e.run.accepted_nothing().unwrap_or_else(|| {
             format!(
@@ -133,6 +168,18 @@ pub fn fanout_rows(fanout: &Fanout, one: &Hold) {
     if e2e.run.accepted_nothing().is_none() && one.e2e.run.accepted_nothing().is_none() {
         per_delivery_row(fanout, one);
     }
+    let (one_cpu, two_cpu) = fanout.turns.machine_per_delivery();
+    row(
+        &format!(
+            "1 and 2 destinations taking turns at {:.0} deliveries/s ({TURN_ROUNDS}×{TURN_SECONDS}s each): machine CPU µs per delivery, 1 / 2; kept up; lost",
+            fanout.turn_rate
+        ),
+        format!(
+            "{one_cpu:.1} / {two_cpu:.1}; {}; {}",
+            if fanout.turns.kept_up() { "yes" } else { "no" },
+            fanout.turns.lost
+        ),
+    );
 }
 
 /// Machine CPU, hookd CPU and Redis commands per delivery, with one
@@ -202,15 +249,23 @@ pub fn goals(ingest: &phases::Ingest, fanout: &Fanout, memory: &Memory, one: &Ho
         one.lost,
         met(e2e_share >= ONE_E2E && one.e2e.kept_up() && one.lost == 0)
     );
-    let one_deliveries = one.e2e.delivered as f64 / one.e2e.run.seconds().max(1.0);
-    let ratio = fanout.deliveries_per_second() / one_deliveries.max(1.0);
-    let kept_up = fanout.hold.e2e.kept_up();
+    let one_deliveries = one.deliveries_per_second();
+    let direct = fanout.deliveries_per_second() / one_deliveries.max(1.0);
+    let turns = &fanout.turns;
+    let (one_cpu, two_cpu) = turns.machine_per_delivery();
+    let ratio = turns.capacity_ratio();
+    let kept_up = turns.kept_up();
+    let lost = turns.lost + fanout.hold.lost;
     println!(
-        "| 2 destinations: deliveries/s ≥ {FANOUT_DELIVERIES:.2} × 1 destination's, backlog flat, 0 lost | {ratio:.2} × ({:.0} vs {one_deliveries:.0}/s), {}, {} lost | {} |",
-        fanout.deliveries_per_second(),
+        "| 2 destinations: deliveries/s ≥ {FANOUT_DELIVERIES:.2} × 1 destination's, backlog flat, 0 lost (capacity from machine CPU per delivery at the same deliveries/s, taking turns) | {ratio:.2} × ({two_cpu:.1} vs {one_cpu:.1} µs), {}, {lost} lost; the holds minutes apart: {direct:.2} × ({:.0} vs {one_deliveries:.0}/s), {} | {} |",
         if kept_up { "kept up" } else { "fell behind" },
-        fanout.hold.lost,
-        met(ratio >= FANOUT_DELIVERIES && kept_up && fanout.hold.lost == 0)
+        fanout.deliveries_per_second(),
+        if fanout.hold.e2e.kept_up() {
+            "kept up"
+        } else {
+            "fell behind"
+        },
+        met(ratio >= FANOUT_DELIVERIES && kept_up && lost == 0)
     );
     println!(
         "| Redis memory per queued event, 2 destinations ≤ {MEMORY:.2} × 1 | {:.2} × ({:.0} B vs {:.0} B) | {} |",

@@ -312,7 +312,9 @@ max_in_flight = {in_flight}
     /// waiting.
     pub async fn drain(&self, limit: Duration) {
         let deadline = Instant::now() + limit;
-        while (backlog(self.admin, "e2e") > 0 || backlog(self.admin, "fanout") > 0)
+        while ["e2e", "e2e_nolog", "fanout"]
+            .iter()
+            .any(|source| backlog(self.admin, source) > 0)
             && Instant::now() < deadline
         {
             tokio::time::sleep(Duration::from_millis(200)).await;

@@ -53,6 +53,65 @@ pub struct DlqScanStep<M> {
     pub more: bool,
 }
 
+/// What a scan step returns for each match, which `dlq_scan.lua` is asked
+/// for by name (ARGV[7]): the name and the parser of its reply travel
+/// together.
+trait ScanShape: Sized {
+    const SHAPE: &'static str;
+    fn parse(fields: &[Value]) -> Option<Self>;
+}
+
+impl ScanShape for DlqMatch {
+    const SHAPE: &'static str = "rows";
+
+    fn parse(fields: &[Value]) -> Option<Self> {
+        let text = |v: &Value| value_string(v).unwrap_or_default();
+        let number = |v: &Value| value_u64(v).unwrap_or(0);
+        match fields {
+            [
+                dlq_id,
+                event_id,
+                event_type,
+                reason,
+                status,
+                error,
+                attempts,
+                received,
+                dead_at,
+                body_bytes,
+                destination,
+            ] => Some(Self {
+                dlq_id: text(dlq_id),
+                event_id: text(event_id),
+                event_type: text(event_type),
+                reason: text(reason),
+                status: text(status).parse().ok(),
+                error: text(error),
+                attempts: number(attempts) as u32,
+                received_ms: number(received),
+                dead_at_ms: number(dead_at),
+                body_bytes: number(body_bytes) as usize,
+                destination: text(destination),
+            }),
+            _ => None,
+        }
+    }
+}
+
+impl ScanShape for DlqRef {
+    const SHAPE: &'static str = "refs";
+
+    fn parse(fields: &[Value]) -> Option<Self> {
+        match fields {
+            [dlq_id, destination] => Some(Self {
+                dlq_id: value_string(dlq_id)?,
+                destination: value_string(destination).unwrap_or_default(),
+            }),
+            _ => None,
+        }
+    }
+}
+
 impl Queue {
     /// Replays a DLQ entry into the stream with attempts reset. Returns the
     /// new entry id, or None if the DLQ entry no longer exists.
@@ -105,39 +164,8 @@ impl Queue {
         most_matches: usize,
         filter: &DlqScanFilter<'_>,
     ) -> Result<DlqScanStep<DlqMatch>, QueueError> {
-        self.dlq_scan_step(keys, from, count, most_matches, filter, "rows", |f| {
-            let text = |v: &Value| value_string(v).unwrap_or_default();
-            let number = |v: &Value| value_u64(v).unwrap_or(0);
-            match f {
-                [
-                    dlq_id,
-                    event_id,
-                    event_type,
-                    reason,
-                    status,
-                    error,
-                    attempts,
-                    received,
-                    dead_at,
-                    body_bytes,
-                    destination,
-                ] => Some(DlqMatch {
-                    dlq_id: text(dlq_id),
-                    event_id: text(event_id),
-                    event_type: text(event_type),
-                    reason: text(reason),
-                    status: text(status).parse().ok(),
-                    error: text(error),
-                    attempts: number(attempts) as u32,
-                    received_ms: number(received),
-                    dead_at_ms: number(dead_at),
-                    body_bytes: number(body_bytes) as usize,
-                    destination: text(destination),
-                }),
-                _ => None,
-            }
-        })
-        .await
+        self.dlq_scan_step(keys, from, count, most_matches, filter)
+            .await
     }
 
     /// [`Self::dlq_scan`] returning only what a bulk operation acts on:
@@ -149,26 +177,16 @@ impl Queue {
         count: usize,
         filter: &DlqScanFilter<'_>,
     ) -> Result<DlqScanStep<DlqRef>, QueueError> {
-        self.dlq_scan_step(keys, from, count, count, filter, "refs", |f| match f {
-            [dlq_id, destination] => Some(DlqRef {
-                dlq_id: value_string(dlq_id)?,
-                destination: value_string(destination).unwrap_or_default(),
-            }),
-            _ => None,
-        })
-        .await
+        self.dlq_scan_step(keys, from, count, count, filter).await
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn dlq_scan_step<M>(
+    async fn dlq_scan_step<M: ScanShape>(
         &self,
         keys: &SourceKeys,
         from: Option<&str>,
         count: usize,
         most_matches: usize,
         filter: &DlqScanFilter<'_>,
-        shape: &'static str,
-        parse: impl Fn(&[Value]) -> Option<M>,
     ) -> Result<DlqScanStep<M>, QueueError> {
         const OP: &str = "dlq scan";
         let result = self
@@ -184,7 +202,7 @@ impl Queue {
                         filter.reason.into(),
                         filter.destination.into(),
                         Value::Integer(most_matches as i64),
-                        shape.into(),
+                        M::SHAPE.into(),
                     ]
                 },
                 None,
@@ -202,7 +220,7 @@ impl Queue {
         let matches = matches
             .iter()
             .map(|item| match item {
-                Value::Array(fields) => parse(fields).ok_or_else(|| reply(OP, "match shape")),
+                Value::Array(fields) => M::parse(fields).ok_or_else(|| reply(OP, "match shape")),
                 _ => Err(reply(OP, "match shape")),
             })
             .collect::<Result<Vec<_>, _>>()?;
