@@ -286,7 +286,15 @@ pub struct Turn<'a> {
 }
 
 impl Alternation {
-    pub async fn run(first: Turn<'_>, second: Turn<'_>, rounds: usize, seconds: Duration) -> Self {
+    /// `name` keeps the steps' event ids apart from every other phase's:
+    /// a repeated id would be a duplicate, accepted but never delivered.
+    pub async fn run(
+        name: &str,
+        first: Turn<'_>,
+        second: Turn<'_>,
+        rounds: usize,
+        seconds: Duration,
+    ) -> Self {
         let hookd = first.target.hookd;
         let delivered = first.target.delivered;
         let before = delivered.load(Ordering::Relaxed);
@@ -298,8 +306,8 @@ impl Alternation {
         for round in 0..rounds {
             for (turn, steps) in [(first, &mut result.first), (second, &mut result.second)] {
                 hookd.drain(Duration::from_secs(120)).await;
-                let name = format!("{}_turn{round}", turn.target.source);
-                steps.push(step(turn.target, turn.rate, seconds, &name, false).await);
+                let prefix = format!("{name}_{}{round}", turn.target.source);
+                steps.push(step(turn.target, turn.rate, seconds, &prefix, false).await);
             }
         }
         let owed: u64 = result

@@ -202,6 +202,7 @@ pub async fn compare(
         ..Target::e2e(hookd, redis, delivered, knobs.e2e_connections)
     };
     let turns = Alternation::run(
+        "log_turns",
         Turn {
             target: &unlogged,
             rate,

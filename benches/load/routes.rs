@@ -111,6 +111,7 @@ pub async fn fanout(
         (TURN_SHARE * one_destination.deliveries_per_second().min(two_deliveries)).round();
     let one = Target::e2e(hookd, redis, delivered, knobs.e2e_connections);
     let turns = Alternation::run(
+        "fanout_turns",
         Turn {
             target: &one,
             rate: turn_rate,
