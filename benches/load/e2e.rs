@@ -40,8 +40,13 @@ impl E2e {
     pub fn kept_up(&self) -> bool {
         let [(early, _), (late, _)] = self.backlog_thirds();
         self.run.accepted > 0
-            && self.delivered as f64 >= 0.98 * (self.copies * self.run.accepted) as f64
+            && self.delivered as f64 >= 0.98 * self.owed() as f64
             && late as f64 <= early as f64 + 0.5 * (self.copies as f64 * self.run.rate)
+    }
+
+    /// Deliveries the accepted events owe: one per destination.
+    pub fn owed(&self) -> u64 {
+        self.copies * self.run.accepted
     }
 
     /// CPU µs per event of everything on the machine but hookd.
@@ -262,6 +267,16 @@ fn syscall_census(pid: u32, duration: Duration) -> Vec<(String, u64)> {
         .collect()
 }
 
+/// Waits up to a minute for the sink to count `owed` deliveries beyond
+/// `before`, and returns how many it did not.
+pub async fn undelivered(delivered: &AtomicU64, before: u64, owed: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while delivered.load(Ordering::Relaxed) - before < owed && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    owed.saturating_sub(delivered.load(Ordering::Relaxed) - before)
+}
+
 /// Turns run at this share of the rate a hold kept up with: at the edge,
 /// noise decides which side falls behind, and a side that fell behind
 /// leaves no CPU per event to compare.
@@ -310,17 +325,13 @@ impl Alternation {
                 steps.push(step(turn.target, turn.rate, seconds, &prefix, false).await);
             }
         }
-        let owed: u64 = result
+        let owed = result
             .first
             .iter()
             .chain(&result.second)
-            .map(|s| s.copies * s.run.accepted)
+            .map(E2e::owed)
             .sum();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while delivered.load(Ordering::Relaxed) - before < owed && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        result.lost = owed.saturating_sub(delivered.load(Ordering::Relaxed) - before);
+        result.lost = undelivered(delivered, before, owed).await;
         result
     }
 
@@ -328,7 +339,7 @@ impl Alternation {
     pub fn machine_per_delivery(&self) -> (f64, f64) {
         let per = |steps: &[E2e]| {
             let busy: u64 = steps.iter().map(|s| s.cpu.machine_busy).sum();
-            let deliveries: u64 = steps.iter().map(|s| s.copies * s.run.accepted).sum();
+            let deliveries: u64 = steps.iter().map(E2e::owed).sum();
             CpuTicks::per_event(busy, deliveries)
         };
         (per(&self.first), per(&self.second))

@@ -322,7 +322,6 @@ pub async fn e2e_hold(target: &e2e::Target<'_>, rate: f64, seconds: Duration) ->
         redis,
         delivered,
         source,
-        copies,
         ..
     } = *target;
     let calls_before = servers::calls(redis);
@@ -330,12 +329,7 @@ pub async fn e2e_hold(target: &e2e::Target<'_>, rate: f64, seconds: Duration) ->
     let outcomes = hookd.ingest_outcomes(source);
     let mut e2e = e2e::step(target, rate, seconds, source, false).await;
     e2e.run.outcomes = hookd.ingest_outcomes_since(source, &outcomes);
-    let expected = copies * e2e.run.accepted;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while delivered.load(Ordering::Relaxed) - before < expected && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let lost = expected.saturating_sub(delivered.load(Ordering::Relaxed) - before);
+    let lost = e2e::undelivered(delivered, before, e2e.owed()).await;
     let calls_after = servers::calls(redis);
     Hold {
         e2e,

@@ -84,8 +84,13 @@ pub struct Fanout {
 
 impl Fanout {
     pub fn deliveries_per_second(&self) -> f64 {
-        self.hold.e2e.delivered as f64 / FANOUT_HOLD_SECONDS as f64
+        fanout_deliveries_per_second(&self.hold)
     }
+}
+
+/// What the sink received per second of the fan-out hold.
+fn fanout_deliveries_per_second(hold: &Hold) -> f64 {
+    hold.e2e.delivered as f64 / FANOUT_HOLD_SECONDS as f64
 }
 
 pub async fn fanout(
@@ -105,7 +110,7 @@ pub async fn fanout(
         Duration::from_secs(FANOUT_HOLD_SECONDS),
     )
     .await;
-    let two_deliveries = hold.e2e.delivered as f64 / FANOUT_HOLD_SECONDS as f64;
+    let two_deliveries = fanout_deliveries_per_second(&hold);
     // The lower of the two holds': both sides must keep up.
     let turn_rate =
         (TURN_SHARE * one_destination.deliveries_per_second().min(two_deliveries)).round();
@@ -187,8 +192,8 @@ pub fn fanout_rows(fanout: &Fanout, one: &Hold) {
 /// destination and with two: what a second destination costs per
 /// delivery beside what the first did.
 fn per_delivery_row(fanout: &Fanout, one: &Hold) {
-    let per = |hold: &Hold, copies: u64| {
-        let deliveries = (copies * hold.e2e.run.accepted).max(1);
+    let per = |hold: &Hold| {
+        let deliveries = hold.e2e.owed().max(1);
         (
             CpuTicks::per_event(hold.e2e.cpu.machine_busy, deliveries),
             CpuTicks::per_event(hold.e2e.cpu.server, deliveries),
@@ -196,8 +201,8 @@ fn per_delivery_row(fanout: &Fanout, one: &Hold) {
             hold.calls.1 as f64 / deliveries as f64,
         )
     };
-    let (machine_1, hookd_1, trips_1, commands_1) = per(one, 1);
-    let (machine_2, hookd_2, trips_2, commands_2) = per(&fanout.hold, 2);
+    let (machine_1, hookd_1, trips_1, commands_1) = per(one);
+    let (machine_2, hookd_2, trips_2, commands_2) = per(&fanout.hold);
     row(
         "per delivery, 1 destination / 2 destinations: machine CPU µs, hookd CPU µs, Redis round trips (commands)",
         format!(
