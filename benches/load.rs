@@ -119,6 +119,7 @@ fn main() {
         // Under `cargo test --all-targets`: check the reporting, not the
         // machine.
         driver::check_failure_reporting();
+        e2e::check_bracket();
         println!("load: run with `cargo bench --bench load` (or benches/load.sh) to measure");
         return;
     }
@@ -181,7 +182,8 @@ async fn run_some(knobs: Knobs, phases: &str) {
         let target = e2e::Target::e2e(&hookd, &redis, &delivered, knobs.e2e_connections);
         let search = phases::e2e_search(&knobs, &target, PARTIAL_E2E_START).await;
         let hold = phases::e2e_hold(&target, search.rate, knobs.e2e_seconds).await;
-        let fanout = routes::fanout(&knobs, &hookd, &redis, &delivered, search.rate, &hold).await;
+        let two = e2e::Target::fanout(&hookd, &redis, &delivered, knobs.e2e_connections);
+        let fanout = routes::fanout(&knobs, &target, &two, &hold).await;
         report::partial_e2e_rows(&knobs, &search, &hold);
         routes::fanout_rows(&fanout, &hold);
     }
@@ -226,7 +228,8 @@ async fn run(knobs: Knobs) {
     let search = phases::e2e_search(&knobs, &e2e, ingest.max_rate() * 0.6).await;
     let hold = phases::e2e_hold(&e2e, search.rate, knobs.e2e_seconds).await;
     let census = phases::census(&e2e, search.rate).await;
-    let fanout = routes::fanout(&knobs, &hookd, &redis, &delivered, search.rate, &hold).await;
+    let two = e2e::Target::fanout(&hookd, &redis, &delivered, knobs.e2e_connections);
+    let fanout = routes::fanout(&knobs, &e2e, &two, &hold).await;
     let log_rate = (e2e::TURN_SHARE * hold.deliveries_per_second()).round();
     let log_compare = log::compare(&knobs, &hookd, &redis, &delivered, log_rate).await;
     let log_memory = log::memory(&knobs, &hookd, &redis).await;

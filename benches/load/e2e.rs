@@ -12,6 +12,8 @@ use crate::support::{TestRedis, rss_kib};
 
 /// One end-to-end phase at a fixed offered rate.
 pub struct E2e {
+    /// Events/s the driver's schedule offered.
+    pub offered: f64,
     pub run: Summary,
     /// Deliveries the sink counted during the phase.
     pub delivered: u64,
@@ -31,15 +33,19 @@ pub struct E2e {
 }
 
 impl E2e {
-    /// Delivery kept pace with ingest: at most 2% of what was accepted is
-    /// still waiting at the end, and the backlog did not drift upwards: its
-    /// mean over the last third is at most half a second of traffic above
-    /// its mean over the first third. (Near the machine's limit delivery
-    /// can run at 99.5% of ingest, well inside the 2%, while the backlog
-    /// grows by a few hundred events every second.)
+    /// The pipeline kept pace with the offered rate: ingest accepted at
+    /// least 95% of the schedule (the driver catches up when answers come
+    /// late, so a shortfall means ingest itself was saturated), at most 2%
+    /// of what was accepted is still waiting at the end, and the backlog
+    /// did not drift upwards: its mean over the last third is at most half
+    /// a second of traffic above its mean over the first third. (Near the
+    /// machine's limit delivery can run at 99.5% of ingest, well inside
+    /// the 2%, while the backlog grows by a few hundred events every
+    /// second.)
     pub fn kept_up(&self) -> bool {
         let [(early, _), (late, _)] = self.backlog_thirds();
         self.run.accepted > 0
+            && self.run.rate >= 0.95 * self.offered
             && self.delivered as f64 >= 0.98 * self.owed() as f64
             && late as f64 <= early as f64 + 0.5 * (self.copies as f64 * self.run.rate)
     }
@@ -203,6 +209,7 @@ pub async fn step(
     };
     let (peak_rss_kib, backlog) = sampler.await.unwrap();
     E2e {
+        offered: rate,
         run,
         delivered: delivered.load(Ordering::Relaxed) - before,
         copies,
@@ -275,6 +282,184 @@ pub async fn undelivered(delivered: &AtomicU64, before: u64, owed: u64) -> u64 {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     owed.saturating_sub(delivered.load(Ordering::Relaxed) - before)
+}
+
+/// What a capacity search knows: the highest rate a step kept up with and
+/// the lowest offered rate a step fell behind at. The next step bisects
+/// between them once both are known, and moves by `stride` until then; a
+/// fixed stride alone leaves the capacity anywhere within one stride
+/// above the best rate found.
+#[derive(Debug, Clone, Copy)]
+pub struct Bracket {
+    /// Highest accepted/s of a step that kept up.
+    pub kept: Option<f64>,
+    /// Lowest offered rate of a step that fell behind.
+    pub fell: Option<f64>,
+    /// The share a step moves by before both ends are known.
+    pub stride: f64,
+}
+
+impl Bracket {
+    pub fn new(stride: f64) -> Self {
+        Self {
+            kept: None,
+            fell: None,
+            stride,
+        }
+    }
+
+    /// Takes in a step offered at `offered`.
+    pub fn record(&mut self, offered: f64, step: &E2e) {
+        self.take(offered, step.run.rate, step.kept_up());
+    }
+
+    /// Takes in a step offered at `offered` that accepted `accepted`/s.
+    fn take(&mut self, offered: f64, accepted: f64, kept_up: bool) {
+        if kept_up {
+            self.kept = Some(self.kept.map_or(accepted, |k| k.max(accepted)));
+        } else {
+            self.fell = Some(self.fell.map_or(offered, |f| f.min(offered)));
+        }
+    }
+
+    /// The rate of the step after one offered at `last`. Noise can leave a
+    /// kept-up rate above a fallen one; the newer step then decides which
+    /// way to move, and by less than a stride.
+    pub fn next(&self, last: f64, last_kept_up: bool) -> f64 {
+        let next = match (self.kept, self.fell) {
+            (Some(kept), Some(fell)) if kept < fell => (kept + fell) / 2.0,
+            (Some(_), Some(_)) if last_kept_up => last * (1.0 + self.stride / 2.0),
+            (Some(_), Some(_)) => last * (1.0 - self.stride / 2.0),
+            (Some(kept), None) => kept * (1.0 + self.stride),
+            (None, Some(fell)) => fell * (1.0 - self.stride),
+            (None, None) => last,
+        };
+        next.round()
+    }
+}
+
+/// Under `cargo test`: the search moves by its stride until it has both
+/// ends, then bisects, and follows the newer step when noise crossed them.
+pub fn check_bracket() {
+    let mut b = Bracket::new(0.1);
+    assert_eq!(b.next(1000.0, true), 1000.0);
+    b.take(1000.0, 1000.0, true);
+    assert_eq!(b.next(1000.0, true), 1100.0);
+    b.take(1100.0, 1090.0, false);
+    assert_eq!(b.next(1100.0, false), 1050.0);
+    b.take(1050.0, 1050.0, true);
+    assert_eq!(b.next(1050.0, true), 1075.0);
+    b.take(1075.0, 1075.0, true);
+    b.take(1050.0, 1040.0, false);
+    assert_eq!(b.kept, Some(1075.0));
+    assert_eq!(b.fell, Some(1050.0));
+    assert_eq!(b.next(1050.0, false), 998.0);
+    let mut down = Bracket::new(0.1);
+    down.take(1000.0, 900.0, false);
+    assert_eq!(down.next(1000.0, false), 900.0);
+}
+
+/// One end-to-end target's capacity search, as one side of
+/// [`Capacities`].
+pub struct CapacitySide<'a> {
+    pub target: &'a Target<'a>,
+    pub bracket: Bracket,
+    pub steps: Vec<(f64, E2e)>,
+    rate: f64,
+}
+
+impl<'a> CapacitySide<'a> {
+    pub fn new(target: &'a Target<'a>, start_rate: f64, stride: f64) -> Self {
+        Self {
+            target,
+            bracket: Bracket::new(stride),
+            steps: Vec::new(),
+            rate: start_rate.round(),
+        }
+    }
+
+    /// Events/s of the best step that kept up (None if none did).
+    pub fn capacity(&self) -> Option<f64> {
+        self.bracket.kept
+    }
+
+    /// Deliveries/s at that capacity.
+    pub fn deliveries(&self) -> Option<f64> {
+        self.capacity().map(|c| c * self.target.copies as f64)
+    }
+
+    /// "rate kept up|fell behind" for each step, in order.
+    pub fn describe(&self) -> String {
+        self.steps
+            .iter()
+            .map(|(offered, step)| match step.run.accepted_nothing() {
+                Some(why) => format!("{offered:.0}/s offered: {why}"),
+                None => format!(
+                    "{:.0}/s {}",
+                    step.run.rate,
+                    if step.kept_up() {
+                        "kept up"
+                    } else {
+                        "fell behind"
+                    }
+                ),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Two targets each search for their own capacity, taking turns step by
+/// step (each after a drain): this VM's speed drifts by tens of percent
+/// within minutes, so two capacities measured minutes apart do not
+/// compare, and two costs measured below capacity understate whichever
+/// side batches less there.
+pub struct Capacities<'a> {
+    pub first: CapacitySide<'a>,
+    pub second: CapacitySide<'a>,
+    /// Deliveries owed for what both accepted but never made, after up to
+    /// a minute of draining at the end.
+    pub lost: u64,
+}
+
+impl<'a> Capacities<'a> {
+    /// `name` keeps the steps' event ids apart from every other phase's.
+    pub async fn run(
+        name: &str,
+        mut first: CapacitySide<'a>,
+        mut second: CapacitySide<'a>,
+        rounds: usize,
+        seconds: Duration,
+    ) -> Self {
+        let hookd = first.target.hookd;
+        let delivered = first.target.delivered;
+        let before = delivered.load(Ordering::Relaxed);
+        let mut owed = 0;
+        for round in 0..rounds {
+            for side in [&mut first, &mut second] {
+                hookd.drain(Duration::from_secs(120)).await;
+                let prefix = format!("{name}_{}{round}", side.target.source);
+                let offered = side.rate;
+                let result = step(side.target, offered, seconds, &prefix, false).await;
+                side.bracket.record(offered, &result);
+                side.rate = side.bracket.next(offered, result.kept_up());
+                owed += result.owed();
+                side.steps.push((offered, result));
+            }
+        }
+        let lost = undelivered(delivered, before, owed).await;
+        Self {
+            first,
+            second,
+            lost,
+        }
+    }
+
+    /// The second's deliveries/s at capacity as a multiple of the
+    /// first's (None unless both kept up at some rate).
+    pub fn ratio(&self) -> Option<f64> {
+        Some(self.second.deliveries()? / self.first.deliveries()?)
+    }
 }
 
 /// Turns run at this share of the rate a hold kept up with: at the edge,

@@ -18,8 +18,11 @@ use crate::support::{TestRedis, free_port, rss_kib};
 
 /// Alternating baseline/hookd rounds in the ingest comparison.
 pub const ROUNDS: usize = 3;
-/// Steps of the end-to-end rate search, and how long each lasts.
-pub const E2E_SEARCH_STEPS: usize = 4;
+/// Steps of the end-to-end rate search, how long each lasts, and how far
+/// a step moves until the search has a rate that kept up and one that
+/// fell behind (it bisects between them from then on).
+pub const E2E_SEARCH_STEPS: usize = 5;
+pub const E2E_SEARCH_STRIDE: f64 = 0.15;
 pub const E2E_STEP_SECONDS: u64 = 15;
 /// The step after the hold that counts hookd's system calls.
 pub const E2E_CENSUS_SECONDS: u64 = 10;
@@ -152,48 +155,85 @@ pub async fn ingest_rounds(
     let (base_pid, base_redis) = (baseline.process.id(), baseline.redis.pid());
     let (hookd_pid, hookd_redis) = (hookd.child.id(), redis.pid());
     for round in 0..ROUNDS {
-        forget_ingested(baseline, redis);
-        let cpu = CpuTicks::now(base_pid, base_redis);
-        let run = closed_loop(
-            baseline.addr,
-            "/",
-            c,
-            knobs.seconds,
-            &format!("base{round}"),
-        )
-        .await;
-        ingest.bases.push(run);
-        ingest
-            .base_cpu
-            .add(CpuTicks::now(base_pid, base_redis).since(cpu));
-        // Each of hookd's rounds, like the baseline's, starts right after
-        // its Redis forgot the last round's events, so whatever that
-        // leaves Redis doing weighs on every round alike.
-        forget_ingested(baseline, redis);
-        let calls_before = servers::calls(redis);
-        let cpu = CpuTicks::now(hookd_pid, hookd_redis);
-        let outcomes = hookd.ingest_outcomes("ingest");
-        let path = "/webhooks/ingest";
-        let mut run =
-            closed_loop(hookd.public, path, c, knobs.seconds, &format!("max{round}")).await;
-        run.outcomes = hookd.ingest_outcomes_since("ingest", &outcomes);
-        ingest.maxes.push(run);
-        ingest
-            .max_cpu
-            .add(CpuTicks::now(hookd_pid, hookd_redis).since(cpu));
-        let calls_after = servers::calls(redis);
-        ingest.calls.0 += calls_after.0 - calls_before.0;
-        ingest.calls.1 += calls_after.1 - calls_before.1;
-        forget_ingested(baseline, redis);
-        let outcomes = hookd.ingest_outcomes("ingest2");
-        let path = "/webhooks/ingest2";
-        let mut run =
-            closed_loop(hookd.public, path, c, knobs.seconds, &format!("fan{round}")).await;
-        run.outcomes = hookd.ingest_outcomes_since("ingest2", &outcomes);
-        ingest.fanouts.push(run);
+        // Each round runs all three, in an order that rotates from round
+        // to round, so no side always runs right after a given other; and
+        // each starts right after both Redis servers forgot the last run's
+        // events, so whatever that leaves Redis doing weighs on all alike.
+        for run in rotated(round) {
+            forget_ingested(baseline, redis);
+            match run {
+                RoundRun::Baseline => {
+                    let cpu = CpuTicks::now(base_pid, base_redis);
+                    let run = closed_loop(
+                        baseline.addr,
+                        "/",
+                        c,
+                        knobs.seconds,
+                        &format!("base{round}"),
+                    )
+                    .await;
+                    ingest.bases.push(run);
+                    ingest
+                        .base_cpu
+                        .add(CpuTicks::now(base_pid, base_redis).since(cpu));
+                }
+                RoundRun::OneDestination => {
+                    let calls_before = servers::calls(redis);
+                    let cpu = CpuTicks::now(hookd_pid, hookd_redis);
+                    let run = hookd_round(hookd, "ingest", c, knobs, &format!("max{round}")).await;
+                    ingest.maxes.push(run);
+                    ingest
+                        .max_cpu
+                        .add(CpuTicks::now(hookd_pid, hookd_redis).since(cpu));
+                    let calls_after = servers::calls(redis);
+                    ingest.calls.0 += calls_after.0 - calls_before.0;
+                    ingest.calls.1 += calls_after.1 - calls_before.1;
+                }
+                RoundRun::TwoDestinations => {
+                    let run = hookd_round(hookd, "ingest2", c, knobs, &format!("fan{round}")).await;
+                    ingest.fanouts.push(run);
+                }
+            }
+        }
     }
     forget_ingested(baseline, redis);
     ingest
+}
+
+/// The three runs of an ingest round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RoundRun {
+    Baseline,
+    OneDestination,
+    TwoDestinations,
+}
+
+/// The order of round `round`'s runs: the three rotate.
+fn rotated(round: usize) -> [RoundRun; 3] {
+    let mut order = [
+        RoundRun::Baseline,
+        RoundRun::OneDestination,
+        RoundRun::TwoDestinations,
+    ];
+    let len = order.len();
+    order.rotate_left(round % len);
+    order
+}
+
+/// One closed-loop ingest run against one of hookd's sources, with the
+/// answers it got by outcome.
+async fn hookd_round(
+    hookd: &Hookd,
+    source: &str,
+    connections: usize,
+    knobs: &Knobs,
+    name: &str,
+) -> Summary {
+    let outcomes = hookd.ingest_outcomes(source);
+    let path = servers::webhook_path(source);
+    let mut run = closed_loop(hookd.public, path, connections, knobs.seconds, name).await;
+    run.outcomes = hookd.ingest_outcomes_since(source, &outcomes);
+    run
 }
 
 /// Latency at about half the ceiling: paced wrk (cheap, so the figure is
@@ -251,7 +291,9 @@ pub async fn mixed(knobs: &Knobs, hookd: &Hookd) -> Summary {
 }
 
 /// The highest offered rate the whole pipeline keeps up with: short
-/// steps, 15% up after one that kept up, 15% down otherwise.
+/// steps, 15% up or down until one kept up and one fell behind, then
+/// halving the gap between the best that kept up and the lowest that fell
+/// behind.
 pub struct Search {
     pub steps: Vec<String>,
     pub rate: f64,
@@ -266,7 +308,7 @@ pub async fn e2e_search(knobs: &Knobs, target: &e2e::Target<'_>, start_rate: f64
     }
     let mut rate = start_rate.round();
     let mut steps = Vec::new();
-    let mut best: Option<f64> = None;
+    let mut bracket = e2e::Bracket::new(E2E_SEARCH_STRIDE);
     for step in 0..E2E_SEARCH_STEPS {
         let probe = e2e::step(
             target,
@@ -285,17 +327,13 @@ pub async fn e2e_search(knobs: &Knobs, target: &e2e::Target<'_>, start_rate: f64
                 if kept_up { "kept up" } else { "fell behind" }
             ),
         });
-        if kept_up {
-            best = Some(best.unwrap_or(0.0).max(probe.run.rate));
-            rate = (rate * 1.15).round();
-        } else {
-            rate = (rate * 0.85).round();
-        }
+        bracket.record(rate, &probe);
+        rate = bracket.next(rate, kept_up);
         target.hookd.drain(Duration::from_secs(120)).await;
     }
     Search {
         steps,
-        rate: best.map_or(rate, f64::round),
+        rate: bracket.kept.map_or(rate, f64::round),
     }
 }
 

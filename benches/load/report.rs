@@ -24,7 +24,7 @@ pub struct Report<'a> {
     pub search: &'a Search,
     pub hold: &'a Hold,
     pub census: &'a E2e,
-    pub fanout: &'a Fanout,
+    pub fanout: &'a Fanout<'a>,
     pub memory: &'a Memory,
     pub log_memory: &'a log::Memory,
     pub listing: &'a Listing,

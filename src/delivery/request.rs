@@ -81,8 +81,9 @@ pub fn build(
     let secret_headers = route.source.verifier.secret_headers();
     let signing = destination.signing_key.is_some();
     for (name, value) in decode_headers(&envelope.headers) {
-        let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
-        else {
+        // The value shares the stored headers' buffer instead of a copy.
+        let value = HeaderValue::from_maybe_shared(envelope.headers.slice_ref(value));
+        let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name), value) else {
             continue;
         };
         let lower = name.as_str();

@@ -337,20 +337,29 @@ pub fn history_line(
     error: &str,
     duration_ms: Option<u64>,
 ) -> String {
-    let status = status.map(|s| s.to_string()).unwrap_or_default();
-    let duration = duration_ms.map(|d| d.to_string()).unwrap_or_default();
-    let error: String = error
-        .chars()
-        .take(300)
-        .map(|c| {
-            if c == '\t' || c == '\n' || c == '\r' {
-                ' '
-            } else {
-                c
-            }
-        })
-        .collect();
-    format!("{attempt}\t{at_ms}\t{status}\t{error}\t{duration}\n")
+    use std::fmt::Write as _;
+    // One allocation: a line is written for every delivery.
+    const ERROR_CHARS: usize = 300;
+    let mut line = String::with_capacity(48 + error.len().min(4 * ERROR_CHARS));
+    // Writing into a String cannot fail.
+    let _ = write!(line, "{attempt}\t{at_ms}\t");
+    if let Some(status) = status {
+        let _ = write!(line, "{status}");
+    }
+    line.push('\t');
+    line.extend(error.chars().take(ERROR_CHARS).map(|c| {
+        if c == '\t' || c == '\n' || c == '\r' {
+            ' '
+        } else {
+            c
+        }
+    }));
+    line.push('\t');
+    if let Some(duration) = duration_ms {
+        let _ = write!(line, "{duration}");
+    }
+    line.push('\n');
+    line
 }
 
 /// One attempt from an entry's history.
