@@ -227,7 +227,7 @@ async fn run(knobs: Knobs) {
     let e2e = e2e::Target::e2e(&hookd, &redis, &delivered, knobs.e2e_connections);
     let search = phases::e2e_search(&knobs, &e2e, ingest.max_rate() * 0.6).await;
     let hold = phases::e2e_hold(&e2e, search.rate, knobs.e2e_seconds).await;
-    let census = phases::census(&e2e, search.rate).await;
+    let census = phases::census(&e2e, hold.e2e.offered).await;
     let two = e2e::Target::fanout(&hookd, &redis, &delivered, knobs.e2e_connections);
     let fanout = routes::fanout(&knobs, &e2e, &two, &hold).await;
     let log_rate = (e2e::TURN_SHARE * hold.deliveries_per_second()).round();
@@ -235,7 +235,7 @@ async fn run(knobs: Knobs) {
     let log_memory = log::memory(&knobs, &hookd, &redis).await;
     let listing = log::listing(&knobs, &hookd, &redis).await;
     let spool = spool::measure(&knobs).await;
-    let soak = phases::soak(&knobs, &hookd, search.rate).await;
+    let soak = phases::soak(&knobs, &hookd, hold.e2e.offered).await;
 
     report::Report {
         knobs: &knobs,

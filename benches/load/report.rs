@@ -194,9 +194,9 @@ impl Report<'_> {
         let run = &e2e.run;
         row(
             &format!(
-                "end to end for {}s at {:.0}/s offered ({}, {} connections, {} deliveries in flight): accepted/s",
+                "end to end for {}s at {} ({}, {} connections, {} deliveries in flight): accepted/s",
                 knobs.e2e_seconds.as_secs(),
-                self.search.rate,
+                self.hold.offered(),
                 run.driver,
                 knobs.e2e_connections,
                 knobs.e2e_in_flight
@@ -504,9 +504,9 @@ pub fn partial_e2e_rows(knobs: &Knobs, search: &Search, hold: &Hold) {
     let run = &e2e.run;
     row(
         &format!(
-            "end to end for {}s at {:.0}/s offered ({} connections, {} deliveries in flight): accepted/s; delivered/s; kept up; lost; answered spooled",
+            "end to end for {}s at {} ({} connections, {} deliveries in flight): accepted/s; delivered/s; kept up; lost; answered spooled",
             knobs.e2e_seconds.as_secs(),
-            search.rate,
+            hold.offered(),
             knobs.e2e_connections,
             knobs.e2e_in_flight
         ),

@@ -133,8 +133,8 @@ pub fn fanout_rows(fanout: &Fanout, one: &Hold) {
     let [(early, _), (late, _)] = e2e.backlog_thirds();
     row(
         &format!(
-            "end to end, 2 destinations, {FANOUT_HOLD_SECONDS}s at {:.0} events/s offered: deliveries/s (1 destination: {:.0}); backlog mean first → last third; lost",
-            fanout.search.rate,
+            "end to end, 2 destinations, {FANOUT_HOLD_SECONDS}s at {} (events): deliveries/s (1 destination: {:.0}); backlog mean first → last third; lost",
+            fanout.hold.offered(),
             one.deliveries_per_second()
         ),
         e2e.run.accepted_nothing().unwrap_or_else(|| {
