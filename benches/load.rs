@@ -56,6 +56,8 @@ mod routes;
 mod servers;
 #[path = "load/spool.rs"]
 mod spool;
+#[path = "load/turns.rs"]
+mod turns;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -119,7 +121,7 @@ fn main() {
         // Under `cargo test --all-targets`: check the reporting, not the
         // machine.
         driver::check_failure_reporting();
-        e2e::check_bracket();
+        turns::check_bracket();
         println!("load: run with `cargo bench --bench load` (or benches/load.sh) to measure");
         return;
     }
@@ -230,7 +232,7 @@ async fn run(knobs: Knobs) {
     let census = phases::census(&e2e, hold.e2e.offered).await;
     let two = e2e::Target::fanout(&hookd, &redis, &delivered, knobs.e2e_connections);
     let fanout = routes::fanout(&knobs, &e2e, &two, &hold).await;
-    let log_rate = (e2e::TURN_SHARE * hold.deliveries_per_second()).round();
+    let log_rate = (turns::TURN_SHARE * hold.deliveries_per_second()).round();
     let log_compare = log::compare(&knobs, &hookd, &redis, &delivered, log_rate).await;
     let log_memory = log::memory(&knobs, &hookd, &redis).await;
     let listing = log::listing(&knobs, &hookd, &redis).await;

@@ -11,9 +11,10 @@ use hookd::queue::SourceKeys;
 
 use crate::Knobs;
 use crate::driver::closed_loop;
-use crate::e2e::{Alternation, Target, Turn};
+use crate::e2e::Target;
 use crate::servers::{self, Hookd, http_get, used_memory};
 use crate::support::TestRedis;
+use crate::turns::{Side, Turns};
 
 /// The retaining source's log holds at least this many events for the
 /// listing measurement.
@@ -166,22 +167,24 @@ fn deep_page(hookd: &Hookd, depth: usize) -> Option<String> {
 }
 
 /// End to end at one rate without and with the log, taking turns.
-pub struct Compare {
+pub struct Compare<'a> {
     pub rate: f64,
     /// First without the log, then with it.
-    pub turns: Alternation,
+    pub turns: Turns<'a>,
 }
 
-impl Compare {
+impl Compare<'_> {
     /// The whole machine's CPU per event, with / without the log.
     pub fn per_event(&self) -> (f64, f64) {
-        let (without, with) = self.turns.machine_per_delivery();
-        (with, without)
+        (
+            self.turns.second.machine_per_delivery(),
+            self.turns.first.machine_per_delivery(),
+        )
     }
 
     /// Capacity with the log as a share of capacity without it.
     pub fn capacity_ratio(&self) -> f64 {
-        self.turns.capacity_ratio()
+        self.turns.cost_ratio()
     }
 
     pub fn kept_up(&self) -> bool {
@@ -189,28 +192,22 @@ impl Compare {
     }
 }
 
-pub async fn compare(
+pub async fn compare<'a>(
     knobs: &Knobs,
-    hookd: &Hookd,
-    redis: &TestRedis,
-    delivered: &AtomicU64,
+    hookd: &'a Hookd,
+    redis: &'a TestRedis,
+    delivered: &'a AtomicU64,
     rate: f64,
-) -> Compare {
+) -> Compare<'a> {
     let logged = Target::e2e(hookd, redis, delivered, knobs.e2e_connections);
     let unlogged = Target {
         source: "e2e_nolog",
         ..Target::e2e(hookd, redis, delivered, knobs.e2e_connections)
     };
-    let turns = Alternation::run(
+    let turns = Turns::run(
         "log_turns",
-        Turn {
-            target: &unlogged,
-            rate,
-        },
-        Turn {
-            target: &logged,
-            rate,
-        },
+        Side::fixed(unlogged, rate),
+        Side::fixed(logged, rate),
         COMPARE_ROUNDS,
         Duration::from_secs(COMPARE_SECONDS),
     )

@@ -308,7 +308,7 @@ pub async fn e2e_search(knobs: &Knobs, target: &e2e::Target<'_>, start_rate: f64
     }
     let mut rate = start_rate.round();
     let mut steps = Vec::new();
-    let mut bracket = e2e::Bracket::new(E2E_SEARCH_STRIDE);
+    let mut bracket = crate::turns::Bracket::new(E2E_SEARCH_STRIDE);
     for step in 0..E2E_SEARCH_STEPS {
         let probe = e2e::step(
             target,

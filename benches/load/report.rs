@@ -28,7 +28,7 @@ pub struct Report<'a> {
     pub memory: &'a Memory,
     pub log_memory: &'a log::Memory,
     pub listing: &'a Listing,
-    pub log_compare: &'a Compare,
+    pub log_compare: &'a Compare<'a>,
     pub spool: &'a SpoolRun,
     pub soak: &'a Option<Soak>,
 }

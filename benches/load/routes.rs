@@ -10,10 +10,11 @@ use hookd::queue::SourceKeys;
 use crate::Knobs;
 use crate::cpu::CpuTicks;
 use crate::driver::closed_loop;
-use crate::e2e::{Capacities, CapacitySide, Target};
+use crate::e2e::Target;
 use crate::phases::{self, Hold, Search};
 use crate::servers::{self, Hookd, used_memory};
 use crate::support::TestRedis;
+use crate::turns::{Side, Turns};
 
 /// How long each memory measurement ingests for.
 const MEMORY_SECONDS: u64 = 3;
@@ -78,7 +79,7 @@ pub struct Fanout<'a> {
     pub search: Search,
     pub hold: Hold,
     /// First one destination, then two.
-    pub turns: Capacities<'a>,
+    pub turns: Turns<'a>,
 }
 
 impl Fanout<'_> {
@@ -96,10 +97,10 @@ pub async fn fanout<'a>(
     two.hookd.drain(Duration::from_secs(120)).await;
     let search = phases::e2e_search(knobs, two, one_destination.e2e.run.rate * 0.6).await;
     let hold = phases::e2e_hold(two, search.rate, Duration::from_secs(FANOUT_HOLD_SECONDS)).await;
-    let turns = Capacities::run(
+    let turns = Turns::run(
         "fanout_turns",
-        CapacitySide::new(one, one_destination.e2e.run.rate, TURN_STRIDE),
-        CapacitySide::new(two, hold.e2e.run.rate, TURN_STRIDE),
+        Side::searching(*one, one_destination.e2e.run.rate, TURN_STRIDE),
+        Side::searching(*two, hold.e2e.run.rate, TURN_STRIDE),
         TURN_ROUNDS,
         Duration::from_secs(TURN_SECONDS),
     )
@@ -233,11 +234,14 @@ pub fn goals(ingest: &phases::Ingest, fanout: &Fanout, memory: &Memory, one: &Ho
     let direct = fanout.deliveries_per_second() / one_deliveries.max(1.0);
     let turns = &fanout.turns;
     let lost = turns.lost + fanout.hold.lost;
-    let at_capacity = match (turns.first.deliveries(), turns.second.deliveries()) {
+    let at_capacity = match (
+        turns.first.capacity_deliveries(),
+        turns.second.capacity_deliveries(),
+    ) {
         (Some(one), Some(two)) => format!("{:.2} × ({two:.0} vs {one:.0} deliveries/s)", two / one),
         _ => "a side never kept up".to_owned(),
     };
-    let ratio = turns.ratio().unwrap_or(0.0);
+    let ratio = turns.capacity_ratio().unwrap_or(0.0);
     println!(
         "| 2 destinations: deliveries/s ≥ {FANOUT_DELIVERIES:.2} × 1 destination's, backlog flat, 0 lost (each at its capacity, taking turns) | {at_capacity}, {lost} lost; the holds minutes apart: {direct:.2} × ({:.0} vs {one_deliveries:.0}/s), {} | {} |",
         fanout.deliveries_per_second(),
