@@ -15,6 +15,7 @@ use crate::driver::{
 use crate::e2e::{self, E2e};
 use crate::servers::{self, Hookd, baseline};
 use crate::support::{TestRedis, free_port, rss_kib};
+use crate::turns::Side;
 
 /// Alternating baseline/hookd rounds in the ingest comparison.
 pub const ROUNDS: usize = 3;
@@ -295,45 +296,29 @@ pub async fn mixed(knobs: &Knobs, hookd: &Hookd) -> Summary {
 /// halving the gap between the best that kept up and the lowest that fell
 /// behind.
 pub struct Search {
-    pub steps: Vec<String>,
+    /// Each step's rate and whether it kept up ('' when a rate was given).
+    pub steps: String,
     pub rate: f64,
 }
 
 pub async fn e2e_search(knobs: &Knobs, target: &e2e::Target<'_>, start_rate: f64) -> Search {
     if let Some(rate) = knobs.e2e_rate.map(|r| r / target.copies as f64) {
         return Search {
-            steps: Vec::new(),
+            steps: String::new(),
             rate,
         };
     }
-    let mut rate = start_rate.round();
-    let mut steps = Vec::new();
-    let mut bracket = crate::turns::Bracket::new(E2E_SEARCH_STRIDE);
+    let mut search = Side::searching(*target, start_rate, E2E_SEARCH_STRIDE);
     for step in 0..E2E_SEARCH_STEPS {
-        let probe = e2e::step(
-            target,
-            rate,
-            Duration::from_secs(E2E_STEP_SECONDS),
-            &format!("{}_search{step}", target.source),
-            false,
-        )
-        .await;
-        let kept_up = probe.kept_up();
-        steps.push(match probe.run.accepted_nothing() {
-            Some(why) => format!("{rate:.0}/s offered: {why}"),
-            None => format!(
-                "{:.0}/s {}",
-                probe.run.rate,
-                if kept_up { "kept up" } else { "fell behind" }
-            ),
-        });
-        bracket.record(rate, &probe);
-        rate = bracket.next(rate, kept_up);
+        let prefix = format!("{}_search{step}", target.source);
+        search
+            .step(&prefix, Duration::from_secs(E2E_STEP_SECONDS))
+            .await;
         target.hookd.drain(Duration::from_secs(120)).await;
     }
     Search {
-        steps,
-        rate: bracket.kept.map_or(rate, f64::round),
+        steps: search.describe(),
+        rate: search.capacity().unwrap_or(search.next_rate()).round(),
     }
 }
 

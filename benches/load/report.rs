@@ -187,7 +187,7 @@ impl Report<'_> {
                 &format!(
                     "end to end, search for the highest rate delivery keeps up with ({E2E_STEP_SECONDS}s steps)"
                 ),
-                self.search.steps.join(", "),
+                &self.search.steps,
             );
         }
         let e2e = &self.hold.e2e;
@@ -497,7 +497,7 @@ pub fn partial_e2e_rows(knobs: &Knobs, search: &Search, hold: &Hold) {
     if !search.steps.is_empty() {
         row(
             &format!("end to end, rate search ({E2E_STEP_SECONDS}s steps)"),
-            search.steps.join(", "),
+            &search.steps,
         );
     }
     let e2e = &hold.e2e;

@@ -127,7 +127,7 @@ pub fn fanout_rows(fanout: &Fanout, one: &Hold) {
     if !fanout.search.steps.is_empty() {
         row(
             "end to end, 2 destinations: rate search (events/s offered; each is 2 deliveries)",
-            fanout.search.steps.join(", "),
+            &fanout.search.steps,
         );
     }
     let e2e = &fanout.hold.e2e;

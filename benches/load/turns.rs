@@ -121,7 +121,11 @@ impl<'a> Side<'a> {
         }
     }
 
-    fn take(&mut self, offered: f64, result: E2e) {
+    /// One step at the side's next rate; a search then picks the rate
+    /// after it. `prefix` names the step's event ids.
+    pub async fn step(&mut self, prefix: &str, seconds: Duration) {
+        let offered = self.rate;
+        let result = step(&self.target, offered, seconds, prefix, false).await;
         if let Some(bracket) = &mut self.search {
             bracket.record(offered, &result);
             self.rate = bracket.next(offered, result.kept_up());
@@ -129,18 +133,26 @@ impl<'a> Side<'a> {
         self.steps.push((offered, result));
     }
 
+    /// The rate the next step would offer.
+    pub fn next_rate(&self) -> f64 {
+        self.rate
+    }
+
     fn results(&self) -> impl Iterator<Item = &E2e> {
         self.steps.iter().map(|(_, e2e)| e2e)
     }
 
-    /// Deliveries/s of the best step that kept up (None if none did).
-    pub fn capacity_deliveries(&self) -> Option<f64> {
-        let best = self
-            .results()
+    /// Events/s of the best step that kept up (None if none did).
+    pub fn capacity(&self) -> Option<f64> {
+        self.results()
             .filter(|s| s.kept_up())
             .map(|s| s.run.rate)
-            .reduce(f64::max)?;
-        Some(best * self.target.copies as f64)
+            .reduce(f64::max)
+    }
+
+    /// Deliveries/s at that capacity.
+    pub fn capacity_deliveries(&self) -> Option<f64> {
+        Some(self.capacity()? * self.target.copies as f64)
     }
 
     /// The whole machine's CPU per delivery owed, over every step.
@@ -197,9 +209,7 @@ impl<'a> Turns<'a> {
             for side in [&mut first, &mut second] {
                 hookd.drain(Duration::from_secs(120)).await;
                 let prefix = format!("{name}_{}{round}", side.target.source);
-                let offered = side.rate;
-                let result = step(&side.target, offered, seconds, &prefix, false).await;
-                side.take(offered, result);
+                side.step(&prefix, seconds).await;
             }
         }
         let owed = first.results().chain(second.results()).map(E2e::owed).sum();
