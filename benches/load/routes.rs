@@ -82,12 +82,6 @@ pub struct Fanout<'a> {
     pub turns: Turns<'a>,
 }
 
-impl Fanout<'_> {
-    pub fn deliveries_per_second(&self) -> f64 {
-        self.hold.e2e.delivered as f64 / FANOUT_HOLD_SECONDS as f64
-    }
-}
-
 pub async fn fanout<'a>(
     knobs: &Knobs,
     one: &'a Target<'a>,
@@ -141,7 +135,7 @@ pub fn fanout_rows(fanout: &Fanout, one: &Hold) {
         e2e.run.accepted_nothing().unwrap_or_else(|| {
             format!(
                 "{:.0}; {early} → {late}; {}",
-                fanout.deliveries_per_second(),
+                fanout.hold.deliveries_per_second(),
                 fanout.hold.lost
             )
         }),
@@ -231,7 +225,7 @@ pub fn goals(ingest: &phases::Ingest, fanout: &Fanout, memory: &Memory, one: &Ho
         met(e2e_share >= ONE_E2E && one.e2e.kept_up() && one.lost == 0)
     );
     let one_deliveries = one.deliveries_per_second();
-    let direct = fanout.deliveries_per_second() / one_deliveries.max(1.0);
+    let direct = fanout.hold.deliveries_per_second() / one_deliveries.max(1.0);
     let turns = &fanout.turns;
     let lost = turns.lost + fanout.hold.lost;
     let at_capacity = match (
@@ -244,7 +238,7 @@ pub fn goals(ingest: &phases::Ingest, fanout: &Fanout, memory: &Memory, one: &Ho
     let ratio = turns.capacity_ratio().unwrap_or(0.0);
     println!(
         "| 2 destinations: deliveries/s ≥ {FANOUT_DELIVERIES:.2} × 1 destination's, backlog flat, 0 lost (each at its capacity, taking turns) | {at_capacity}, {lost} lost; the holds minutes apart: {direct:.2} × ({:.0} vs {one_deliveries:.0}/s), {} | {} |",
-        fanout.deliveries_per_second(),
+        fanout.hold.deliveries_per_second(),
         if fanout.hold.e2e.kept_up() {
             "kept up"
         } else {
