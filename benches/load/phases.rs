@@ -341,12 +341,13 @@ impl Hold {
         self.e2e.delivered as f64 / self.e2e.run.seconds().max(1.0)
     }
 
-    /// The rate offered, and the retry if there was one, for a row's label.
+    /// The events/s offered, and the retry if there was one, for a row's
+    /// label.
     pub fn offered(&self) -> String {
         match self.retried_from {
-            None => format!("{:.0}/s offered", self.e2e.offered),
+            None => format!("{:.0} events/s offered", self.e2e.offered),
             Some(first) => format!(
-                "{:.0}/s offered (a first hold at {first:.0}/s fell behind)",
+                "{:.0} events/s offered (a first hold at {first:.0}/s fell behind)",
                 self.e2e.offered
             ),
         }

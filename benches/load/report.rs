@@ -59,9 +59,14 @@ impl Report<'_> {
 
     fn ingest_rows(&self) {
         let ingest = self.ingest;
+        // A round whose events went to the spool measured the spool, not
+        // ingest into Redis: say so next to its rate.
         let rates = |runs: &[Summary]| {
             runs.iter()
-                .map(Summary::rate_or_why)
+                .map(|run| match run.outcomes.get("spooled") {
+                    Some(spooled) => format!("{} ({spooled} answered spooled)", run.rate_or_why()),
+                    None => run.rate_or_why(),
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
         };

@@ -128,7 +128,7 @@ pub fn fanout_rows(fanout: &Fanout, one: &Hold) {
     let [(early, _), (late, _)] = e2e.backlog_thirds();
     row(
         &format!(
-            "end to end, 2 destinations, {FANOUT_HOLD_SECONDS}s at {} (events): deliveries/s (1 destination: {:.0}); backlog mean first → last third; lost",
+            "end to end, 2 destinations, {FANOUT_HOLD_SECONDS}s at {}: deliveries/s (1 destination: {:.0}); backlog mean first → last third; lost",
             fanout.hold.offered(),
             one.deliveries_per_second()
         ),
