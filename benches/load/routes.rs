@@ -228,14 +228,19 @@ pub fn goals(ingest: &phases::Ingest, fanout: &Fanout, memory: &Memory, one: &Ho
     let direct = fanout.hold.deliveries_per_second() / one_deliveries.max(1.0);
     let turns = &fanout.turns;
     let lost = turns.lost + fanout.hold.lost;
-    let at_capacity = match (
+    let (ratio, at_capacity) = match (
         turns.first.capacity_deliveries(),
         turns.second.capacity_deliveries(),
     ) {
-        (Some(one), Some(two)) => format!("{:.2} × ({two:.0} vs {one:.0} deliveries/s)", two / one),
-        _ => "a side never kept up".to_owned(),
+        (Some(one), Some(two)) => {
+            let ratio = two / one;
+            (
+                ratio,
+                format!("{ratio:.2} × ({two:.0} vs {one:.0} deliveries/s)"),
+            )
+        }
+        _ => (0.0, "a side never kept up".to_owned()),
     };
-    let ratio = turns.capacity_ratio().unwrap_or(0.0);
     println!(
         "| 2 destinations: deliveries/s ≥ {FANOUT_DELIVERIES:.2} × 1 destination's, backlog flat, 0 lost (each at its capacity, taking turns) | {at_capacity}, {lost} lost; the holds minutes apart: {direct:.2} × ({:.0} vs {one_deliveries:.0}/s), {} | {} |",
         fanout.hold.deliveries_per_second(),

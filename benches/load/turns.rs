@@ -221,12 +221,6 @@ impl<'a> Turns<'a> {
         }
     }
 
-    /// The second's deliveries/s at capacity as a multiple of the first's
-    /// (None unless both kept up at some rate).
-    pub fn capacity_ratio(&self) -> Option<f64> {
-        Some(self.second.capacity_deliveries()? / self.first.capacity_deliveries()?)
-    }
-
     /// At equal work, the second's capacity as a multiple of the first's:
     /// on a CPU-bound machine capacity scales with 1 ÷ machine CPU per
     /// delivery.
