@@ -1,5 +1,6 @@
 //! Acknowledgements, batched: a delivered entry is acknowledged (and
-//! removed from the stream) together with whatever else finished meanwhile.
+//! removed from the stream) together with whatever else finished meanwhile
+//! or within a short linger.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,9 +12,30 @@ use crate::clock::unix_ms;
 use crate::queue::{Ack, Queue, Recording};
 use crate::source::{Destination, Source};
 
+/// Most entries one ack call carries.
+const ACK_BATCH: usize = 512;
+/// A batch this small waits for more...
+const LINGER_BELOW: usize = 64;
+/// ...this long at most.
+const ACK_LINGER: Duration = Duration::from_millis(2);
+
+/// Moves what is already queued into `batch`, up to ACK_BATCH.
+fn take_ready(pending: &mut mpsc::UnboundedReceiver<Ack>, batch: &mut Vec<Ack>) {
+    while batch.len() < ACK_BATCH {
+        match pending.try_recv() {
+            Ok(ack) => batch.push(ack),
+            Err(_) => break,
+        }
+    }
+}
+
 /// Acknowledges delivered entries of one source in batches: it takes what
-/// has queued up since the last round trip (up to ACK_BATCH), so an idle
-/// system acks at once and a busy one amortises the round trip. A failed
+/// has queued up since the last round trip (up to ACK_BATCH), and a batch
+/// smaller than LINGER_BELOW waits up to ACK_LINGER for more. An ack call
+/// costs Redis about as much as seven entries in it, and hookd a round
+/// trip: under load the linger turns many small calls into a few large
+/// ones, while an entry's ack comes at most ACK_LINGER later (its delivery
+/// is done and its slot free before that). A failed
 /// ack is retried briefly; if Redis stays away the entries remain pending
 /// and are delivered again after claim_idle (at-least-once).
 pub async fn run(
@@ -22,14 +44,22 @@ pub async fn run(
     destination: Arc<Destination>,
     mut pending: mpsc::UnboundedReceiver<Ack>,
 ) {
-    const ACK_BATCH: usize = 512;
     let mut batch: Vec<Ack> = Vec::with_capacity(ACK_BATCH);
     while let Some(first) = pending.recv().await {
         batch.push(first);
-        while batch.len() < ACK_BATCH {
-            match pending.try_recv() {
-                Ok(id) => batch.push(id),
-                Err(_) => break,
+        take_ready(&mut pending, &mut batch);
+        if batch.len() < LINGER_BELOW {
+            let until = tokio::time::Instant::now() + ACK_LINGER;
+            while batch.len() < ACK_BATCH {
+                match tokio::time::timeout_at(until, pending.recv()).await {
+                    Ok(Some(ack)) => {
+                        batch.push(ack);
+                        take_ready(&mut pending, &mut batch);
+                    }
+                    // The linger is over, or every sender is gone
+                    // (shutdown): what is here goes now.
+                    Ok(None) | Err(_) => break,
+                }
             }
         }
         let recording = Recording::at(&source.keys, source.history.enabled(), unix_ms());
