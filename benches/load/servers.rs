@@ -15,7 +15,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::SECRET;
@@ -109,33 +109,52 @@ pub mod baseline {
     }
 }
 
-/// Counts deliveries; answers 200 at once.
+/// Counts deliveries; answers 200 at once. A real destination runs on
+/// another machine; this one shares the CPUs with hookd, so it is kept as
+/// cheap as a server gets: HTTP/1.1 only (what hookd speaks to
+/// destinations) on a runtime of its own, one thread, which never hands a
+/// connection's work to another thread or competes with the bench's own
+/// bookkeeping.
 pub async fn start_sink(count: Arc<AtomicU64>) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            let count = count.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |req: Request<Incoming>| {
-                    let count = count.clone();
-                    async move {
-                        let _ = req.into_body().collect().await;
-                        count.fetch_add(1, Ordering::Relaxed);
-                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
-                    }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+    listener.set_nonblocking(true).unwrap();
+    std::thread::Builder::new()
+        .name("sink".to_owned())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                serve_sink(TcpListener::from_std(listener).unwrap(), count).await;
             });
-        }
-    });
+        })
+        .unwrap();
     addr
+}
+
+async fn serve_sink(listener: TcpListener, count: Arc<AtomicU64>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let count = count.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req: Request<Incoming>| {
+                let count = count.clone();
+                async move {
+                    let _ = req.into_body().collect().await;
+                    count.fetch_add(1, Ordering::Relaxed);
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
 }
 
 /// The release hookd under test, with six sources: `ingest` and
