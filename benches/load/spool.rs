@@ -27,6 +27,10 @@ pub struct SpoolRun {
     /// Events of the source that reached Redis (entries its stream took,
     /// whether still there, delivered or trimmed since).
     pub in_redis: u64,
+    /// Every event hookd answered `spooled` for, counted once the spool
+    /// had drained: requests still in flight when the driver stopped are
+    /// spooled after `held` was read, so `held` alone can fall short.
+    pub spooled_in_all: u64,
 }
 
 impl SpoolRun {
@@ -102,7 +106,13 @@ pub async fn measure(knobs: &Knobs) -> SpoolRun {
     // deliveries go on meanwhile, so its length plus the deliveries would
     // count an event delivered but not yet trimmed twice.
     let in_redis = stream_entries_added(&redis, "hookd:{ingest}:stream");
+    let spooled_in_all = hookd
+        .ingest_outcomes_since("ingest", &before)
+        .get("spooled")
+        .copied()
+        .unwrap_or(0);
     SpoolRun {
+        spooled_in_all,
         spooled,
         spooled_answers,
         held,
@@ -140,7 +150,6 @@ pub fn rows(run: &SpoolRun) {
 
 pub fn goals(ingest: &crate::phases::Ingest, run: &SpoolRun) {
     const SPOOLED: f64 = 10_000.0;
-    const DRAIN: f64 = 20_000.0;
     const EMPTY: f64 = 0.90;
     let met = |ok: bool| if ok { "yes" } else { "no" };
     println!(
@@ -160,11 +169,21 @@ pub fn goals(ingest: &crate::phases::Ingest, run: &SpoolRun) {
             met(ingest.ratio() >= EMPTY)
         ),
     }
-    println!(
-        "| drain ≥ {DRAIN:.0} events/s, nothing lost | {:.0}/s, {} of {} in Redis | {} |",
-        run.drain_rate(),
-        run.in_redis,
-        run.held,
-        met(run.drain_rate() >= DRAIN && run.in_redis >= run.held)
-    );
+    let (goal, measured, ok) = drain_goal(run);
+    println!("| {goal} | {measured} | {} |", met(ok));
+}
+
+/// The drain's goal, what this run measured, and whether it is met.
+pub fn drain_goal(run: &SpoolRun) -> (String, String, bool) {
+    const DRAIN: f64 = 20_000.0;
+    (
+        format!("drain ≥ {DRAIN:.0} events/s, nothing lost"),
+        format!(
+            "{:.0}/s, {} of {} spooled events in Redis",
+            run.drain_rate(),
+            run.in_redis,
+            run.spooled_in_all
+        ),
+        run.drain_rate() >= DRAIN && run.spooled_in_all > 0 && run.in_redis >= run.spooled_in_all,
+    )
 }
