@@ -48,18 +48,16 @@ pub async fn run(
     while let Some(first) = pending.recv().await {
         batch.push(first);
         take_ready(&mut pending, &mut batch);
-        if batch.len() < LINGER_BELOW {
-            let until = tokio::time::Instant::now() + ACK_LINGER;
-            while batch.len() < ACK_BATCH {
-                match tokio::time::timeout_at(until, pending.recv()).await {
-                    Ok(Some(ack)) => {
-                        batch.push(ack);
-                        take_ready(&mut pending, &mut batch);
-                    }
-                    // The linger is over, or every sender is gone
-                    // (shutdown): what is here goes now.
-                    Ok(None) | Err(_) => break,
+        let until = tokio::time::Instant::now() + ACK_LINGER;
+        while batch.len() < LINGER_BELOW {
+            match tokio::time::timeout_at(until, pending.recv()).await {
+                Ok(Some(ack)) => {
+                    batch.push(ack);
+                    take_ready(&mut pending, &mut batch);
                 }
+                // The linger is over, or every sender is gone
+                // (shutdown): what is here goes now.
+                Ok(None) | Err(_) => break,
             }
         }
         let recording = Recording::at(&source.keys, source.history.enabled(), unix_ms());
