@@ -179,7 +179,7 @@ async fn run_some(knobs: Knobs, phases: &str) {
     if wanted("e2e") {
         let redis = support::TestRedis::start();
         let delivered = Arc::new(AtomicU64::new(0));
-        let sink = servers::start_sink(delivered.clone()).await;
+        let sink = servers::start_sink(delivered.clone());
         let hookd = servers::Hookd::start(redis.port, sink, knobs.e2e_in_flight);
         let target = e2e::Target::e2e(&hookd, &redis, &delivered, knobs.e2e_connections);
         let search = phases::e2e_search(&knobs, &target, PARTIAL_E2E_START).await;
@@ -191,7 +191,7 @@ async fn run_some(knobs: Knobs, phases: &str) {
     }
     if wanted("log") {
         let redis = support::TestRedis::start();
-        let sink = servers::start_sink(Arc::new(AtomicU64::new(0))).await;
+        let sink = servers::start_sink(Arc::new(AtomicU64::new(0)));
         let hookd = servers::Hookd::start(redis.port, sink, knobs.e2e_in_flight);
         let memory = log::memory(&knobs, &hookd, &redis).await;
         let listing = log::listing(&knobs, &hookd, &redis).await;
@@ -214,7 +214,7 @@ async fn run(knobs: Knobs) {
     let baseline = phases::Baseline::start();
     let redis = support::TestRedis::start();
     let delivered = Arc::new(AtomicU64::new(0));
-    let sink = servers::start_sink(delivered.clone()).await;
+    let sink = servers::start_sink(delivered.clone());
     let hookd = servers::Hookd::start(redis.port, sink, knobs.e2e_in_flight);
 
     let ingest = phases::ingest_rounds(&knobs, &baseline, &redis, &hookd).await;

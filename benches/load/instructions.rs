@@ -113,7 +113,7 @@ pub async fn run() {
 
     let redis = TestRedis::start();
     let delivered = Arc::new(AtomicU64::new(0));
-    let sink = start_sink(delivered.clone()).await;
+    let sink = start_sink(delivered.clone());
     let out = dir.join("hookd.out");
     let hookd = Hookd::start_under(redis.port, sink, 64, Some(valgrind(&out)));
     let pid = hookd.child.id();

@@ -115,7 +115,7 @@ pub mod baseline {
 /// destinations) on a runtime of its own, one thread, which never hands a
 /// connection's work to another thread or competes with the bench's own
 /// bookkeeping.
-pub async fn start_sink(count: Arc<AtomicU64>) -> SocketAddr {
+pub fn start_sink(count: Arc<AtomicU64>) -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     listener.set_nonblocking(true).unwrap();

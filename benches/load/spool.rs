@@ -66,7 +66,7 @@ fn redis_down(hookd: &Hookd) -> bool {
 
 pub async fn measure(knobs: &Knobs) -> SpoolRun {
     let redis = TestRedis::start();
-    let sink = servers::start_sink(Arc::new(AtomicU64::new(0))).await;
+    let sink = servers::start_sink(Arc::new(AtomicU64::new(0)));
     let hookd = Hookd::start(redis.port, sink, knobs.e2e_in_flight);
     // Hung, not refusing: the harder case (every call must time out).
     redis.freeze();
@@ -83,8 +83,14 @@ pub async fn measure(knobs: &Knobs) -> SpoolRun {
         "spooled",
     )
     .await;
-    let outcomes = hookd.ingest_outcomes_since("ingest", &before);
-    let spooled_answers = outcomes.get("spooled").copied().unwrap_or(0);
+    let spooled_since_hung = || {
+        hookd
+            .ingest_outcomes_since("ingest", &before)
+            .get("spooled")
+            .copied()
+            .unwrap_or(0)
+    };
+    let spooled_answers = spooled_since_hung();
     let held = spool_events(&hookd).unwrap_or(0);
     redis.thaw();
     let thawed = Instant::now();
@@ -106,11 +112,7 @@ pub async fn measure(knobs: &Knobs) -> SpoolRun {
     // deliveries go on meanwhile, so its length plus the deliveries would
     // count an event delivered but not yet trimmed twice.
     let in_redis = stream_entries_added(&redis, "hookd:{ingest}:stream");
-    let spooled_in_all = hookd
-        .ingest_outcomes_since("ingest", &before)
-        .get("spooled")
-        .copied()
-        .unwrap_or(0);
+    let spooled_in_all = spooled_since_hung();
     SpoolRun {
         spooled_in_all,
         spooled,
