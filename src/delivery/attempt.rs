@@ -204,7 +204,12 @@ impl Job {
                     None => envelope.received_ms,
                 };
                 let latency_ms = now.saturating_sub(since);
-                let line = history_line(attempt, at, Some(status), "", took_ms);
+                // Only the event log keeps a delivered entry's history.
+                let line = if self.route.source.history.enabled() {
+                    history_line(attempt, at, Some(status), "", took_ms)
+                } else {
+                    String::new()
+                };
                 self.route.delivered(&envelope.entry_id, line, latency_ms);
                 destination.metrics.delivery(DeliveryOutcome::Success);
                 destination
