@@ -29,7 +29,10 @@ for i = first, #ARGV, 3 do
       local line = ARGV[i + 2]
       -- Most events are delivered at their first attempt, with no record
       -- yet: one command instead of reading and rewriting. Its record is
-      -- spelled out: Lua formatting the number 1 costs more than HSETNX.
+      -- attempt_record(1, 'delivered', line) spelled out: Lua formatting
+      -- the number 1 costs more than the HSETNX (as does any general
+      -- formatter in attempt_record, measured: 1.6k-2.3k instructions per
+      -- entry against none).
       if redis.call('HSETNX', attempts, id, '1\ndelivered\n' .. line) == 0 then
         local made, _, history = parse_attempts(redis.call('HGET', attempts, id))
         redis.call('HSET', attempts, id, attempt_record(made + 1, 'delivered', history .. line))
