@@ -28,7 +28,6 @@ if not keep_none then
     keep_none, shed = true, 1
   end
 end
-local cut_ms = now_ms() - max_age
 local remaining = redis.call('XLEN', stream)
 if remaining == 0 then return {0, 0, shed} end
 local groups = groups_of(stream)
@@ -54,6 +53,11 @@ for name, g in pairs(groups) do
   if not bound or id_lt(b, bound) then bound = b end
 end
 
+-- Entries below `age_cut` are outside history by age (nil: none is).
+local cut_ms = now_ms() - max_age
+local age_cut = nil
+if cut_ms > 0 then age_cut = string.format('%d-0', cut_ms) end
+
 -- `remaining` counts the entries from the one looked at to the newest:
 -- it is among the max_events newest once that is at most max_events.
 local function outside(id)
@@ -67,26 +71,40 @@ end
 
 local deleted, examined = 0, 0
 local CHUNK = 256
--- The finished head: cut with XTRIM up to the last entry outside history.
+-- The finished head, cut with XTRIM. Each read asks only for entries
+-- outside history (the oldest beyond max_events, then those older than
+-- max_age), so a log within its bounds reads none, and none is read only
+-- to be kept.
 local start = '-'
 local reached_bound = false
 while examined < budget do
-  local entries = redis.call('XRANGE', stream, start, '(' .. bound, 'COUNT', math.min(CHUNK, budget - examined))
-  if #entries == 0 then reached_bound = true break end
-  local ids, inside = {}, false
-  for _, e in ipairs(entries) do
-    examined = examined + 1
-    if not outside(e[1]) then inside = true break end
-    ids[#ids + 1] = e[1]
-    remaining = remaining - 1
+  local upper, want, by_age = bound, math.min(CHUNK, budget - examined), false
+  if not keep_none then
+    if remaining > max_events then
+      want = math.min(want, remaining - max_events)
+    elseif not age_cut then
+      return {deleted, 0, shed}
+    elseif id_lt(age_cut, bound) then
+      upper, by_age = age_cut, true
+    end
   end
-  if #ids > 0 then
-    redis.call('XTRIM', stream, 'MINID', successor(ids[#ids]))
+  local entries = redis.call('XRANGE', stream, start, '(' .. upper, 'COUNT', want)
+  local n = #entries
+  if n > 0 then
+    local ids = {}
+    for k = 1, n do ids[k] = entries[k][1] end
+    redis.call('XTRIM', stream, 'MINID', successor(ids[n]))
     forget_records(ids)
-    deleted = deleted + #ids
+    deleted, examined, remaining = deleted + n, examined + n, remaining - n
+    start = '(' .. ids[n]
   end
-  if inside then return {deleted, 0, shed} end
-  start = '(' .. entries[#entries][1]
+  if n < want then
+    -- Past the age cut everything is younger: inside history. At the
+    -- bound the walk goes on past the oldest unfinished entry.
+    if by_age then return {deleted, 0, shed} end
+    reached_bound = true
+    break
+  end
 end
 if not reached_bound then return {deleted, 1, shed} end
 
@@ -95,7 +113,14 @@ if not reached_bound then return {deleted, 1, shed} end
 if not id_lt(bound, read_bound) then return {deleted, 0, shed} end
 start = bound
 while examined < budget do
-  local entries = redis.call('XRANGE', stream, start, '(' .. read_bound, 'COUNT', math.min(CHUNK, budget - examined))
+  -- Within max_events only entries older than max_age can go: none is
+  -- read past the age cut.
+  local upper = read_bound
+  if not keep_none and remaining <= max_events then
+    if not age_cut then return {deleted, 0, shed} end
+    if id_lt(age_cut, upper) then upper = age_cut end
+  end
+  local entries = redis.call('XRANGE', stream, start, '(' .. upper, 'COUNT', math.min(CHUNK, budget - examined))
   if #entries == 0 then return {deleted, 0, shed} end
   local ids = {}
   for _, e in ipairs(entries) do

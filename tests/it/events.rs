@@ -333,6 +333,48 @@ breaker = { failures = 0 }"#,
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn finished_events_behind_an_unfinished_one_leave_the_log_by_age() {
+    let source = SourceSpec::standard("s", SINK)
+        .source_with(r#"history = { max_events = 1000, max_age = "1s" }"#)
+        .route("a", SINKS[0], "")
+        .route(
+            "c",
+            SINKS[1],
+            r#"retry = { max_attempts = 5, base = "1h", max = "1h", jitter = false }
+breaker = { failures = 0 }"#,
+        );
+    let h = Harness::builder().source(source).sinks(2).start().await;
+    // The oldest event stays unfinished for c, so the ones behind it are
+    // not at the head: they go one by one once older than max_age.
+    h.sinks[1].answer_id("evt_0", Answer::status(500));
+    assert_eq!(h.send("s", "evt_0", "{}").await.status, 202);
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            h.redis.retrying("s") == 1
+        })
+        .await
+    );
+    for i in 1..6 {
+        let id = format!("evt_{i}");
+        assert_eq!(h.send("s", &id, &event(&id, "t", None)).await.status, 202);
+    }
+    assert!(
+        eventually(Duration::from_secs(15), || async {
+            h.redis.stream_len("s") == 1
+        })
+        .await,
+        "s holds {}",
+        h.redis.stream_len("s"),
+    );
+    let kept = all_pages(&h, "source=s").await;
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0]["id"], "evt_0");
+    assert_eq!(kept[0]["destinations"]["c"]["status"], "retrying");
+    assert_eq!(h.redis.int(&["HLEN", "hookd:{s}:d:a:attempts"]), 1);
+    assert_eq!(h.redis.int(&["HLEN", "hookd:{s}:d:c:attempts"]), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn replay_from_the_log_reaches_one_destination_or_all() {
     let source = SourceSpec::standard("s", SINK)
         .route("a", SINKS[0], "")
