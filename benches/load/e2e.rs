@@ -209,7 +209,7 @@ pub async fn step(
         .summary()
     };
     let (peak_rss_kib, backlog) = sampler.await.unwrap();
-    E2e {
+    let e2e = E2e {
         offered: rate,
         run,
         delivered: delivered.load(Ordering::Relaxed) - before,
@@ -223,7 +223,22 @@ pub async fn step(
             .get("spooled")
             .copied()
             .unwrap_or(0),
+    };
+    if trace {
+        let [(early, _), (late, _)] = e2e.backlog_thirds();
+        eprintln!(
+            "e2e step {prefix}: offered {rate:.0}/s, accepted {:.0}/s, delivered {} of {} owed, backlog mean {early} -> {late}: {}",
+            e2e.run.rate,
+            e2e.delivered,
+            e2e.owed(),
+            if e2e.kept_up() {
+                "kept up"
+            } else {
+                "fell behind"
+            }
+        );
     }
+    e2e
 }
 
 /// The system calls hookd's kernel time goes to, counted by perf's
