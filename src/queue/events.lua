@@ -37,7 +37,8 @@ for i = 9, #ARGV do
 end
 
 local function status_of(d, id)
-  local made, outcome, history = parse_attempts(redis.call('HGET', d.attempts, id))
+  local made, outcome, history =
+    parse_attempts(redis.call('HGET', d.attempts, id), not detail)
   if outcome == 'delivered' or outcome == 'dead' then return outcome, made, history end
   local waiting = nil
   if redis.call('ZSCORE', d.retry, id) then
@@ -53,31 +54,56 @@ local function status_of(d, id)
   return waiting, made, history
 end
 
+-- Each destination's status of the entry being visited, by destination
+-- index (nil: the entry is not for it), reused from entry to entry; the
+-- entry's fields are read into locals. Tables built for every entry made
+-- the visit of an entry that does not match 45% dearer (5,000 entries:
+-- 8.3 ms against 5.7 ms, besides the 14 ms of reading them).
+local statuses, mades, histories = {}, {}, {}
+
 local matches = {}
 local examined, last, more = walk_newest_first(stream, upper, lower, count, most, function(entry)
-  local f = {}
   local fields = entry[2]
-  for i = 1, #fields, 2 do f[fields[i]] = fields[i + 1] end
-  if want_type ~= '' and f['type'] ~= want_type then return false end
-  local rows, hit = {}, want_status == '' and want_dest == ''
-  for _, d in ipairs(dests) do
-    if not f['to'] or f['to'] == d.name then
+  local id, kind, rcv, body, to, of, ct, hdr
+  for i = 1, #fields, 2 do
+    local name, value = fields[i], fields[i + 1]
+    if name == 'type' then kind = value
+    elseif name == 'id' then id = value
+    elseif name == 'rcv' then rcv = value
+    elseif name == 'body' then body = value
+    elseif name == 'to' then to = value
+    elseif name == 'of' then of = value
+    elseif name == 'ct' then ct = value
+    elseif name == 'hdr' then hdr = value
+    end
+  end
+  if want_type ~= '' and kind ~= want_type then return false end
+  local hit = want_status == '' and want_dest == ''
+  for k, d in ipairs(dests) do
+    statuses[k] = nil
+    if not to or to == d.name then
       local status, made, history = status_of(d, entry[1])
-      local row = {d.name, status, made}
-      if detail then row[4] = history end
-      rows[#rows + 1] = row
+      statuses[k], mades[k], histories[k] = status, made, history
       if (want_dest == '' or want_dest == d.name) and (want_status == '' or want_status == status) then
         hit = true
       end
     end
   end
   if not hit then return false end
-  local m = {entry[1], f['id'] or '', f['type'] or '', f['rcv'] or '0',
-    string.len(f['body'] or ''), f['to'] or '', f['of'] or '', rows}
+  local rows = {}
+  for k, d in ipairs(dests) do
+    if statuses[k] then
+      local row = {d.name, statuses[k], mades[k]}
+      if detail then row[4] = histories[k] end
+      rows[#rows + 1] = row
+    end
+  end
+  local m = {entry[1], id or '', kind or '', rcv or '0',
+    string.len(body or ''), to or '', of or '', rows}
   if detail then
-    m[9] = f['ct'] or ''
-    m[10] = f['hdr'] or ''
-    m[11] = f['body'] or ''
+    m[9] = ct or ''
+    m[10] = hdr or ''
+    m[11] = body or ''
   end
   matches[#matches + 1] = m
   return true

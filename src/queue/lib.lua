@@ -47,13 +47,18 @@ end
 
 -- A destination's record of an entry: "made\noutcome\nhistory", where
 -- outcome is '' while it is under way, 'delivered' or 'dead', and history
--- holds one line per attempt. Returns made, outcome, history.
-local function parse_attempts(record)
+-- holds one line per attempt. Returns made, outcome, history (always ''
+-- with `without_history`: cutting it out copies it).
+local function parse_attempts(record, without_history)
   if not record then return 0, '', '' end
   local a = string.find(record, '\n', 1, true)
   if not a then return tonumber(record) or 0, '', '' end
   local made = tonumber(string.sub(record, 1, a - 1)) or 0
   local b = string.find(record, '\n', a + 1, true)
+  if without_history then
+    if not b then return made, '', '' end
+    return made, string.sub(record, a + 1, b - 1), ''
+  end
   if not b then return made, '', string.sub(record, a + 1) end
   return made, string.sub(record, a + 1, b - 1), string.sub(record, b + 1)
 end
