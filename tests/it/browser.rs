@@ -439,6 +439,14 @@ breaker = { failures = 0 }"#,
     assert_eq!(page.matches("data-event-id=\"").count(), 1, "{page}");
     assert!(page.contains("data-event-id=\"evt_7\""));
 
+    // A page argument the API refuses is named, not silently replaced.
+    driver.goto(&h.daemon.admin_url("/events?limit=many")).await;
+    driver.wait_for_text("limit must be a number").await;
+    driver
+        .goto(&h.daemon.admin_url("/events?cursor=garbage"))
+        .await;
+    driver.wait_for_text("cursor is not valid").await;
+
     // Filter by status.
     driver.goto(&h.daemon.admin_url("/events")).await;
     driver

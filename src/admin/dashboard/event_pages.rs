@@ -10,10 +10,9 @@ use super::{
     Nav, esc, flash, fragment, headers_table, not_found, options, page, pretty_body, redis_error,
     url_encode,
 };
-use crate::admin::AdminHandle;
 use crate::admin::log_api::event_filter;
+use crate::admin::{AdminHandle, page_args};
 use crate::events::{self, DEFAULT_PAGE, EventItem, Filter};
-use crate::listing::Cursor;
 use crate::queue::{AttemptRecord, EventStatus};
 use crate::response::HttpResponse;
 use crate::source::Source;
@@ -71,15 +70,15 @@ fn all_sources(admin: &AdminHandle) -> Vec<&Source> {
 
 /// `/events`; with `partial=1`, only the table (the live refresh).
 pub async fn events(admin: &AdminHandle, query: &HashMap<String, String>) -> HttpResponse {
-    let (filter, refused) = match event_filter(admin, query) {
+    let (filter, mut refused) = match event_filter(admin, query) {
         Ok(filter) => (filter, None),
         Err(refusal) => (Filter::default(), Some(refusal.message)),
     };
-    let limit = query
-        .get("limit")
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(DEFAULT_PAGE);
-    let cursor = query.get("cursor").and_then(|c| Cursor::parse(c));
+    // Read as the API reads them; what it would refuse is said here too.
+    let (limit, cursor) = page_args(query).unwrap_or_else(|why| {
+        refused.get_or_insert_with(|| why.to_owned());
+        (DEFAULT_PAGE, None)
+    });
     let q = filter_query(&filter);
     let table = match events::list(
         &admin.queue,
