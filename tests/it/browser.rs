@@ -349,6 +349,16 @@ async fn an_operator_logs_in_and_replays_a_dead_lettered_event() {
     driver.wait_for_text("Destination resumed.").await;
     assert_ne!(alpha_state(&s).await, "paused");
 
+    // A refused filter is named and offers no "replay all matching": the
+    // list it falls back to is everything.
+    driver.goto(&s.daemon.admin_url("/dlq?reason=bogus")).await;
+    driver.wait_for_text("Dead-letter queue").await;
+    let page = driver.source().await;
+    assert!(page.contains("class=\"error\""), "{page}");
+    assert!(!page.contains("id=\"bulk-replay\""), "{page}");
+    driver.goto(&s.daemon.admin_url("/dlq?limit=many")).await;
+    driver.wait_for_text("limit must be a number").await;
+
     // Bulk replay by filter, with its confirmation.
     driver.goto(&s.daemon.admin_url("/dlq?source=beta")).await;
     driver.wait_for_text("evt_beta").await;
@@ -446,6 +456,13 @@ breaker = { failures = 0 }"#,
         .goto(&h.daemon.admin_url("/events?cursor=garbage"))
         .await;
     driver.wait_for_text("cursor is not valid").await;
+    // A refused filter offers no "replay all matching": the list it falls
+    // back to is everything.
+    driver
+        .goto(&h.daemon.admin_url("/events?status=lost"))
+        .await;
+    driver.wait_for_text("class=\"error\"").await;
+    assert!(!driver.source().await.contains("id=\"bulk-replay\""));
 
     // Filter by status.
     driver.goto(&h.daemon.admin_url("/events")).await;

@@ -18,8 +18,20 @@ use crate::response::HttpResponse;
 /// `/dlq`: the dead-letter queue, filtered and paged.
 pub async fn dlq(admin: &AdminHandle, query: &HashMap<String, String>) -> HttpResponse {
     let mut body = flash(query);
-    let filter = checked_filter(admin, query).unwrap_or_default();
-    let (limit, cursor) = page_args(query).unwrap_or((crate::listing::DEFAULT_PAGE, None));
+    // Read as the API reads them: what it would refuse is named, so a
+    // mistyped filter is not mistaken for "everything" (which the bulk
+    // replay below would then act on).
+    let (filter, mut refused) = match checked_filter(admin, query) {
+        Ok(filter) => (filter, None),
+        Err(refusal) => (Default::default(), Some(refusal.message)),
+    };
+    let (limit, cursor) = page_args(query).unwrap_or_else(|why| {
+        refused.get_or_insert_with(|| why.to_owned());
+        (crate::listing::DEFAULT_PAGE, None)
+    });
+    if let Some(message) = &refused {
+        let _ = write!(body, "<p class=\"error\">{}</p>", esc(message));
+    }
     let selected = |value: &str, current: Option<&String>| {
         if current.is_some_and(|c| c == value) {
             " selected"
@@ -64,13 +76,16 @@ pub async fn dlq(admin: &AdminHandle, query: &HashMap<String, String>) -> HttpRe
         url_encode(filter.event_type.as_deref().unwrap_or("")),
         url_encode(reason.as_deref().unwrap_or(""))
     );
-    let _ = write!(
-        body,
-        "</select></label><button type=\"submit\">Filter</button>\
-         <button type=\"button\" class=\"danger\" id=\"bulk-replay\" data-bulk=\"/admin/dlq/replay?{q}\">Replay all matching</button>\
-         </form>",
-        q = esc(&filter_query)
-    );
+    body.push_str("</select></label><button type=\"submit\">Filter</button>");
+    // Nothing to replay "all matching" of while the filter is refused.
+    if refused.is_none() {
+        let _ = write!(
+            body,
+            "<button type=\"button\" class=\"danger\" id=\"bulk-replay\" data-bulk=\"/admin/dlq/replay?{q}\">Replay all matching</button>",
+            q = esc(&filter_query)
+        );
+    }
+    body.push_str("</form>");
 
     match dlq::list(
         &admin.queue,

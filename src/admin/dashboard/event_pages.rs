@@ -119,9 +119,19 @@ pub async fn events(admin: &AdminHandle, query: &HashMap<String, String>) -> Htt
         return fragment(table);
     }
     let mut body = flash(query);
-    if let Some(message) = refused {
-        let _ = write!(body, "<p class=\"error\">{}</p>", esc(&message));
+    if let Some(message) = &refused {
+        let _ = write!(body, "<p class=\"error\">{}</p>", esc(message));
     }
+    // Nothing to replay "all matching" of while the filter is refused: the
+    // list falls back to everything.
+    let bulk = if refused.is_none() {
+        format!(
+            "<button type=\"button\" class=\"danger\" id=\"bulk-replay\" data-noun=\"event(s)\" data-bulk=\"/admin/events/replay?{}\">Replay all matching</button>",
+            esc(&q)
+        )
+    } else {
+        String::new()
+    };
     let destinations: BTreeSet<&str> = admin
         .sources
         .iter()
@@ -145,8 +155,7 @@ pub async fn events(admin: &AdminHandle, query: &HashMap<String, String>) -> Htt
          <label>since <input name=\"since\" placeholder=\"unix ms or 2026-01-31T09:00:00Z\" value=\"{}\"></label>\
          <label>until <input name=\"until\" placeholder=\"unix ms or RFC 3339\" value=\"{}\"></label>\
          <button type=\"submit\">Filter</button>\
-         <button type=\"button\" class=\"danger\" id=\"bulk-replay\" data-noun=\"event(s)\" data-bulk=\"/admin/events/replay?{}\">Replay all matching</button>\
-         </form><div id=\"events-table\" data-refresh=\"/events?{}&amp;limit={limit}&amp;partial=1\">{table}</div></section>",
+         {bulk}</form><div id=\"events-table\" data-refresh=\"/events?{}&amp;limit={limit}&amp;partial=1\">{table}</div></section>",
         text(&filter.id),
         // The head of the log refreshes by itself; an older page stays put.
         if cursor.is_none() { " checked" } else { "" },
@@ -168,7 +177,6 @@ pub async fn events(admin: &AdminHandle, query: &HashMap<String, String>) -> Htt
         text(&filter.event_type),
         time(filter.since_ms),
         time(filter.until_ms),
-        esc(&q),
         esc(&q),
     );
     page(Nav::Events, "Events", &body)
