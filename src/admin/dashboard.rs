@@ -109,6 +109,19 @@ pub(super) fn flash(query: &std::collections::HashMap<String, String>) -> String
         .unwrap_or_default()
 }
 
+/// A listing page's `limit` and `cursor`, read as the API reads them; one
+/// the API would refuse becomes the page's refusal (unless it has one
+/// already) and the defaults are used.
+pub(super) fn page_args_or_refused(
+    query: &std::collections::HashMap<String, String>,
+    refused: &mut Option<String>,
+) -> (usize, Option<crate::listing::Cursor>) {
+    crate::admin::page_args(query).unwrap_or_else(|why| {
+        refused.get_or_insert_with(|| why.to_owned());
+        (crate::listing::DEFAULT_PAGE, None)
+    })
+}
+
 /// Why a page could not be drawn: Redis did not answer.
 pub(super) fn redis_error(e: &crate::queue::QueueError) -> HttpResponse {
     page_with_status(

@@ -5,12 +5,11 @@ use std::collections::HashMap;
 use std::fmt::Write;
 
 use super::{
-    Nav, esc, flash, headers_table, not_found, opt, page, pretty_body, redis_error, time,
-    url_encode,
+    Nav, esc, flash, headers_table, not_found, opt, page, page_args_or_refused, pretty_body,
+    redis_error, time, url_encode,
 };
 use crate::admin::AdminHandle;
 use crate::admin::api::checked_filter;
-use crate::admin::page_args;
 use crate::dlq::{self, DlqItem};
 use crate::queue::DeadReason;
 use crate::response::HttpResponse;
@@ -25,10 +24,7 @@ pub async fn dlq(admin: &AdminHandle, query: &HashMap<String, String>) -> HttpRe
         Ok(filter) => (filter, None),
         Err(refusal) => (Default::default(), Some(refusal.message)),
     };
-    let (limit, cursor) = page_args(query).unwrap_or_else(|why| {
-        refused.get_or_insert_with(|| why.to_owned());
-        (crate::listing::DEFAULT_PAGE, None)
-    });
+    let (limit, cursor) = page_args_or_refused(query, &mut refused);
     if let Some(message) = &refused {
         let _ = write!(body, "<p class=\"error\">{}</p>", esc(message));
     }

@@ -7,12 +7,12 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write;
 
 use super::{
-    Nav, esc, flash, fragment, headers_table, not_found, options, page, pretty_body, redis_error,
-    url_encode,
+    Nav, esc, flash, fragment, headers_table, not_found, options, page, page_args_or_refused,
+    pretty_body, redis_error, url_encode,
 };
+use crate::admin::AdminHandle;
 use crate::admin::log_api::event_filter;
-use crate::admin::{AdminHandle, page_args};
-use crate::events::{self, DEFAULT_PAGE, EventItem, Filter};
+use crate::events::{self, EventItem, Filter};
 use crate::queue::{AttemptRecord, EventStatus};
 use crate::response::HttpResponse;
 use crate::source::Source;
@@ -74,11 +74,7 @@ pub async fn events(admin: &AdminHandle, query: &HashMap<String, String>) -> Htt
         Ok(filter) => (filter, None),
         Err(refusal) => (Filter::default(), Some(refusal.message)),
     };
-    // Read as the API reads them; what it would refuse is said here too.
-    let (limit, cursor) = page_args(query).unwrap_or_else(|why| {
-        refused.get_or_insert_with(|| why.to_owned());
-        (DEFAULT_PAGE, None)
-    });
+    let (limit, cursor) = page_args_or_refused(query, &mut refused);
     let q = filter_query(&filter);
     let table = match events::list(
         &admin.queue,
