@@ -271,17 +271,35 @@ breaker = { failures = 0 }"#,
     assert_eq!(retrying[0]["destinations"]["c"]["attempts"], 1);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn finished_events_leave_the_log_by_count_and_by_age() {
-    let by_count = SourceSpec::standard("s", SINK)
-        .source_with("history = { max_events = 5 }")
+/// Source `s` with `history`, delivering every event to `a` and to `c`,
+/// whose retries wait an hour: an event failing at c stays unfinished.
+fn delivering_to_a_and_c(history: &str) -> SourceSpec {
+    SourceSpec::standard("s", SINK)
+        .source_with(history)
         .route("a", SINKS[0], "")
         .route(
             "c",
             SINKS[1],
             r#"retry = { max_attempts = 5, base = "1h", max = "1h", jitter = false }
 breaker = { failures = 0 }"#,
-        );
+        )
+}
+
+/// Sends evt_0 to `s`, which c fails: it waits for its retry, unfinished.
+async fn evt_0_waits_for_a_retry_at_c(h: &Harness) {
+    h.sinks[1].answer_id("evt_0", Answer::status(500));
+    assert_eq!(h.send("s", "evt_0", "{}").await.status, 202);
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            h.redis.retrying("s") == 1
+        })
+        .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn finished_events_leave_the_log_by_count_and_by_age() {
+    let by_count = delivering_to_a_and_c("history = { max_events = 5 }");
     let by_age = SourceSpec::standard("old", SINK)
         .source_with(r#"history = { max_events = 1000, max_age = "1s" }"#);
     let h = Harness::builder()
@@ -292,14 +310,7 @@ breaker = { failures = 0 }"#,
         .start()
         .await;
     // The oldest event stays unfinished for c; every later one finishes.
-    h.sinks[1].answer_id("evt_0", Answer::status(500));
-    assert_eq!(h.send("s", "evt_0", "{}").await.status, 202);
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            h.redis.retrying("s") == 1
-        })
-        .await
-    );
+    evt_0_waits_for_a_retry_at_c(&h).await;
     // One at a time: the stream's order is the ids' order.
     for i in 1..20 {
         let id = format!("evt_{i}");
@@ -334,26 +345,11 @@ breaker = { failures = 0 }"#,
 
 #[tokio::test(flavor = "multi_thread")]
 async fn finished_events_behind_an_unfinished_one_leave_the_log_by_age() {
-    let source = SourceSpec::standard("s", SINK)
-        .source_with(r#"history = { max_events = 1000, max_age = "1s" }"#)
-        .route("a", SINKS[0], "")
-        .route(
-            "c",
-            SINKS[1],
-            r#"retry = { max_attempts = 5, base = "1h", max = "1h", jitter = false }
-breaker = { failures = 0 }"#,
-        );
+    let source = delivering_to_a_and_c(r#"history = { max_events = 1000, max_age = "1s" }"#);
     let h = Harness::builder().source(source).sinks(2).start().await;
     // The oldest event stays unfinished for c, so the ones behind it are
     // not at the head: they go one by one once older than max_age.
-    h.sinks[1].answer_id("evt_0", Answer::status(500));
-    assert_eq!(h.send("s", "evt_0", "{}").await.status, 202);
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            h.redis.retrying("s") == 1
-        })
-        .await
-    );
+    evt_0_waits_for_a_retry_at_c(&h).await;
     for i in 1..6 {
         let id = format!("evt_{i}");
         assert_eq!(h.send("s", &id, &event(&id, "t", None)).await.status, 202);
