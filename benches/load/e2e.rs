@@ -61,6 +61,25 @@ impl E2e {
         (per(self.cpu.machine_busy) - per(self.cpu.server)).max(1.0)
     }
 
+    /// CPU µs per event: hookd (of which kernel) / Redis / the bench
+    /// process / everything else (the whole machine).
+    pub fn cpu_split(&self) -> String {
+        let cpu = self.cpu;
+        let per = |ticks| CpuTicks::per_event(ticks, self.run.accepted);
+        let rest = cpu
+            .machine_busy
+            .saturating_sub(cpu.server + cpu.redis + cpu.bench);
+        format!(
+            "{:.1} ({:.1}) / {:.1} / {:.1} / {:.1} ({:.1})",
+            per(cpu.server),
+            per(cpu.server_kernel),
+            per(cpu.redis),
+            per(cpu.bench),
+            per(rest),
+            per(cpu.machine_busy),
+        )
+    }
+
     /// The rate the machine could reach if hookd used no CPU at all.
     pub fn ceiling(&self) -> f64 {
         cores() * 1e6 / self.others_per_event()
@@ -236,6 +255,10 @@ pub async fn step(
             } else {
                 "fell behind"
             }
+        );
+        eprintln!(
+            "e2e step {prefix}: CPU µs per event, hookd (kernel) / Redis / bench / rest (machine): {}",
+            e2e.cpu_split()
         );
     }
     e2e

@@ -439,10 +439,6 @@ impl Report<'_> {
 pub fn cpu_rows(knobs: &Knobs, e2e: &E2e) {
     let run = &e2e.run;
     let cpu = e2e.cpu;
-    let per = |ticks| CpuTicks::per_event(ticks, run.accepted);
-    let rest = cpu
-        .machine_busy
-        .saturating_sub(cpu.server + cpu.redis + cpu.bench);
     let (bench, rest_label) = if use_wrk() {
         ("sink", "wrk, kernel and the rest")
     } else {
@@ -454,15 +450,7 @@ pub fn cpu_rows(knobs: &Knobs, e2e: &E2e) {
         &format!(
             "end to end: CPU µs per event: hookd (of which kernel) / Redis / {bench} / {rest_label} (whole machine)"
         ),
-        format!(
-            "{:.1} ({:.1}) / {:.1} / {:.1} / {:.1} ({:.1})",
-            per(cpu.server),
-            per(cpu.server_kernel),
-            per(cpu.redis),
-            per(cpu.bench),
-            per(rest),
-            per(cpu.machine_busy),
-        ),
+        e2e.cpu_split(),
     );
     row(
         "end to end: machine busy, hookd's share of it, VM steal",
@@ -492,7 +480,7 @@ pub fn cpu_rows(knobs: &Knobs, e2e: &E2e) {
             } else {
                 "none: everything else alone would need more than the machine".to_owned()
             },
-            per(cpu.server),
+            CpuTicks::per_event(cpu.server, run.accepted),
         ),
     );
 }
