@@ -235,6 +235,7 @@ impl Config {
     }
 
     fn from_figment(figment: Figment) -> anyhow::Result<Config> {
+        refuse_source_overrides(std::env::vars_os().map(|(name, _)| name))?;
         let figment = figment.merge(
             // Only section-qualified names are config keys, so unrelated
             // HOOKD_* variables (HOOKD_CONFIG, HOOKD_LOG_FORMAT, ...) are not.
@@ -412,6 +413,27 @@ impl Config {
 
 /// Defaults come from the `#[serde(default)]` impls, not from a serialized
 /// copy, because a serialized `Secret` is redacted.
+/// `HOOKD_SECTION__KEY` addresses a key by name, and sources are a list:
+/// figment would read `HOOKD_SOURCES__0__NAME` as a table and report a
+/// type mismatch at `sources` that tells the operator nothing. A source
+/// lives in the file; its secrets can still come from the environment
+/// (`env:VAR`). Only the variable's name is shown, never its value.
+fn refuse_source_overrides(
+    names: impl IntoIterator<Item = std::ffi::OsString>,
+) -> anyhow::Result<()> {
+    for name in names {
+        let Some(name) = name.to_str() else { continue };
+        if name.to_ascii_uppercase().starts_with("HOOKD_SOURCES__") {
+            bail!(
+                "environment variable {name}: sources cannot be set from the environment \
+                 (HOOKD_SECTION__KEY reaches the single sections only); define them in the \
+                 config file, where secrets can be read from the environment as \"env:VAR\""
+            );
+        }
+    }
+    Ok(())
+}
+
 fn base_figment() -> Figment {
     Figment::new()
 }
@@ -502,6 +524,21 @@ fn without_source_lines(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sources_are_not_overridden_from_the_environment() {
+        let names = |list: &[&str]| {
+            list.iter()
+                .map(std::ffi::OsString::from)
+                .collect::<Vec<_>>()
+        };
+        assert!(refuse_source_overrides(names(&["HOOKD_REDIS__URL", "HOOKD_CONFIG"])).is_ok());
+        let refused = refuse_source_overrides(names(&["hookd_sources__0__name"]))
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("hookd_sources__0__name"), "{refused}");
+        assert!(refused.contains("config file"), "{refused}");
+    }
 
     fn source_toml(extra: &str) -> String {
         format!(

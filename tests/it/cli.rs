@@ -95,6 +95,18 @@ fn check_config_names_the_bad_key_and_exits_1() {
     let (code, _, stderr) = hookd(&["check-config"], &[("HOOKD_REDIS__POOL_SIZE", "0")]);
     assert_eq!(code, 1);
     assert!(stderr.contains("redis.pool_size"), "{stderr}");
+    // Sources are a list, which HOOKD_SECTION__KEY cannot address: the
+    // variable is named (never its value) instead of a type mismatch.
+    let (code, _, stderr) = hookd(
+        &["check-config"],
+        &[("HOOKD_SOURCES__0__VERIFY__SECRETS", "whsec_do_not_print")],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("HOOKD_SOURCES__0__VERIFY__SECRETS") && stderr.contains("config file"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("whsec_do_not_print"), "{stderr}");
 }
 
 /// A bad value under a secret key is reported by key and kind, never
