@@ -476,9 +476,10 @@ async fn destinations_come_and_go_across_restarts() {
     assert!(h.sinks[0].wait_for(10, Duration::from_secs(10)).await);
     assert_eq!(h.sinks[1].count(), 0);
 
-    // b's filter changes while its events wait; c is new. One delivery
-    // at a time to b, so its events arrive in stream order and new_1,
-    // sent after the waiting ones, fences them.
+    // b's filter and URL change while its events wait (b moves to the
+    // third sink, new c takes the second); c is new. One delivery at a
+    // time to b, so its events arrive in stream order and new_1, sent
+    // after the waiting ones, fences them.
     let urls: Vec<String> = h.sinks.iter().map(Sink::url).collect();
     let redis_url = h.redis.url();
     let url = |i: usize| urls[i].clone();
@@ -493,10 +494,10 @@ async fn destinations_come_and_go_across_restarts() {
         ("a", 0, ""),
         (
             "b",
-            1,
+            2,
             "filter = { event_types = [\"keep.*\"] }\nmax_in_flight = 1",
         ),
-        ("c", 2, ""),
+        ("c", 1, ""),
     ]);
     h.restart_with(&v2).await;
     let (code, _, err) = h.cli(&["destinations", "resume", "s", "b"]);
@@ -507,20 +508,20 @@ async fn destinations_come_and_go_across_restarts() {
             .status,
         202
     );
-    arrived(&h.sinks[2], "new_1").await;
     arrived(&h.sinks[1], "new_1").await;
+    arrived(&h.sinks[2], "new_1").await;
     let keep: Vec<String> = (0..10).step_by(2).map(|i| format!("old_{i}")).collect();
     let mut expected_b = keep.clone();
     expected_b.push("new_1".into());
     assert_eq!(
-        ids(&h.sinks[1]),
+        ids(&h.sinks[2]),
         sorted(expected_b),
-        "the new filter applies to waiting events"
+        "the new filter and URL apply to waiting events"
     );
     assert_eq!(
-        h.sinks[2].ids(),
+        h.sinks[1].ids(),
         vec!["new_1"],
-        "a new destination starts with new events"
+        "a new destination starts with new events (and b's old URL got nothing)"
     );
 
     // c is paused with events waiting, then removed from the config: its
@@ -543,8 +544,8 @@ async fn destinations_come_and_go_across_restarts() {
             .status,
         202
     );
-    arrived(&h.sinks[1], "new_2").await;
-    let v3 = routed(&[("a", 0, ""), ("b", 1, "")]);
+    arrived(&h.sinks[2], "new_2").await;
+    let v3 = routed(&[("a", 0, ""), ("b", 2, "")]);
     h.restart_with(&v3).await;
     assert!(
         eventually(Duration::from_secs(5), || async {
@@ -572,7 +573,7 @@ async fn destinations_come_and_go_across_restarts() {
     );
     assert!(h.redis.keys("hookd:{s}:d:c:*").is_empty());
     assert!(h.settled("s").await, "c's events are still waiting");
-    assert_eq!(h.sinks[2].ids(), vec!["new_1"]);
+    assert_eq!(h.sinks[1].ids(), vec!["new_1"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
