@@ -455,7 +455,7 @@ fn describe_figment_error(error: figment::Error) -> anyhow::Error {
     use figment::error::Kind;
     let mut lines = Vec::new();
     for e in error {
-        let key = e.path.join(".");
+        let key = key_path(&e.path);
         let kind = match &e.kind {
             Kind::InvalidType(actual, expected) => {
                 format!(
@@ -486,6 +486,26 @@ fn describe_figment_error(error: figment::Error) -> anyhow::Error {
         }
     }
     anyhow::anyhow!(lines.join("; "))
+}
+
+/// figment's path as hookd's own checks write it: list positions in
+/// brackets (`sources[0].destinations[1].url`), so every message names a
+/// key the same way.
+fn key_path(path: &[String]) -> String {
+    let mut key = String::new();
+    for segment in path {
+        if !key.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()) {
+            key.push('[');
+            key.push_str(segment);
+            key.push(']');
+        } else {
+            if !key.is_empty() {
+                key.push('.');
+            }
+            key.push_str(segment);
+        }
+    }
+    key
 }
 
 /// A value's kind for error messages, never the value itself.
@@ -524,6 +544,22 @@ fn without_source_lines(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn figment_errors_write_list_positions_in_brackets() {
+        let path = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            key_path(&path(&["sources", "0", "destinations", "12", "url"])),
+            "sources[0].destinations[12].url"
+        );
+        assert_eq!(key_path(&path(&["server", "listen"])), "server.listen");
+        let err = Config::from_toml_str(
+            "[[sources]]\nname = \"s\"\nverify = { scheme = \"none\" }\n[[sources.destinations]]\nname = \"a\"\nurl = \"ftp://x/\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("`sources[0].destinations[0].url`"), "{err}");
+    }
 
     #[test]
     fn sources_are_not_overridden_from_the_environment() {
