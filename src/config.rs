@@ -411,8 +411,6 @@ impl Config {
     }
 }
 
-/// Defaults come from the `#[serde(default)]` impls, not from a serialized
-/// copy, because a serialized `Secret` is redacted.
 /// `HOOKD_SECTION__KEY` addresses a key by name, and sources are a list:
 /// figment would read `HOOKD_SOURCES__0__NAME` as a table and report a
 /// type mismatch at `sources` that tells the operator nothing. A source
@@ -434,6 +432,8 @@ fn refuse_source_overrides(
     Ok(())
 }
 
+/// Defaults come from the `#[serde(default)]` impls, not from a serialized
+/// copy, because a serialized `Secret` is redacted.
 fn base_figment() -> Figment {
     Figment::new()
 }
