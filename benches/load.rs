@@ -26,8 +26,7 @@
 //! rate), E2E_IN_FLIGHT (64: hookd's worker.concurrency and the e2e
 //! destination's max_in_flight), E2E_CONNECTIONS (64), E2E_TRACE (set:
 //! print every backlog sample, and each step's verdict with its reasons
-//! and its CPU µs per event by process),
-//! SOAK_SECONDS (0 = skip the soak).
+//! and its CPU µs per event by process), SOAK_SECONDS (0 = skip the soak).
 //! LOAD_PHASES (unset = all; any of `e2e`, `log`, `spool`, comma-separated:
 //! only those phases, without the baseline; `e2e` is the end-to-end search
 //! and hold with one destination, then with two, starting the search at
