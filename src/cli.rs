@@ -364,10 +364,13 @@ where
         .build()
         .context("starting the tokio runtime")?;
     runtime.block_on(async move {
-        let settings = crate::queue::RedisSettings::build(config.redis.url.expose(), 1)?;
+        let settings = crate::queue::RedisSettings::build(&config.redis.url, 1)?;
         let queue = crate::queue::Queue::connect(&settings)?;
         if !queue.wait_connected(Duration::from_secs(5)).await {
-            bail!("cannot reach redis (redis.url) within 5s");
+            bail!(
+                "cannot reach redis at {} (redis.url) within 5s",
+                settings.shown()
+            );
         }
         let result = work(queue.clone(), sources).await;
         queue.quit().await;

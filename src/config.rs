@@ -5,6 +5,7 @@
 //! silently falls back to a default.
 
 mod destination;
+mod redis_url;
 mod secret;
 mod source;
 mod spool;
@@ -22,6 +23,7 @@ pub use destination::{
     BreakerConfig, DEFAULT_DESTINATION, DestinationConfig, DestinationUrl, FilterConfig,
     RetryConfig,
 };
+pub use redis_url::RedisUrl;
 pub use secret::Secret;
 pub use source::{
     FieldSource, HistoryConfig, HmacAlgorithm, SignatureEncoding, SourceConfig, VerifyConfig,
@@ -105,8 +107,8 @@ impl Default for AdminConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct RedisConfig {
     /// `redis://`, `rediss://` (TLS) or `redis-cluster://host:port?node=...`.
-    /// Treated as a secret because it may embed a password.
-    pub url: Secret,
+    /// Shown with its password redacted, since it may embed one.
+    pub url: RedisUrl,
     /// Namespace for every key, so several deployments can share one Redis.
     pub key_prefix: String,
     /// Connections used by ingest and state moves; blocking reads get their own.
@@ -116,7 +118,7 @@ pub struct RedisConfig {
 impl Default for RedisConfig {
     fn default() -> Self {
         Self {
-            url: Secret::literal("redis://127.0.0.1:6379"),
+            url: RedisUrl::literal("redis://127.0.0.1:6379"),
             key_prefix: "hookd".into(),
             pool_size: 4,
         }
@@ -775,10 +777,19 @@ url = "http://analytics:9000/ingest"
 
     #[test]
     fn redacted_toml_hides_secrets() {
-        let config = Config::from_toml_str(&source_toml("")).unwrap();
+        let toml = format!(
+            "[redis]\nurl = \"redis://app:s3cret@redis.internal:6380/1\"\n{}",
+            source_toml("")
+        );
+        let config = Config::from_toml_str(&toml).unwrap();
         let text = config.to_redacted_toml().unwrap();
         assert!(!text.contains("s3cret"), "{text}");
         assert!(text.contains("[redacted]"), "{text}");
+        // Which Redis is meant stays readable.
+        assert!(
+            text.contains("url = \"redis://app:[redacted]@redis.internal:6380/1\""),
+            "{text}"
+        );
         assert!(!format!("{config:?}").contains("s3cret"));
     }
 }

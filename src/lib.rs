@@ -154,7 +154,7 @@ pub struct Plan {
 pub fn build(config: Config) -> Result<Plan, BuildError> {
     // First: each source registers its metric handles with the recorder.
     let metrics = telemetry::install();
-    let redis = RedisSettings::build(config.redis.url.expose(), config.redis.pool_size)?;
+    let redis = RedisSettings::build(&config.redis.url, config.redis.pool_size)?;
     let mut sources = Sources::default();
     for (index, source) in config.sources.iter().enumerate() {
         sources.insert(Source::build(source, index, &config.redis.key_prefix)?);
@@ -305,6 +305,7 @@ impl Plan {
                 workers: workers.clone(),
                 metrics,
                 spool_on: spool.is_some(),
+                redis: redis.shown().to_owned(),
             }
             .run(background_token.clone()),
         );

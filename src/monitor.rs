@@ -33,6 +33,8 @@ pub struct Monitor {
     pub metrics: PrometheusHandle,
     /// Whether ingest spools while Redis is away (for what the log says).
     pub spool_on: bool,
+    /// `redis.url` with its password redacted: which Redis the log means.
+    pub redis: String,
 }
 
 impl Monitor {
@@ -67,7 +69,7 @@ impl Monitor {
             if self.status.set_redis_up(up) != Some(up) {
                 if up {
                     untidy.fill(true);
-                    info!("redis is reachable");
+                    info!(redis = %self.redis, "redis is reachable");
                     // Bounded: Redis dying again at once must not hold up
                     // the next ping; the warnings come on its next return.
                     let warnings =
@@ -77,9 +79,9 @@ impl Monitor {
                     }
                 } else {
                     if self.spool_on {
-                        warn!("redis is unreachable: events go to the spool until it returns");
+                        warn!(redis = %self.redis, "redis is unreachable: events go to the spool until it returns");
                     } else {
-                        warn!("redis is unreachable: ingest answers 503 until it returns");
+                        warn!(redis = %self.redis, "redis is unreachable: ingest answers 503 until it returns");
                     }
                 }
             }

@@ -27,6 +27,8 @@ use fred::types::config::{Options, TcpConfig};
 use fred::types::scripts::Script;
 use fred::types::{Builder, ClusterHash, CustomCommand, Value};
 
+use crate::config::RedisUrl;
+
 pub use counters::{COUNTERS_TTL, MAX_MINUTES, MinuteCounters, Recording, minute_of};
 pub use dlq::{DlqMatch, DlqRef, DlqScanFilter, DlqScanStep};
 pub use entry::{
@@ -128,14 +130,24 @@ fn cannot_write_for_now(details: &str) -> bool {
 pub struct RedisSettings {
     config: FredConfig,
     pool_size: usize,
+    shown: String,
 }
 
 impl RedisSettings {
-    pub fn build(url: &str, pool_size: usize) -> Result<Self, QueueError> {
-        let config = FredConfig::from_url(url).map_err(|e| QueueError::BadUrl {
+    pub fn build(url: &RedisUrl, pool_size: usize) -> Result<Self, QueueError> {
+        let config = FredConfig::from_url(url.expose()).map_err(|e| QueueError::BadUrl {
             reason: e.details().to_string(),
         })?;
-        Ok(Self { config, pool_size })
+        Ok(Self {
+            config,
+            pool_size,
+            shown: url.shown(),
+        })
+    }
+
+    /// The URL with its password redacted, for logs and messages.
+    pub fn shown(&self) -> &str {
+        &self.shown
     }
 }
 

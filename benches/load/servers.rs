@@ -28,6 +28,7 @@ use crate::support::{TestRedis, free_port};
 /// no metrics, a fixed answer. The ceiling hookd is compared to.
 pub mod baseline {
     use super::*;
+    use hookd::config::RedisUrl;
     use hookd::queue::{IngestOutcome, Ingestor, NewEvent, Queue, encode_headers};
 
     /// Where the baseline stores its events.
@@ -36,8 +37,10 @@ pub mod baseline {
     }
 
     pub async fn serve(redis_url: String, port: u16) {
-        let queue =
-            Queue::connect(&hookd::queue::RedisSettings::build(&redis_url, 4).unwrap()).unwrap();
+        let queue = Queue::connect(
+            &hookd::queue::RedisSettings::build(&RedisUrl::literal(redis_url), 4).unwrap(),
+        )
+        .unwrap();
         assert!(queue.wait_connected(Duration::from_secs(5)).await);
         // Same group commit as hookd.
         let settings = hookd::queue::IngestSettings {

@@ -37,10 +37,13 @@ pub fn run(config_path: Option<PathBuf>, command: SpoolCommand) -> anyhow::Resul
         .build()
         .context("starting the tokio runtime")?;
     runtime.block_on(async move {
-        let settings = RedisSettings::build(config.redis.url.expose(), 1)?;
+        let settings = RedisSettings::build(&config.redis.url, 1)?;
         let queue = Queue::connect(&settings)?;
         if !queue.wait_connected(Duration::from_secs(5)).await {
-            bail!("cannot reach redis (redis.url) within 5s");
+            bail!(
+                "cannot reach redis at {} (redis.url) within 5s",
+                settings.shown()
+            );
         }
         let tasks = TaskTracker::new();
         let spool = Spool::open(

@@ -526,6 +526,12 @@ async fn startup_warns_about_unsafe_redis_settings() {
         daemon.logs()
     );
     assert!(daemon.logs().contains("persistence is off"));
+    // The log names which Redis it means.
+    let logs = daemon.logs();
+    assert!(
+        logs.contains(&format!("redis is reachable redis={}", risky.url())),
+        "{logs}"
+    );
 
     let safe = TestRedis::start_persistent();
     let daemon = Daemon::start_ready(&config(

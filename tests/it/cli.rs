@@ -1,4 +1,4 @@
-//! `hookd check-config` and `hookd sign`.
+//! `hookd check-config`, `hookd sign`, and a Redis-backed command with Redis away.
 
 use std::process::Command;
 
@@ -57,6 +57,12 @@ signing_secret = "whsec_c2lnbg=="
         assert!(!stdout.contains(secret), "{secret} leaked:\n{stdout}");
     }
     assert!(stdout.contains("[redacted]"));
+    // Only the password of the Redis URL is a secret: which Redis stays
+    // readable.
+    assert!(
+        stdout.contains(r#"url = "redis://:[redacted]@127.0.0.1:6379""#),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("concurrency = 7"),
         "env override ignored:\n{stdout}"
@@ -386,4 +392,25 @@ async fn runtime_workers_follow_tokio_worker_threads() {
             daemon.logs()
         );
     }
+}
+
+/// A command that needs Redis and cannot reach it says which Redis it
+/// tried, without its password, and exits 1.
+#[test]
+fn a_cli_command_names_the_redis_it_cannot_reach() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let toml = format!(
+        "[redis]\nurl = \"redis://:hunter2@127.0.0.1:{port}\"\n[[sources]]\nname = \"a\"\nverify = {{ scheme = \"none\" }}\n[sources.destination]\nurl = \"http://127.0.0.1:3000/\"\n"
+    );
+    let path = write(&dir, "hookd.toml", &toml);
+    let (code, _, stderr) = hookd(&["dlq", "list", "--config", &path], &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot reach redis at redis://:[redacted]@127.0.0.1:{port}"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
 }
