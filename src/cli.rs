@@ -20,6 +20,7 @@ mod destinations_cmd;
 mod dlq_cmd;
 mod events_cmd;
 mod spool_cmd;
+mod table;
 
 /// Pretty JSON on stdout, for `--json`.
 fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::bail;
 
+use super::table::{Align, Table};
 use super::{DestinationsCommand, print_json};
 use crate::overview;
 use crate::queue::Queue;
@@ -35,46 +36,49 @@ async fn execute(
             if json {
                 return print_json(&views);
             }
-            println!(
-                "{:<14} {:<16} {:<10} {:>9} {:>9} {:>9} {:>9} {:>7}  URL",
-                "SOURCE",
-                "DESTINATION",
-                "STATE",
-                "IN FLIGHT",
-                "BACKLOG",
-                "PENDING",
-                "RETRYING",
-                "DLQ"
-            );
+            let mut table = Table::new(&[
+                ("SOURCE", Align::Left),
+                ("DESTINATION", Align::Left),
+                ("STATE", Align::Left),
+                ("IN FLIGHT", Align::Right),
+                ("BACKLOG", Align::Right),
+                ("PENDING", Align::Right),
+                ("RETRYING", Align::Right),
+                ("DLQ", Align::Right),
+                ("URL", Align::Left),
+            ]);
             for view in &views {
                 for d in &view.destinations {
-                    println!(
-                        "{:<14} {:<16} {:<10} {:>9} {:>9} {:>9} {:>9} {:>7}  {}",
-                        view.name,
-                        d.name,
-                        d.state,
-                        d.in_flight,
+                    table.row(vec![
+                        view.name.to_string(),
+                        d.name.to_string(),
+                        d.state.to_string(),
+                        d.in_flight.to_string(),
                         dash(d.backlog),
-                        d.pending,
-                        d.retrying,
-                        d.dlq,
-                        d.url
-                    );
+                        d.pending.to_string(),
+                        d.retrying.to_string(),
+                        d.dlq.to_string(),
+                        d.url.to_string(),
+                    ]);
                 }
                 for orphan in &view.orphans {
-                    println!(
-                        "{:<14} {:<16} {:<10} {:>9} {:>9} {:>9}  (not configured: `hookd destinations forget {} {}`)",
-                        view.name,
-                        orphan.name,
-                        "removed",
-                        "-",
+                    table.row(vec![
+                        view.name.to_string(),
+                        orphan.name.to_string(),
+                        "removed".into(),
+                        "-".into(),
                         dash(orphan.backlog),
-                        orphan.pending,
-                        view.name,
-                        orphan.name
-                    );
+                        orphan.pending.to_string(),
+                        "-".into(),
+                        "-".into(),
+                        format!(
+                            "(not configured: `hookd destinations forget {} {}`)",
+                            view.name, orphan.name
+                        ),
+                    ]);
                 }
             }
+            print!("{}", table.render());
             Ok(())
         }
         DestinationsCommand::Pause {

@@ -4,6 +4,7 @@
 use anyhow::{Context, bail};
 use std::path::PathBuf;
 
+use super::table::{Align, Table};
 use super::{DlqCommand, DlqFilter, ms_to_text, print_json};
 use crate::dlq::{self, BulkOp, Cursor, DlqItem, Filter, Targets};
 use crate::queue::{Queue, SourceKeys};
@@ -90,26 +91,33 @@ async fn execute(
             if json {
                 return print_json(&page);
             }
-            println!(
-                "{:<20} {:<12} {:<14} {:<28} {:<22} {:<14} {:>6} {:>8}  DEAD SINCE",
-                "ID", "SOURCE", "DESTINATION", "EVENT ID", "TYPE", "REASON", "STATUS", "ATTEMPTS"
-            );
+            let mut table = Table::new(&[
+                ("ID", Align::Left),
+                ("SOURCE", Align::Left),
+                ("DESTINATION", Align::Left),
+                ("EVENT ID", Align::Left),
+                ("TYPE", Align::Left),
+                ("REASON", Align::Left),
+                ("STATUS", Align::Right),
+                ("ATTEMPTS", Align::Right),
+                ("DEAD SINCE", Align::Left),
+            ]);
             for item in &page.items {
-                println!(
-                    "{:<20} {:<12} {:<14} {:<28} {:<22} {:<14} {:>6} {:>8}  {}",
-                    item.id,
-                    item.source,
-                    item.destination,
-                    item.event_id,
-                    item.event_type,
-                    item.reason,
+                table.row(vec![
+                    item.id.to_string(),
+                    item.source.to_string(),
+                    item.destination.to_string(),
+                    item.event_id.to_string(),
+                    item.event_type.to_string(),
+                    item.reason.to_string(),
                     item.status
                         .map(|s| s.to_string())
                         .unwrap_or_else(|| "-".into()),
-                    item.attempts,
-                    ms_to_text(item.dead_at_ms)
-                );
+                    item.attempts.to_string(),
+                    ms_to_text(item.dead_at_ms),
+                ]);
             }
+            print!("{}", table.render());
             match page.next_cursor {
                 Some(next) => println!("more: --cursor {next}"),
                 None => println!("({} shown)", page.items.len()),

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 
+use super::table::{Align, Table};
 use super::{EventFilter, EventsCommand, ms_to_text, print_json};
 use crate::admin::parse_time;
 use crate::events::{self, Filter};
@@ -89,26 +90,30 @@ async fn execute(queue: &Queue, sources: &Sources, command: EventsCommand) -> an
             if json {
                 return print_json(&page);
             }
-            println!(
-                "{:<12} {:<20} {:<28} {:<22} {:<30}  RECEIVED",
-                "SOURCE", "ENTRY ID", "EVENT ID", "TYPE", "DESTINATIONS"
-            );
+            let mut table = Table::new(&[
+                ("SOURCE", Align::Left),
+                ("ENTRY ID", Align::Left),
+                ("EVENT ID", Align::Left),
+                ("TYPE", Align::Left),
+                ("DESTINATIONS", Align::Left),
+                ("RECEIVED", Align::Left),
+            ]);
             for item in &page.items {
                 let destinations: Vec<String> = item
                     .destinations
                     .iter()
                     .map(|(name, d)| format!("{name}:{}", d.status))
                     .collect();
-                println!(
-                    "{:<12} {:<20} {:<28} {:<22} {:<30}  {}",
-                    item.source,
-                    item.entry_id,
-                    item.id,
-                    item.event_type,
+                table.row(vec![
+                    item.source.to_string(),
+                    item.entry_id.to_string(),
+                    item.id.to_string(),
+                    item.event_type.to_string(),
                     destinations.join(" "),
-                    ms_to_text(item.received_ms)
-                );
+                    ms_to_text(item.received_ms),
+                ]);
             }
+            print!("{}", table.render());
             match page.next_cursor {
                 Some(next) => println!("more: --cursor {next}"),
                 None => println!("({} shown)", page.items.len()),

@@ -586,6 +586,15 @@ async fn the_events_command_line() {
         out.contains("evt_cli") && out.contains("default:delivered"),
         "{out}"
     );
+    // Columns line up under their titles.
+    let mut lines = out.lines();
+    let header = lines.next().unwrap();
+    let row = lines.find(|l| l.contains("evt_cli")).unwrap();
+    assert_eq!(
+        header.find("DESTINATIONS"),
+        row.find("default:delivered"),
+        "{out}"
+    );
     let (code, out, _) = h.cli(&["events", "list", "--id", "evt_cli", "--json"]);
     assert_eq!(code, 0);
     let page: Value = serde_json::from_str(&out).unwrap();
