@@ -84,9 +84,10 @@ async fn demo_sink(req: Request<Incoming>) -> HttpResponse {
             .unwrap_or("")
             .to_owned()
     };
-    let (id, source, event_type, attempt) = (
+    let (id, source, destination, event_type, attempt) = (
         header("webhook-id"),
         header("x-hookd-source"),
+        header("x-hookd-destination"),
         header("x-hookd-event-type"),
         header("x-hookd-attempt"),
     );
@@ -98,6 +99,7 @@ async fn demo_sink(req: Request<Incoming>) -> HttpResponse {
     tracing::info!(
         webhook_id = %id,
         source = %source,
+        destination = %destination,
         event_type = %event_type,
         attempt = %attempt,
         body = %String::from_utf8_lossy(&body[..body.len().min(200)]),

@@ -2,7 +2,8 @@
 //! with the binary: its config keys and validation, its listeners and
 //! health path, and the metric series and label values it exports. No
 //! container engine is needed: the files are read as text and the claims
-//! they make are checked against the real daemon.
+//! they make are checked against the real daemon. So is README's quick
+//! start on the shipped config.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -276,4 +277,80 @@ fn alert_rules_pass_their_promtool_tests() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// README's quick start: the daemon on the shipped config takes a webhook
+/// signed by `hookd sign --source demo` and delivers it to the demo sink on
+/// the admin listener, which logs it. Only the addresses differ: private
+/// Redis, free ports (the demo destination's URL follows the admin port),
+/// a temporary spool.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_quick_start_delivers_to_the_demo_sink() {
+    let redis = TestRedis::start();
+    let spool = tempfile::tempdir().unwrap();
+    let admin_port = free_port();
+    let shipped = repo_file("config/hookd.toml");
+    let demo_sink = "http://127.0.0.1:8081/demo/sink";
+    assert!(shipped.contains(demo_sink), "the demo destination moved");
+    let text = shipped.replace(
+        demo_sink,
+        &format!("http://127.0.0.1:{admin_port}/demo/sink"),
+    );
+    let admin_listen = format!("127.0.0.1:{admin_port}");
+    let daemon = Daemon::start_env(
+        &text,
+        &[
+            ("HOOKD_SERVER__LISTEN", "127.0.0.1:0"),
+            ("HOOKD_ADMIN__LISTEN", &admin_listen),
+            ("HOOKD_REDIS__URL", &redis.url()),
+            ("HOOKD_SPOOL__DIR", spool.path().to_str().unwrap()),
+        ],
+    )
+    .await;
+    daemon.wait_ready().await;
+
+    let body = r#"{"type":"demo.ping","hello":"world"}"#;
+    let body_file = spool.path().join("payload.json");
+    std::fs::write(&body_file, body).unwrap();
+    let (code, signed, stderr) = hookd(
+        &[
+            "sign",
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config/hookd.toml"),
+            "--source",
+            "demo",
+            "--body",
+            body_file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let headers: Vec<(String, String)> = signed
+        .lines()
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let reply = request(
+        http::Method::POST,
+        &daemon.url("/webhooks/demo"),
+        &headers,
+        bytes::Bytes::from(body),
+    )
+    .await;
+    assert_eq!(reply.status, 202, "{:?}", reply.json());
+    let id = reply.json()["id"].as_str().unwrap().to_owned();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            daemon.logs().lines().any(|line| {
+                line.contains("demo sink received a delivery")
+                    && line.contains(&format!("webhook_id={id}"))
+                    && line.contains("source=demo")
+                    && line.contains("destination=default")
+                    && line.contains("event_type=demo.ping")
+            })
+        })
+        .await,
+        "{}",
+        daemon.logs()
+    );
 }
