@@ -106,10 +106,10 @@ impl Route {
 
     /// Publishes a state read from Redis; the first one always wakes the
     /// reader (see [`Route::state_read`]).
-    pub fn publish_state(&self, status: DestinationStatus) -> bool {
+    pub fn publish_state(&self, status: DestinationStatus) {
         if !self.state_read.swap(true, Ordering::AcqRel) {
             self.status.send_replace(status);
-            return true;
+            return;
         }
         self.status.send_if_modified(|current| {
             if *current == status {
@@ -117,7 +117,7 @@ impl Route {
             }
             *current = status;
             true
-        })
+        });
     }
 
     /// What a step taken now records besides the entry's move.

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::route::Route;
-use crate::queue::Queue;
+use crate::queue::{DestinationState, Queue};
 use crate::source::Source;
 
 /// How often the state is read: a pause takes effect within this (plus one
@@ -23,6 +23,10 @@ pub async fn run(
     token: CancellationToken,
 ) {
     let keys: Vec<_> = source.destinations.iter().map(|d| &d.keys).collect();
+    // What the log last said of each destination. Kept apart from the
+    // readers' status, which this process's own attempts update first
+    // (so a breaker it opened would otherwise never be logged here).
+    let mut logged: Vec<Option<DestinationState>> = vec![None; routes.len()];
     let mut tick = tokio::time::interval(POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -41,18 +45,66 @@ pub async fn run(
                 continue;
             }
         };
-        for (route, status) in routes.iter().zip(states) {
+        for ((route, status), logged) in routes.iter().zip(states).zip(logged.iter_mut()) {
             let destination = &route.destination;
-            destination.metrics.state(status.state());
-            let was = route.status.borrow().state();
-            if route.publish_state(status) && was != status.state() {
-                info!(
-                    source = %source.name,
-                    destination = %destination.name,
-                    state = %status.state(),
-                    "destination state changed"
-                );
+            let state = status.state();
+            destination.metrics.state(state);
+            route.publish_state(status);
+            if *logged != Some(state) {
+                match *logged {
+                    Some(from) => log_change(&source.name, &destination.name, from, state),
+                    None => log_start(&source.name, &destination.name, state),
+                }
+                *logged = Some(state);
             }
         }
+    }
+}
+
+/// A breaker opening is what an operator must notice; its closing is news;
+/// the cycle of probes while a service stays down (half open, open again)
+/// would repeat every cooldown and is left to debug.
+fn log_change(source: &str, destination: &str, from: DestinationState, to: DestinationState) {
+    use DestinationState::{HalfOpen, Healthy, Open};
+    match (from, to) {
+        (Open, HalfOpen) | (HalfOpen, Open) => {
+            debug!(%source, %destination, %from, state = %to, "destination state changed");
+        }
+        (_, Open) => warn!(
+            %source,
+            %destination,
+            %from,
+            state = %to,
+            "destination breaker opened: no attempts until a probe succeeds"
+        ),
+        (Open | HalfOpen, Healthy) => info!(
+            %source,
+            %destination,
+            %from,
+            state = %to,
+            "destination breaker closed: deliveries resume"
+        ),
+        _ => info!(%source, %destination, %from, state = %to, "destination state changed"),
+    }
+}
+
+/// A destination held back when this process starts (state kept in Redis
+/// across restarts) is said at once; any other is in the next change.
+fn log_start(source: &str, destination: &str, state: DestinationState) {
+    use DestinationState::{HalfOpen, Open, Paused};
+    match state {
+        Open | HalfOpen => warn!(
+            %source,
+            %destination,
+            %state,
+            "destination breaker is open: no attempts until a probe succeeds"
+        ),
+        Paused => warn!(
+            %source,
+            %destination,
+            %state,
+            "destination is paused: its events wait until it is resumed"
+        ),
+        _ => debug!(%source, %destination, %state, "destination state"),
     }
 }

@@ -267,6 +267,14 @@ async fn the_breaker_opens_makes_only_probes_and_closes_on_success() {
     );
     let opened = sink.count();
     assert!(opened >= 5, "opened after {opened} attempts");
+    // The process whose attempts opened it says so.
+    let logs = h.daemon.logs();
+    assert!(
+        logs.lines().any(|l| l.contains("WARN")
+            && l.contains("destination breaker opened")
+            && l.contains("destination=flaky")),
+        "{logs}"
+    );
     // While open, each request is a probe, one per cooldown: the next
     // three requests come a cooldown after the one before.
     assert!(sink.wait_for(opened + 3, Duration::from_secs(10)).await);
@@ -289,6 +297,16 @@ async fn the_breaker_opens_makes_only_probes_and_closes_on_success() {
     h.restart_with(&h.toml()).await;
     let state = state_of(&h.daemon, "flaky").await;
     assert!(state == "open" || state == "half_open", "{state}");
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            h.daemon
+                .logs()
+                .contains("destination breaker is open: no attempts until a probe succeeds")
+        })
+        .await,
+        "{}",
+        h.daemon.logs()
+    );
 
     // The service recovers: the next probe closes the breaker and every
     // event arrives; none was dead-lettered.
@@ -298,6 +316,16 @@ async fn the_breaker_opens_makes_only_probes_and_closes_on_success() {
     assert_eq!(delivered.len(), 20);
     assert_eq!(h.redis.dlq_len("s"), 0);
     assert_eq!(state_of(&h.daemon, "flaky").await, "healthy");
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            h.daemon
+                .logs()
+                .contains("destination breaker closed: deliveries resume")
+        })
+        .await,
+        "{}",
+        h.daemon.logs()
+    );
 }
 
 /// With the breaker on, an event whose attempts all failed while the
@@ -394,6 +422,17 @@ async fn pause_holds_a_destination_on_every_instance_until_resumed() {
     second.kill9();
     h.restart_with(&h.toml()).await;
     assert_eq!(state_of(&h.daemon, "a").await, "paused");
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            h.daemon.logs().lines().any(|l| {
+                l.contains("destination is paused: its events wait until it is resumed")
+                    && l.contains("destination=a")
+            })
+        })
+        .await,
+        "{}",
+        h.daemon.logs()
+    );
     h.fence_on(&h.sinks[1], "s", "after_restart").await;
     assert_eq!(h.sinks[0].count(), 0);
 
