@@ -42,6 +42,13 @@ pub async fn run(
             Ok(states) => states,
             Err(e) => {
                 debug!(source = %source.name, error = %e, "cannot read destination state");
+                // The readers keep obeying the last state they read; what
+                // is exported must not claim a state nobody can see (a
+                // breaker alert would keep firing, a dashboard would say
+                // healthy). The Redis-down log line covers the log.
+                for route in &routes {
+                    route.destination.metrics.state(DestinationState::Unknown);
+                }
                 continue;
             }
         };

@@ -109,6 +109,16 @@ async fn scenario_3_redis_unreachable_for_10s() {
     redis.kill();
     let outage = Instant::now();
     let mut peak = baseline;
+    let state_is = |state: &'static str| {
+        let daemon = &daemon;
+        async move {
+            let metrics = get(&daemon.url("/metrics")).await.body;
+            String::from_utf8_lossy(&metrics).contains(&format!(
+                r#"hookd_destination_state{{source="s",destination="default",state="{state}"}} 1"#
+            ))
+        }
+    };
+    let mut unknown_seen = false;
     while outage.elapsed() < Duration::from_secs(10) {
         assert_eq!(
             get(&daemon.url("/health/live")).await.status,
@@ -116,8 +126,14 @@ async fn scenario_3_redis_unreachable_for_10s() {
             "hookd died during the outage"
         );
         peak = peak.max(rss_kib(daemon.pid()));
+        // Nobody can read the destination's state while Redis is away.
+        unknown_seen |= state_is("unknown").await;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    assert!(
+        unknown_seen,
+        "destination state not unknown during the outage"
+    );
     assert_eq!(get(&daemon.url("/health/ready")).await.status, 503);
     redis.restart();
     let report = load.await.unwrap();
@@ -137,6 +153,10 @@ async fn scenario_3_redis_unreachable_for_10s() {
         Duration::from_secs(60),
     )
     .await;
+    assert!(
+        eventually(Duration::from_secs(5), || state_is("healthy")).await,
+        "destination state not read again after the outage"
+    );
     assert_eq!(
         daemon.logs().matches("panicked").count(),
         0,
