@@ -68,13 +68,18 @@ pub async fn run(
     }
 }
 
-/// A breaker opening is what an operator must notice; its closing is news;
-/// the cycle of probes while a service stays down (half open, open again)
-/// would repeat every cooldown and is left to debug.
+/// A breaker opening is what an operator must notice; its closing, a
+/// pause and a resume are news. Changes that repeat for as long as a
+/// service misbehaves are left to debug: the cycle of probes while it
+/// stays down (half open, open again, every cooldown), and healthy and
+/// failing alternating with each failed attempt of one that fails now and
+/// then (its failures are in the metrics, its dead letters warned about).
 fn log_change(source: &str, destination: &str, from: DestinationState, to: DestinationState) {
-    use DestinationState::{HalfOpen, Healthy, Open};
+    use DestinationState::{Failing, HalfOpen, Healthy, Open, Unknown};
     match (from, to) {
-        (Open, HalfOpen) | (HalfOpen, Open) => {
+        (Open, HalfOpen)
+        | (HalfOpen, Open)
+        | (Healthy | Failing | Unknown, Healthy | Failing | Unknown) => {
             debug!(%source, %destination, %from, state = %to, "destination state changed");
         }
         (_, Open) => warn!(
