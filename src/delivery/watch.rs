@@ -82,7 +82,8 @@ fn log_change(source: &str, destination: &str, from: DestinationState, to: Desti
         | (Healthy | Failing | Unknown, Healthy | Failing | Unknown) => {
             debug!(%source, %destination, %from, state = %to, "destination state changed");
         }
-        (_, Open) => warn!(
+        // Straight to half open: a read missed the open state.
+        (_, Open | HalfOpen) => warn!(
             %source,
             %destination,
             %from,
