@@ -538,10 +538,7 @@ async fn startup_warns_about_unsafe_redis_settings() {
     ))
     .await;
     assert!(
-        eventually(Duration::from_secs(5), || async {
-            daemon.logs().contains("maxmemory-policy is allkeys-lru")
-        })
-        .await,
+        daemon.logged(&["maxmemory-policy is allkeys-lru"]).await,
         "{}",
         daemon.logs()
     );

@@ -340,16 +340,15 @@ async fn the_quick_start_delivers_to_the_demo_sink() {
     assert_eq!(reply.status, 202, "{:?}", reply.json());
     let id = reply.json()["id"].as_str().unwrap().to_owned();
     assert!(
-        eventually(Duration::from_secs(10), || async {
-            daemon.logs().lines().any(|line| {
-                line.contains("demo sink received a delivery")
-                    && line.contains(&format!("webhook_id={id}"))
-                    && line.contains("source=demo")
-                    && line.contains("destination=default")
-                    && line.contains("event_type=demo.ping")
-            })
-        })
-        .await,
+        daemon
+            .logged(&[
+                "demo sink received a delivery",
+                &format!("webhook_id={id}"),
+                "source=demo",
+                "destination=default",
+                "event_type=demo.ping",
+            ])
+            .await,
         "{}",
         daemon.logs()
     );

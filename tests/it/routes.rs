@@ -270,14 +270,9 @@ async fn the_breaker_opens_makes_only_probes_and_closes_on_success() {
     // The process whose attempts opened it says so (its watch reads the
     // state a few times a second).
     assert!(
-        eventually(Duration::from_secs(2), || async {
-            h.daemon.logs().lines().any(|l| {
-                l.contains("WARN")
-                    && l.contains("destination breaker opened")
-                    && l.contains("destination=flaky")
-            })
-        })
-        .await,
+        h.daemon
+            .logged(&["WARN", "destination breaker opened", "destination=flaky"])
+            .await,
         "{}",
         h.daemon.logs()
     );
@@ -304,12 +299,9 @@ async fn the_breaker_opens_makes_only_probes_and_closes_on_success() {
     let state = state_of(&h.daemon, "flaky").await;
     assert!(state == "open" || state == "half_open", "{state}");
     assert!(
-        eventually(Duration::from_secs(5), || async {
-            h.daemon
-                .logs()
-                .contains("destination breaker is open: no attempts until a probe succeeds")
-        })
-        .await,
+        h.daemon
+            .logged(&["destination breaker is open: no attempts until a probe succeeds"])
+            .await,
         "{}",
         h.daemon.logs()
     );
@@ -323,12 +315,9 @@ async fn the_breaker_opens_makes_only_probes_and_closes_on_success() {
     assert_eq!(h.redis.dlq_len("s"), 0);
     assert_eq!(state_of(&h.daemon, "flaky").await, "healthy");
     assert!(
-        eventually(Duration::from_secs(5), || async {
-            h.daemon
-                .logs()
-                .contains("destination breaker closed: deliveries resume")
-        })
-        .await,
+        h.daemon
+            .logged(&["destination breaker closed: deliveries resume"])
+            .await,
         "{}",
         h.daemon.logs()
     );
@@ -429,13 +418,12 @@ async fn pause_holds_a_destination_on_every_instance_until_resumed() {
     h.restart_with(&h.toml()).await;
     assert_eq!(state_of(&h.daemon, "a").await, "paused");
     assert!(
-        eventually(Duration::from_secs(5), || async {
-            h.daemon.logs().lines().any(|l| {
-                l.contains("destination is paused: its events wait until it is resumed")
-                    && l.contains("destination=a")
-            })
-        })
-        .await,
+        h.daemon
+            .logged(&[
+                "destination is paused: its events wait until it is resumed",
+                "destination=a"
+            ])
+            .await,
         "{}",
         h.daemon.logs()
     );
@@ -593,10 +581,7 @@ async fn destinations_come_and_go_across_restarts() {
     let v3 = routed(&[("a", 0, ""), ("b", 2, "")]);
     h.restart_with(&v3).await;
     assert!(
-        eventually(Duration::from_secs(5), || async {
-            h.daemon.logs().contains("destination no longer configured")
-        })
-        .await,
+        h.daemon.logged(&["destination no longer configured"]).await,
         "{}",
         h.daemon.logs()
     );

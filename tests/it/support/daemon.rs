@@ -127,6 +127,17 @@ impl Daemon {
         self.logs.lock().unwrap().clone()
     }
 
+    /// Waits up to 10 s for a log line holding every fragment (lines that
+    /// come from a periodic task appear a tick after the state they tell).
+    pub async fn logged(&self, fragments: &[&str]) -> bool {
+        crate::support::eventually(Duration::from_secs(10), || async {
+            self.logs()
+                .lines()
+                .any(|line| fragments.iter().all(|f| line.contains(f)))
+        })
+        .await
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
