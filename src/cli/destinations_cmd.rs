@@ -22,6 +22,28 @@ fn dash(v: Option<u64>) -> String {
     v.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
 }
 
+/// How long ago `at_ms` was, in the largest unit that fits ("-": never).
+fn ago(at_ms: Option<u64>, now_ms: u64) -> String {
+    let Some(at_ms) = at_ms else {
+        return "-".into();
+    };
+    let seconds = now_ms.saturating_sub(at_ms) / 1000;
+    match seconds {
+        0..60 => format!("{seconds} s ago"),
+        60..3600 => format!("{} min ago", seconds / 60),
+        3600..86400 => format!("{} h ago", seconds / 3600),
+        _ => format!("{} d ago", seconds / 86400),
+    }
+}
+
+/// The last failure's age, with its HTTP status when it had one.
+fn last_failure(d: &overview::DestinationOverview, now_ms: u64) -> String {
+    match (d.last_failure_ms, d.last_failure_status) {
+        (Some(_), Some(status)) => format!("{} ({status})", ago(d.last_failure_ms, now_ms)),
+        _ => ago(d.last_failure_ms, now_ms),
+    }
+}
+
 async fn execute(
     queue: &Queue,
     sources: &Sources,
@@ -45,8 +67,11 @@ async fn execute(
                 ("PENDING", Align::Right),
                 ("RETRYING", Align::Right),
                 ("DLQ", Align::Right),
+                ("LAST SUCCESS", Align::Left),
+                ("LAST FAILURE", Align::Left),
                 ("URL", Align::Left),
             ]);
+            let now_ms = crate::clock::unix_ms();
             for view in &views {
                 for d in &view.destinations {
                     table.row(vec![
@@ -58,6 +83,8 @@ async fn execute(
                         d.pending.to_string(),
                         d.retrying.to_string(),
                         d.dlq.to_string(),
+                        ago(d.last_success_ms, now_ms),
+                        last_failure(d, now_ms),
                         d.url.to_string(),
                     ]);
                 }
@@ -69,6 +96,8 @@ async fn execute(
                         "-".into(),
                         dash(orphan.backlog),
                         orphan.pending.to_string(),
+                        "-".into(),
+                        "-".into(),
                         "-".into(),
                         "-".into(),
                         format!(
@@ -149,4 +178,21 @@ async fn set_paused(
         if paused { "paused" } else { "resumed" }
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_read_in_the_largest_unit_that_fits() {
+        let now = 1_000_000_000;
+        assert_eq!(ago(None, now), "-");
+        assert_eq!(ago(Some(now - 4_200), now), "4 s ago");
+        assert_eq!(ago(Some(now - 125_000), now), "2 min ago");
+        assert_eq!(ago(Some(now - 7_300_000), now), "2 h ago");
+        assert_eq!(ago(Some(now - 3 * 86_400_000), now), "3 d ago");
+        // A clock behind another instance's is not "in the future".
+        assert_eq!(ago(Some(now + 500), now), "0 s ago");
+    }
 }

@@ -321,6 +321,19 @@ async fn the_breaker_opens_makes_only_probes_and_closes_on_success() {
         "{}",
         h.daemon.logs()
     );
+    // The command line shows when it last worked and last failed, and how.
+    let (code, table, err) = h.cli(&["destinations", "list"]);
+    assert_eq!(code, 0, "{err}");
+    let header = table.lines().next().unwrap();
+    let row = table.lines().find(|l| l.contains("flaky")).unwrap();
+    assert!(
+        header.contains("LAST SUCCESS") && header.contains("LAST FAILURE"),
+        "{table}"
+    );
+    assert!(
+        row.contains("healthy") && row.contains(" s ago (500)"),
+        "{table}"
+    );
 }
 
 /// With the breaker on, an event whose attempts all failed while the
