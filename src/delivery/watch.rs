@@ -75,13 +75,20 @@ pub async fn run(
 /// failing alternating with each failed attempt of one that fails now and
 /// then (its failures are in the metrics, its dead letters warned about).
 fn log_change(source: &str, destination: &str, from: DestinationState, to: DestinationState) {
-    use DestinationState::{Failing, HalfOpen, Healthy, Open, Unknown};
+    use DestinationState::{Failing, HalfOpen, Healthy, Open, Paused, Unknown};
     match (from, to) {
         (Open, HalfOpen)
         | (HalfOpen, Open)
         | (Healthy | Failing | Unknown, Healthy | Failing | Unknown) => {
             debug!(%source, %destination, %from, state = %to, "destination state changed");
         }
+        (Paused, Open | HalfOpen) => info!(
+            %source,
+            %destination,
+            %from,
+            state = %to,
+            "destination resumed with its breaker open: no attempts until a probe succeeds"
+        ),
         // Straight to half open: a read missed the open state.
         (_, Open | HalfOpen) => warn!(
             %source,

@@ -305,6 +305,26 @@ async fn the_breaker_opens_makes_only_probes_and_closes_on_success() {
         "{}",
         h.daemon.logs()
     );
+    // Paused and resumed meanwhile: the breaker is still open after.
+    assert_eq!(h.cli(&["destinations", "pause", "s", "flaky"]).0, 0);
+    assert!(
+        h.daemon
+            .logged(&["destination=flaky", "state=paused"])
+            .await,
+        "{}",
+        h.daemon.logs()
+    );
+    assert_eq!(h.cli(&["destinations", "resume", "s", "flaky"]).0, 0);
+    assert!(
+        h.daemon
+            .logged(&[
+                "destination resumed with its breaker open",
+                "destination=flaky"
+            ])
+            .await,
+        "{}",
+        h.daemon.logs()
+    );
 
     // The service recovers: the next probe closes the breaker and every
     // event arrives; none was dead-lettered.
