@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::{Config, ConfigOrigin};
-use crate::queue::DeadReason;
+use crate::queue::{DeadReason, Queue};
 
 fn parse_reason(text: &str) -> Result<DeadReason, String> {
     text.parse()
@@ -347,10 +347,9 @@ pub(crate) fn load(path: Option<PathBuf>) -> anyhow::Result<(Config, ConfigOrigi
 /// (commands that work directly on Redis, daemon or not).
 pub(crate) fn on_redis<F, Fut>(path: Option<PathBuf>, work: F) -> anyhow::Result<()>
 where
-    F: FnOnce(crate::queue::Queue, crate::source::Sources) -> Fut,
+    F: FnOnce(Queue, crate::source::Sources) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
-    use std::time::Duration;
     let (config, _) = load(path)?;
     let mut sources = crate::source::Sources::default();
     for (index, source) in config.sources.iter().enumerate() {
@@ -365,18 +364,34 @@ where
         .build()
         .context("starting the tokio runtime")?;
     runtime.block_on(async move {
-        let settings = crate::queue::RedisSettings::build(&config.redis.url, 1)?;
-        let queue = crate::queue::Queue::connect(&settings)?;
-        if !queue.wait_connected(Duration::from_secs(5)).await {
-            bail!(
-                "cannot reach redis at {} (redis.url) within 5s",
-                settings.shown()
-            );
-        }
+        let queue = reach_redis(&config.redis.url).await?;
         let result = work(queue.clone(), sources).await;
         queue.quit().await;
         result
     })
+}
+
+/// Connects to the configured Redis for a one-shot command: it has 5 s to
+/// answer, else the error says which Redis and why (refused, a wrong
+/// password, ...).
+pub(crate) async fn reach_redis(url: &crate::config::RedisUrl) -> anyhow::Result<Queue> {
+    let settings = crate::queue::RedisSettings::build(url, 1)?;
+    let queue = Queue::connect(&settings)?;
+    let mut errors = queue.connection_errors();
+    if !queue
+        .wait_connected(std::time::Duration::from_secs(5))
+        .await
+    {
+        let why = errors
+            .latest()
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default();
+        bail!(
+            "cannot reach redis at {} (redis.url) within 5s{why}",
+            settings.shown()
+        );
+    }
+    Ok(queue)
 }
 
 fn check_config(path: Option<PathBuf>) -> anyhow::Result<()> {

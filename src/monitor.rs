@@ -46,6 +46,12 @@ impl Monitor {
         // consumer groups were tidied, so a tidy that Redis dying cut
         // short runs again on a later tick.
         let mut untidy = vec![true; self.sources.iter().count()];
+        // Why Redis is away, from the connections' own reports (subscribed
+        // before the first check, so the first connection attempts count),
+        // and the reasons the log gave during this outage.
+        let mut connection_errors = self.queue.connection_errors();
+        let mut reason: Option<String> = None;
+        let mut logged_reasons: Vec<String> = Vec::new();
         // The first check waits for the connections hookd is opening: a
         // ping failing fast while they connect would call Redis away for a
         // whole tick.
@@ -64,11 +70,20 @@ impl Monitor {
             // without this, memory grows with every event when nobody
             // scrapes /metrics.
             self.metrics.run_upkeep();
-            let up = self.queue.ping().await;
+            let check = self.queue.check().await;
+            let up = check.is_ok();
+            if let Some(error) = connection_errors.latest() {
+                reason = Some(error);
+            }
+            if let (Err(failed), None) = (&check, &reason) {
+                reason = Some(failed.clone());
+            }
             // The first check says what it found either way.
             if self.status.set_redis_up(up) != Some(up) {
                 if up {
                     untidy.fill(true);
+                    reason = None;
+                    logged_reasons.clear();
                     info!(redis = %self.redis, "redis is reachable");
                     // Bounded: Redis dying again at once must not hold up
                     // the next ping; the warnings come on its next return.
@@ -78,12 +93,23 @@ impl Monitor {
                         warn!("{warning}");
                     }
                 } else {
+                    let error = reason.as_deref().unwrap_or_default();
                     if self.spool_on {
-                        warn!(redis = %self.redis, "redis is unreachable: events go to the spool until it returns");
+                        warn!(redis = %self.redis, error, "redis is unreachable: events go to the spool until it returns");
                     } else {
-                        warn!(redis = %self.redis, "redis is unreachable: ingest answers 503 until it returns");
+                        warn!(redis = %self.redis, error, "redis is unreachable: ingest answers 503 until it returns");
                     }
+                    logged_reasons.extend(reason.clone());
                 }
+            } else if let Some(error) = reason
+                .as_ref()
+                .filter(|r| !up && !logged_reasons.contains(r))
+            {
+                // Still away, for another reason now (refused, then a
+                // wrong password once it is back): each reason said once
+                // per outage, however the connections alternate them.
+                warn!(redis = %self.redis, error = %error, "redis is still unreachable");
+                logged_reasons.push(error.clone());
             }
             metrics::gauge!(telemetry::REDIS_UP).set(if up { 1.0 } else { 0.0 });
             metrics::gauge!(telemetry::WORKERS_BUSY).set(self.workers.busy() as f64);

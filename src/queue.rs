@@ -12,6 +12,7 @@ mod events;
 mod groups;
 mod ingest;
 mod keys;
+mod reachability;
 mod reply;
 mod scripts;
 mod state;
@@ -41,6 +42,7 @@ pub use events::{
 pub use groups::{DestinationDepth, OrphanGroup, SourceDepths};
 pub use ingest::{DirectIngest, INGEST_TIMEOUT, IngestOutcome, IngestSettings, Ingestor, NewEvent};
 pub use keys::{DestinationKeys, LEGACY_GROUP, SourceKeys};
+pub use reachability::ConnectionErrors;
 pub use state::{Breaker, DestinationState, DestinationStatus, Gate};
 pub use stream::{
     Ack, AckKind, ClaimPage, Claimed, DeadLetter, Due, FailedAttempt, RetryOutcome, Setup, id_ms,
@@ -278,18 +280,7 @@ impl Queue {
     }
 
     pub async fn ping(&self) -> bool {
-        let options = Options {
-            fail_fast: true,
-            max_attempts: Some(1),
-            timeout: Some(self.ping_timeout),
-            ..Default::default()
-        };
-        self.pool
-            .next()
-            .with_options(&options)
-            .ping::<String>(None)
-            .await
-            .is_ok()
+        self.check().await.is_ok()
     }
 
     /// Settings of the Redis server that put accepted events at risk, as

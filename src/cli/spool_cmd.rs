@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use super::{SpoolCommand, load};
 use crate::config::SpoolConfig;
-use crate::queue::{IngestSettings, Queue, RedisSettings};
+use crate::queue::IngestSettings;
 use crate::source::Source;
 use crate::spool::{Drainer, Spool};
 use crate::status::Status;
@@ -37,14 +37,7 @@ pub fn run(config_path: Option<PathBuf>, command: SpoolCommand) -> anyhow::Resul
         .build()
         .context("starting the tokio runtime")?;
     runtime.block_on(async move {
-        let settings = RedisSettings::build(&config.redis.url, 1)?;
-        let queue = Queue::connect(&settings)?;
-        if !queue.wait_connected(Duration::from_secs(5)).await {
-            bail!(
-                "cannot reach redis at {} (redis.url) within 5s",
-                settings.shown()
-            );
-        }
+        let queue = super::reach_redis(&config.redis.url).await?;
         let tasks = TaskTracker::new();
         let spool = Spool::open(
             &SpoolConfig {

@@ -521,6 +521,30 @@ async fn scenario_11_redis_cluster_several_destinations() {
     }
 }
 
+/// A Redis that refuses hookd's password: the log says why it is
+/// unreachable (the server's own answer), never the password; with the
+/// right one it connects.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_log_says_why_redis_is_unreachable() {
+    let redis = TestRedis::start_with(&["--save", "", "--requirepass", "right-pass"]);
+    let url = |password: &str| format!("redis://:{password}@127.0.0.1:{}", redis.port);
+    let source = [SourceSpec::standard("s", &dead_url())];
+    let daemon = Daemon::start(&config(&url("wrong-pass-x"), "", &source)).await;
+    assert!(
+        daemon
+            .logged(&["redis is unreachable", "WRONGPASS", "redis://:[redacted]@"])
+            .await,
+        "{}",
+        daemon.logs()
+    );
+    assert_eq!(get(&daemon.url("/health/ready")).await.status, 503);
+    assert!(!daemon.logs().contains("wrong-pass-x"), "{}", daemon.logs());
+
+    let daemon = Daemon::start_ready(&config(&url("right-pass"), "", &source)).await;
+    assert!(daemon.logged(&["redis is reachable"]).await);
+    assert!(!daemon.logs().contains("right-pass"), "{}", daemon.logs());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn startup_warns_about_unsafe_redis_settings() {
     let risky = TestRedis::start_with(&[

@@ -140,9 +140,20 @@ impl TestRedis {
     }
 
     fn try_cli(&self, args: &[&str]) -> Option<String> {
+        // A server started with --requirepass is talked to with it.
+        let password = self
+            .args
+            .iter()
+            .position(|a| a == "--requirepass")
+            .and_then(|i| self.args.get(i + 1));
+        let auth: Vec<&str> = match password {
+            Some(password) => vec!["--no-auth-warning", "-a", password],
+            None => Vec::new(),
+        };
         let out = Command::new("redis-cli")
             .arg("-p")
             .arg(self.port.to_string())
+            .args(auth)
             .args(args)
             .output()
             .ok()?;
