@@ -72,17 +72,23 @@ impl Monitor {
             self.metrics.run_upkeep();
             let check = self.queue.check().await;
             let up = check.is_ok();
-            if let Some(error) = connection_errors.latest() {
-                reason = Some(error);
-            }
-            if let (Err(failed), None) = (&check, &reason) {
-                reason = Some(failed.clone());
+            // Drained every tick: what a blip reported while Redis was up
+            // is not the reason for an outage hours later.
+            let latest = connection_errors.latest();
+            match check {
+                Ok(()) => reason = None,
+                // The connections' own words beat the PING's (which only
+                // knows that it failed or timed out).
+                Err(failed) => match latest {
+                    Some(error) => reason = Some(error),
+                    None if reason.is_none() => reason = Some(failed),
+                    None => {}
+                },
             }
             // The first check says what it found either way.
             if self.status.set_redis_up(up) != Some(up) {
                 if up {
                     untidy.fill(true);
-                    reason = None;
                     logged_reasons.clear();
                     info!(redis = %self.redis, "redis is reachable");
                     // Bounded: Redis dying again at once must not hold up

@@ -134,6 +134,14 @@ async fn scenario_3_redis_unreachable_for_10s() {
         unknown_seen,
         "destination state not unknown during the outage"
     );
+    // The log says why, in the connection's words.
+    assert!(
+        daemon
+            .logged(&["redis is unreachable", "error=", "Connection"])
+            .await,
+        "{}",
+        daemon.logs()
+    );
     assert_eq!(get(&daemon.url("/health/ready")).await.status, 503);
     redis.restart();
     let report = load.await.unwrap();
