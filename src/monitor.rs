@@ -85,6 +85,7 @@ impl Monitor {
                     None => {}
                 },
             }
+            self.status.set_redis_error(reason.clone());
             // The first check says what it found either way.
             if self.status.set_redis_up(up) != Some(up) {
                 if up {

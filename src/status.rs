@@ -1,5 +1,6 @@
 //! Process-wide state the health probes, ingest and the monitor share.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 /// What the health check last found Redis to be.
@@ -11,6 +12,8 @@ pub struct Status {
     draining: AtomicBool,
     /// UNKNOWN until the first health check is in.
     redis: AtomicU8,
+    /// Why Redis is away, while it is (for the admin side).
+    redis_error: Mutex<Option<String>>,
 }
 
 impl Default for Status {
@@ -18,6 +21,7 @@ impl Default for Status {
         Self {
             draining: AtomicBool::new(false),
             redis: AtomicU8::new(UNKNOWN),
+            redis_error: Mutex::new(None),
         }
     }
 }
@@ -43,6 +47,21 @@ impl Status {
     /// away (and spool, or refuse, every event until the first check).
     pub fn redis_known_down(&self) -> bool {
         self.redis.load(Ordering::Relaxed) == DOWN
+    }
+
+    /// Why Redis is away, in the connection's words (None while it
+    /// answers).
+    pub fn redis_error(&self) -> Option<String> {
+        self.redis_error
+            .lock()
+            .map(|error| error.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn set_redis_error(&self, error: Option<String>) {
+        if let Ok(mut slot) = self.redis_error.lock() {
+            *slot = error;
+        }
     }
 
     /// Records a health check; returns what the one before found (None

@@ -62,6 +62,9 @@ fn answer(result: ApiResult) -> HttpResponse {
 #[derive(Serialize)]
 pub struct SourcesView {
     pub redis: &'static str,
+    /// Why Redis is away, while it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_error: Option<String>,
     pub sources: Vec<SourceOverview>,
 }
 
@@ -80,6 +83,7 @@ pub async fn sources(admin: &AdminHandle) -> SourcesView {
         } else {
             "down"
         },
+        redis_error: admin.status.redis_error(),
         sources: out,
     }
 }

@@ -529,11 +529,11 @@ async fn scenario_11_redis_cluster_several_destinations() {
     }
 }
 
-/// A Redis that refuses hookd's password: the log says why it is
-/// unreachable (the server's own answer), never the password; with the
-/// right one it connects.
+/// A Redis that refuses hookd's password: the log, the admin API and the
+/// dashboard say why it is unreachable (the server's own answer), never
+/// the password; with the right one it connects.
 #[tokio::test(flavor = "multi_thread")]
-async fn the_log_says_why_redis_is_unreachable() {
+async fn why_redis_is_unreachable_is_said_and_the_password_never() {
     let redis = TestRedis::start_with(&["--save", "", "--requirepass", "right-pass"]);
     let url = |password: &str| format!("redis://:{password}@127.0.0.1:{}", redis.port);
     let source = [SourceSpec::standard("s", &dead_url())];
@@ -547,9 +547,22 @@ async fn the_log_says_why_redis_is_unreachable() {
     );
     assert_eq!(get(&daemon.url("/health/ready")).await.status, 503);
     assert!(!daemon.logs().contains("wrong-pass-x"), "{}", daemon.logs());
+    // The admin side says it too: the API and the dashboard's overview.
+    let sources = get(&daemon.admin_url("/admin/sources")).await.json();
+    assert_eq!(sources["redis"], "down", "{sources}");
+    let error = sources["redis_error"].as_str().unwrap_or_default();
+    assert!(error.contains("WRONGPASS"), "{sources}");
+    let overview = get(&daemon.admin_url("/")).await;
+    let page = String::from_utf8_lossy(&overview.body);
+    assert!(
+        page.contains("Redis cannot be reached: ") && page.contains("WRONGPASS"),
+        "{page}"
+    );
 
     let daemon = Daemon::start_ready(&config(&url("right-pass"), "", &source)).await;
     assert!(daemon.logged(&["redis is reachable"]).await);
+    let sources = get(&daemon.admin_url("/admin/sources")).await.json();
+    assert!(sources.get("redis_error").is_none(), "{sources}");
     assert!(!daemon.logs().contains("right-pass"), "{}", daemon.logs());
 }
 

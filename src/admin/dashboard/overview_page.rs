@@ -29,6 +29,13 @@ pub async fn overview(admin: &AdminHandle, query: &HashMap<String, String>) -> H
         },
         view.redis
     );
+    if let Some(error) = &view.redis_error {
+        let _ = write!(
+            body,
+            "<p class=\"error\" id=\"redis-error\">Redis cannot be reached: {}</p>",
+            esc(error)
+        );
+    }
     if view.sources.is_empty() && !admin.sources.is_empty() {
         body.push_str("<p class=\"error\">Redis does not answer: no figures.</p>");
     }
