@@ -504,4 +504,13 @@ breaker = { failures = 0 }"#,
         .await;
     driver.accept_dialog().await;
     driver.wait_for_text("Destination resumed.").await;
+
+    // The overview keeps itself current: a pause made elsewhere (the
+    // command line) shows without a reload, and so does the resume.
+    let billing = "data-url=\"/admin/sources/shop/destinations/billing/";
+    driver.wait_for_text(&format!("{billing}pause\"")).await;
+    assert_eq!(h.cli(&["destinations", "pause", "shop", "billing"]).0, 0);
+    driver.wait_for_text(&format!("{billing}resume\"")).await;
+    assert_eq!(h.cli(&["destinations", "resume", "shop", "billing"]).0, 0);
+    driver.wait_for_text(&format!("{billing}pause\"")).await;
 }

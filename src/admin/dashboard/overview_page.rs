@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::fmt::Write;
 
 use super::charts::source_charts;
-use super::{Nav, age, esc, flash, opt, page, url_encode};
+use super::{Nav, age, esc, flash, fragment, opt, page, url_encode};
 use crate::admin::AdminHandle;
 use crate::admin::api::sources;
 use crate::clock::unix_ms;
@@ -16,8 +16,10 @@ use crate::response::HttpResponse;
 /// Minutes the overview's charts cover.
 const CHART_MINUTES: u64 = 60;
 
+/// `/`; with `partial=1`, only what the live refresh replaces (all but
+/// the flash message), so states, counts and charts stay current.
 pub async fn overview(admin: &AdminHandle, query: &HashMap<String, String>) -> HttpResponse {
-    let mut body = flash(query);
+    let mut body = String::new();
     let view = sources(admin).await;
     let _ = write!(
         body,
@@ -63,7 +65,14 @@ pub async fn overview(admin: &AdminHandle, query: &HashMap<String, String>) -> H
         destinations_table(&mut body, s);
         body.push_str("</section>");
     }
-    page(Nav::Overview, "Overview", &body)
+    if query.get("partial").is_some() {
+        return fragment(body);
+    }
+    let page_body = format!(
+        "{}<div id=\"overview\" data-refresh=\"/?partial=1\">{body}</div>",
+        flash(query)
+    );
+    page(Nav::Overview, "Overview", &page_body)
 }
 
 fn destinations_table(body: &mut String, s: &SourceOverview) {
