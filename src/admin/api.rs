@@ -69,20 +69,20 @@ pub struct SourcesView {
 }
 
 /// Every source's overview; a source Redis could not answer for is left
-/// out (the dashboard says so).
+/// out (the dashboard says so). While Redis is known away nothing is
+/// asked: each read would wait out the command timeout, and the
+/// dashboard asks every few seconds.
 pub async fn sources(admin: &AdminHandle) -> SourcesView {
+    let redis_up = admin.status.redis_up();
+    let ask = !admin.status.redis_known_down();
     let mut out = Vec::with_capacity(admin.sources.len());
-    for source in admin.sources.iter() {
+    for source in admin.sources.iter().filter(|_| ask) {
         if let Ok(view) = overview::source(&admin.queue, source).await {
             out.push(view);
         }
     }
     SourcesView {
-        redis: if admin.status.redis_up() {
-            "up"
-        } else {
-            "down"
-        },
+        redis: if redis_up { "up" } else { "down" },
         redis_error: admin.status.redis_error(),
         sources: out,
     }
