@@ -102,6 +102,14 @@ impl AdminHandle {
         }
         let query = query_map(req.uri().query());
         if !is_api {
+            // The overview says why Redis is away itself, with what it
+            // knows; the other pages have nothing to show without it.
+            let page_on_redis = matches!(path.as_str(), "/events" | "/dlq")
+                || path.starts_with("/events/")
+                || path.starts_with("/ui/dlq/");
+            if method == Method::GET && page_on_redis && self.status.redis_known_down() {
+                return dashboard::redis_away(self.status.redis_error());
+            }
             return match (&method, path.as_str()) {
                 (&Method::GET, "/") => dashboard::overview(self, &query).await,
                 (&Method::GET, "/events") => dashboard::events(self, &query).await,

@@ -132,6 +132,21 @@ pub(super) fn redis_error(e: &crate::queue::QueueError) -> HttpResponse {
     )
 }
 
+/// A page that reads Redis, asked while Redis is known away: said at once,
+/// with why, instead of after the command timeout (the live refresh
+/// keeps what it showed: it replaces content only on success).
+pub fn redis_away(why: Option<String>) -> HttpResponse {
+    page_with_status(
+        StatusCode::SERVICE_UNAVAILABLE,
+        Nav::None,
+        "Redis unavailable",
+        &format!(
+            "<p class=\"error\" id=\"redis-error\">Redis cannot be reached: {}</p>",
+            esc(why.as_deref().unwrap_or("no answer"))
+        ),
+    )
+}
+
 pub fn login_page(message: Option<&str>) -> HttpResponse {
     let notice = message
         .map(|m| format!("<p class=\"error\" id=\"login-error\">{}</p>", esc(m)))

@@ -566,6 +566,15 @@ async fn why_redis_is_unreachable_is_said_and_the_password_never() {
         page.contains("Redis cannot be reached: ") && page.contains("WRONGPASS"),
         "{page}"
     );
+    // The pages that have nothing to show without Redis say so at once.
+    for path in ["/events", "/dlq", "/events/s/1-0", "/ui/dlq/s/1-0"] {
+        let asked = Instant::now();
+        let answer = get(&daemon.admin_url(path)).await;
+        let page = String::from_utf8_lossy(&answer.body);
+        assert_eq!(answer.status, 503, "{path}: {page}");
+        assert!(page.contains("WRONGPASS"), "{path}: {page}");
+        assert!(asked.elapsed() < Duration::from_millis(2500), "{path}");
+    }
 
     let daemon = Daemon::start_ready(&config(&url("right-pass"), "", &source)).await;
     assert!(daemon.logged(&["redis is reachable"]).await);
