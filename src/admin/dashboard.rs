@@ -122,13 +122,29 @@ pub(super) fn page_args_or_refused(
     })
 }
 
-/// Why a page could not be drawn: Redis did not answer.
-pub(super) fn redis_error(e: &crate::queue::QueueError) -> HttpResponse {
+/// The page drawn instead of one that needed Redis.
+fn redis_unavailable(notice: &str) -> HttpResponse {
     page_with_status(
         StatusCode::SERVICE_UNAVAILABLE,
         Nav::None,
         "Redis unavailable",
-        &format!("<p class=\"error\">Redis: {}</p>", esc(&e.to_string())),
+        notice,
+    )
+}
+
+/// Why a page could not be drawn: Redis did not answer.
+pub(super) fn redis_error(e: &crate::queue::QueueError) -> HttpResponse {
+    redis_unavailable(&format!(
+        "<p class=\"error\">Redis: {}</p>",
+        esc(&e.to_string())
+    ))
+}
+
+/// The line that says Redis is known away, and why.
+pub(super) fn redis_away_notice(why: Option<&str>) -> String {
+    format!(
+        "<p class=\"error\" id=\"redis-error\">Redis cannot be reached: {}</p>",
+        esc(why.unwrap_or("no answer"))
     )
 }
 
@@ -136,15 +152,7 @@ pub(super) fn redis_error(e: &crate::queue::QueueError) -> HttpResponse {
 /// with why, instead of after the command timeout (the live refresh
 /// keeps what it showed: it replaces content only on success).
 pub fn redis_away(why: Option<String>) -> HttpResponse {
-    page_with_status(
-        StatusCode::SERVICE_UNAVAILABLE,
-        Nav::None,
-        "Redis unavailable",
-        &format!(
-            "<p class=\"error\" id=\"redis-error\">Redis cannot be reached: {}</p>",
-            esc(why.as_deref().unwrap_or("no answer"))
-        ),
-    )
+    redis_unavailable(&redis_away_notice(why.as_deref()))
 }
 
 pub fn login_page(message: Option<&str>) -> HttpResponse {

@@ -40,16 +40,12 @@ fn shown(raw: &str) -> Option<String> {
     let url = url::Url::parse(raw).ok()?;
     let host = url.host_str()?;
     let mut out = format!("{}://", url.scheme());
-    if !url.username().is_empty() {
+    if !url.username().is_empty() || url.password().is_some() {
         out.push_str(url.username());
         if url.password().is_some() {
             out.push(':');
             out.push_str(REDACTED);
         }
-        out.push('@');
-    } else if url.password().is_some() {
-        out.push(':');
-        out.push_str(REDACTED);
         out.push('@');
     }
     out.push_str(host);

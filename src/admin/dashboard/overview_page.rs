@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::fmt::Write;
 
 use super::charts::source_charts;
-use super::{Nav, age, esc, flash, fragment, opt, page, url_encode};
+use super::{Nav, age, esc, flash, fragment, opt, page, redis_away_notice, url_encode};
 use crate::admin::AdminHandle;
 use crate::admin::api::sources;
 use crate::clock::unix_ms;
@@ -32,11 +32,7 @@ pub async fn overview(admin: &AdminHandle, query: &HashMap<String, String>) -> H
         view.redis
     );
     if let Some(error) = &view.redis_error {
-        let _ = write!(
-            body,
-            "<p class=\"error\" id=\"redis-error\">Redis cannot be reached: {}</p>",
-            esc(error)
-        );
+        body.push_str(&redis_away_notice(Some(error)));
     }
     if view.sources.is_empty() && !admin.sources.is_empty() {
         body.push_str("<p class=\"error\">Redis does not answer: no figures.</p>");
