@@ -101,15 +101,15 @@ impl AdminHandle {
             );
         }
         let query = query_map(req.uri().query());
+        if method == Method::GET && reads_redis(&path) && self.status.redis_known_down() {
+            let why = self.status.redis_error();
+            return if is_api {
+                api::redis_away(why.as_deref())
+            } else {
+                dashboard::redis_away(why)
+            };
+        }
         if !is_api {
-            // The overview says why Redis is away itself, with what it
-            // knows; the other pages have nothing to show without it.
-            let page_on_redis = matches!(path.as_str(), "/events" | "/dlq")
-                || path.starts_with("/events/")
-                || path.starts_with("/ui/dlq/");
-            if method == Method::GET && page_on_redis && self.status.redis_known_down() {
-                return dashboard::redis_away(self.status.redis_error());
-            }
             return match (&method, path.as_str()) {
                 (&Method::GET, "/") => dashboard::overview(self, &query).await,
                 (&Method::GET, "/events") => dashboard::events(self, &query).await,
@@ -131,6 +131,22 @@ impl AdminHandle {
         }
         api::route(self, &method, &path["/admin/".len()..], &query).await
     }
+}
+
+/// Reads with nothing to answer without Redis: while Redis is known to be
+/// away they say so at once, with why, instead of after the command
+/// timeout. The overview and `/admin/sources` answer from what they know
+/// without Redis; changes still try, as fred may ride out a blip.
+fn reads_redis(path: &str) -> bool {
+    const EXACT: [&str; 5] = [
+        "/events",
+        "/dlq",
+        "/admin/events",
+        "/admin/dlq",
+        "/admin/stats",
+    ];
+    const UNDER: [&str; 4] = ["/events/", "/ui/dlq/", "/admin/events/", "/admin/dlq/"];
+    EXACT.contains(&path) || UNDER.iter().any(|prefix| path.starts_with(prefix))
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> HttpResponse {

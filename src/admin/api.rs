@@ -59,6 +59,14 @@ fn answer(result: ApiResult) -> HttpResponse {
     })
 }
 
+/// A read asked while Redis is known to be away.
+pub fn redis_away(why: Option<&str>) -> HttpResponse {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &format!("redis cannot be reached: {}", why.unwrap_or("no answer")),
+    )
+}
+
 #[derive(Serialize)]
 pub struct SourcesView {
     pub redis: &'static str,

@@ -577,6 +577,27 @@ async fn why_redis_is_unreachable_is_said_and_the_password_never() {
         assert!(page.contains("WRONGPASS"), "{path}: {page}");
         assert!(asked.elapsed() < Duration::from_millis(2500), "{path}");
     }
+    // So do the API's reads, as JSON.
+    for path in [
+        "/admin/events?source=s",
+        "/admin/events/s/1-0",
+        "/admin/dlq",
+        "/admin/dlq/s/1-0",
+        "/admin/stats?source=s",
+    ] {
+        let asked = Instant::now();
+        let answer = get(&daemon.admin_url(path)).await;
+        assert_eq!(answer.status, 503, "{path}");
+        let error = answer.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            error.starts_with("redis cannot be reached: ") && error.contains("WRONGPASS"),
+            "{path}: {error}"
+        );
+        assert!(asked.elapsed() < Duration::from_millis(2500), "{path}");
+    }
 
     let daemon = Daemon::start_ready(&config(&url("right-pass"), "", &source)).await;
     assert!(daemon.logged(&["redis is reachable"]).await);
