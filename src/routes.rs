@@ -102,8 +102,40 @@ async fn demo_sink(req: Request<Incoming>) -> HttpResponse {
         destination = %destination,
         event_type = %event_type,
         attempt = %attempt,
-        body = %String::from_utf8_lossy(&body[..body.len().min(200)]),
+        body = %printable(&String::from_utf8_lossy(&body[..body.len().min(200)])),
         "demo sink received a delivery"
     );
     empty(StatusCode::NO_CONTENT)
+}
+
+/// `text` with control characters escaped: a body is the sender's, and a
+/// raw newline in it would start what looks like a log line of its own.
+fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn a_body_cannot_start_a_log_line_of_its_own() {
+        assert_eq!(printable(r#"{"a":"b"}"#), r#"{"a":"b"}"#);
+        assert_eq!(
+            printable("x\nINFO forged\r\u{1b}[31m"),
+            "x\\nINFO forged\\r\\u{1b}[31m"
+        );
+    }
 }
