@@ -4,6 +4,26 @@
 //! is the commented reference. Unknown keys are rejected so a typo never
 //! silently falls back to a default.
 
+/// Serde for a config value written as its text: `Display` out, `FromStr`
+/// in, so a bad value's error is the parser's own description of it.
+macro_rules! serde_as_text {
+    ($value:ty) => {
+        impl serde::Serialize for $value {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $value {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                <String as serde::Deserialize>::deserialize(deserializer)?
+                    .parse()
+                    .map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
 mod destination;
 mod redis_url;
 mod secret;
