@@ -174,7 +174,60 @@ async fn oversized_bodies_get_413_and_store_nothing() {
     let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+
+    // Over HTTP/2 the answer comes while the client is still sending, and
+    // the client must get it: declared too large (refused before reading)
+    // and streamed without a length (refused at the limit).
+    let huge = vec![b'a'; 1 << 20];
+    for declared in [true, false] {
+        for _ in 0..5 {
+            let status = h2_post(daemon, &signed("evt_huge", &huge), &huge, declared).await;
+            assert_eq!(status, Ok(413), "declared length: {declared}");
+        }
+    }
     redis.assert_nothing_stored("demo");
+}
+
+/// POSTs `body` to `/webhooks/demo` over HTTP/2 (h2c, prior knowledge),
+/// with its length declared or streamed in chunks without one: the
+/// answer's status once its body is read, or why there was none.
+async fn h2_post(
+    daemon: &Daemon,
+    headers: &[(String, String)],
+    body: &[u8],
+    declared: bool,
+) -> Result<u16, String> {
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let stream = tokio::net::TcpStream::connect(daemon.public)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    let mut request = http::Request::post(format!("http://{}/webhooks/demo", daemon.public));
+    for (k, v) in headers {
+        request = request.header(k, v);
+    }
+    let body = if declared {
+        Full::new(Bytes::copy_from_slice(body)).boxed()
+    } else {
+        Chunks(body.chunks(16 << 10).map(Bytes::copy_from_slice).collect()).boxed()
+    };
+    let request = request.body(body).map_err(|e| e.to_string())?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("request: {e:?}"))?;
+    let status = response.status().as_u16();
+    response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("answer body: {e:?}"))?;
+    Ok(status)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -605,4 +658,23 @@ async fn flushed_scripts_are_reloaded_transparently() {
     assert_eq!(send_event(daemon, "demo", "evt_s2", "{}").await.status, 202);
     assert_eq!(send_event(daemon, "demo", "evt_s2", "{}").await.status, 200);
     assert_eq!(redis.keys("hookd:{demo}:seen:evt_s*").len(), 2);
+}
+
+/// A request body sent in chunks with no length known in advance.
+struct Chunks(std::collections::VecDeque<Bytes>);
+
+impl hyper::body::Body for Chunks {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(
+            self.0
+                .pop_front()
+                .map(|chunk| Ok(hyper::body::Frame::data(chunk))),
+        )
+    }
 }
