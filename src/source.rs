@@ -29,6 +29,40 @@ pub enum SourceError {
     /// Never quotes the value: it may be a secret.
     #[error("{key} is not a valid HTTP header value")]
     HeaderValue { key: String },
+    #[error("{key} cannot be set: {why}")]
+    ReservedHeader { key: String, why: &'static str },
+}
+
+/// Headers that frame a request or manage its connection: the HTTP client
+/// writes them for the body and connection it actually sends, so a copy
+/// from elsewhere (a provider's request, a destination's static headers)
+/// would break the request.
+pub const FRAMING_HEADERS: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "content-length",
+    "expect",
+];
+
+/// Headers hookd writes on deliveries, with every `x-hookd-*` one: a
+/// destination's static headers cannot replace them.
+const DELIVERY_HEADERS: &[&str] = &["webhook-id", "webhook-timestamp", "webhook-signature"];
+const HOOKD_HEADER_PREFIX: &str = "x-hookd-";
+
+/// Why a destination's static header `name` (lowercase) is refused, if it is.
+fn reserved(name: &str) -> Option<&'static str> {
+    if FRAMING_HEADERS.contains(&name) {
+        Some("the HTTP client writes it for each request")
+    } else if DELIVERY_HEADERS.contains(&name) || name.starts_with(HOOKD_HEADER_PREFIX) {
+        Some("hookd writes it on every delivery")
+    } else {
+        None
+    }
 }
 
 pub struct Source {
@@ -124,6 +158,9 @@ impl Destination {
             let key = format!("{key}.headers.{name}");
             let header = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| SourceError::HeaderName { key: key.clone() })?;
+            if let Some(why) = reserved(header.as_str()) {
+                return Err(SourceError::ReservedHeader { key, why });
+            }
             let mut value = HeaderValue::from_str(value.expose())
                 .map_err(|_| SourceError::HeaderValue { key })?;
             value.set_sensitive(true);
@@ -178,5 +215,33 @@ impl Sources {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reserved;
+
+    #[test]
+    fn static_headers_cannot_frame_the_request_or_replace_hookds_own() {
+        for name in [
+            "content-length",
+            "transfer-encoding",
+            "connection",
+            "x-hookd-attempt",
+            "webhook-id",
+        ] {
+            assert!(reserved(name).is_some(), "{name}");
+        }
+        assert!(reserved("x-hookd-anything").is_some());
+        for name in [
+            "authorization",
+            "host",
+            "content-type",
+            "x-api-key",
+            "x-hookdx",
+        ] {
+            assert!(reserved(name).is_none(), "{name}");
+        }
     }
 }

@@ -42,7 +42,9 @@ pub struct DestinationConfig {
     #[serde(default)]
     pub filter: FilterConfig,
     /// Headers added to every delivery (an API key the service wants, say);
-    /// values may be secrets and are never shown.
+    /// values may be secrets and are never shown. Framing headers and those
+    /// hookd writes itself are refused: set here they would break requests
+    /// or the delivery contract.
     #[serde(default)]
     pub headers: BTreeMap<String, Secret>,
     /// Stops attempts while the service is down, so events wait instead of

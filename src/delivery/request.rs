@@ -2,29 +2,15 @@
 //! proxy must not forward, plus hookd's own headers and signature.
 
 use bytes::Bytes;
-use http::header::CONTENT_TYPE;
+use http::header::{CONTENT_TYPE, HOST};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
 use http_body_util::Full;
 
 use super::route::Route;
 use crate::clock::unix_secs;
 use crate::queue::{Envelope, decode_headers, header_count};
+use crate::source::FRAMING_HEADERS;
 use crate::verify::standard_webhooks;
-
-/// Headers a proxy must not forward (RFC 9110 §7.6.1) plus those hyper
-/// computes for the outgoing request.
-const NOT_FORWARDED: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "te",
-    "trailer",
-    "upgrade",
-    "host",
-    "content-length",
-    "expect",
-];
 
 /// A provider's Standard Webhooks / Svix signature set. When hookd signs a
 /// delivery itself these go, so the destination never sees two sets (the
@@ -87,7 +73,12 @@ pub fn build(
             continue;
         };
         let lower = name.as_str();
-        if NOT_FORWARDED.contains(&lower)
+        // Not forwarded: the framing headers (RFC 9110 §7.6.1's hop-by-hop
+        // ones and those hyper computes), the provider's `Host` (hookd's
+        // own; the destination's is sent), the source's secret, a replaced
+        // signature set, and what the provider's `Connection` names.
+        if name == HOST
+            || FRAMING_HEADERS.contains(&lower)
             || secret_headers.contains(&lower)
             || (signing && SIGNATURE_HEADERS.contains(&lower))
             || hop_by_hop

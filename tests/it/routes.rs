@@ -694,7 +694,7 @@ async fn route_config_errors_name_the_key_and_never_the_secret() {
         assert_ne!(code, 0, "accepted: {routes:?}");
         out + &err
     };
-    let cases: [(&[(&str, &str)], &str); 6] = [
+    let cases: [(&[(&str, &str)], &str); 8] = [
         (&[("a", ""), ("a", "")], "sources[0].destinations[1].name"),
         (&[("bad name!", "")], "sources[0].destinations[0].name"),
         (
@@ -712,6 +712,15 @@ async fn route_config_errors_name_the_key_and_never_the_secret() {
         (
             &[("a", r#"headers = { "X-Ok" = "env:ROUTE_HDR" }"#)],
             "sources[0].destinations[0].headers",
+        ),
+        // Headers that frame the request, or that hookd writes itself.
+        (
+            &[("a", r#"headers = { "Content-Length" = "5" }"#)],
+            "sources[0].destinations[0].headers.Content-Length cannot be set",
+        ),
+        (
+            &[("a", r#"headers = { "X-Hookd-Attempt" = "1" }"#)],
+            "sources[0].destinations[0].headers.X-Hookd-Attempt cannot be set",
         ),
     ];
     for (routes, key) in cases {
