@@ -283,6 +283,10 @@ impl Config {
         if self.server.idle_timeout.is_zero() {
             bail!("server.idle_timeout must be greater than 0");
         }
+        if self.server.request_timeout.is_zero() {
+            // Every body not already in when reading starts would time out.
+            bail!("server.request_timeout must be greater than 0");
+        }
         if self.server.max_connections == 0 {
             bail!("server.max_connections must be at least 1");
         }
@@ -658,6 +662,26 @@ url = "http://127.0.0.1:3000/hooks"
             err.to_string().contains("server.header_read_timeout"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn zero_limits_and_timeouts_are_refused_by_name() {
+        for (section, key, value) in [
+            ("server", "max_body_bytes", "0"),
+            ("server", "header_read_timeout", "\"0s\""),
+            ("server", "request_timeout", "\"0s\""),
+            ("server", "idle_timeout", "\"0s\""),
+            ("server", "max_connections", "0"),
+            ("redis", "pool_size", "0"),
+            ("worker", "concurrency", "0"),
+            ("worker", "claim_interval", "\"0s\""),
+            ("ingest", "max_backlog", "0"),
+        ] {
+            let err = Config::from_toml_str(&format!("[{section}]\n{key} = {value}\n"))
+                .expect_err(key)
+                .to_string();
+            assert!(err.contains(&format!("{section}.{key} must be")), "{err}");
+        }
     }
 
     #[test]
