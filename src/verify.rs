@@ -52,6 +52,10 @@ pub enum KeyError {
     BadUrl(String),
     #[error("header {0:?} is not a valid header name")]
     BadHeader(String),
+    #[error(
+        "tolerance must be at least 1s (the timestamp check stops replays and cannot be turned off)"
+    )]
+    ZeroTolerance,
 }
 
 const GITLAB_TOKEN: &[&str] = &["x-gitlab-token"];
@@ -158,8 +162,13 @@ fn check_url(url: &str) -> Result<String, KeyError> {
     }
 }
 
-fn secs(d: std::time::Duration) -> i64 {
-    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+/// A scheme's `tolerance` in whole seconds, the unit its timestamps come
+/// in: under a second would refuse nearly every genuine delivery.
+fn tolerance_secs(d: std::time::Duration) -> Result<i64, KeyError> {
+    match d.as_secs() {
+        0 => Err(KeyError::ZeroTolerance),
+        secs => Ok(i64::try_from(secs).unwrap_or(i64::MAX)),
+    }
 }
 
 impl Verifier {
@@ -178,12 +187,12 @@ impl Verifier {
                     .collect::<Result<_, _>>()?;
                 Scheme::StandardWebhooks {
                     keys,
-                    tolerance: secs(*tolerance),
+                    tolerance: tolerance_secs(*tolerance)?,
                 }
             }
             VerifyConfig::Stripe { secrets, tolerance } => Scheme::Stripe {
                 keys: keys("stripe", secrets, SHA256)?,
-                tolerance: secs(*tolerance),
+                tolerance: tolerance_secs(*tolerance)?,
             },
             VerifyConfig::Github {
                 secrets,
@@ -201,7 +210,7 @@ impl Verifier {
             },
             VerifyConfig::Slack { secrets, tolerance } => Scheme::Slack {
                 keys: keys("slack", secrets, SHA256)?,
-                tolerance: secs(*tolerance),
+                tolerance: tolerance_secs(*tolerance)?,
             },
             VerifyConfig::Twilio {
                 secrets,
@@ -233,7 +242,7 @@ impl Verifier {
             }
             VerifyConfig::Paddle { secrets, tolerance } => Scheme::Paddle {
                 keys: keys("paddle", secrets, SHA256)?,
-                tolerance: secs(*tolerance),
+                tolerance: tolerance_secs(*tolerance)?,
             },
             VerifyConfig::Square { secrets, url } => Scheme::Square {
                 keys: keys("square", secrets, SHA256)?,

@@ -135,6 +135,37 @@ fn standard_webhooks_rejects_bad_key_encoding() {
 // Stripe: HMAC-SHA256 hex of "{t}.{body}" with the whsec_ string as key
 // (stripe.com/docs/webhooks#verify-manually). Expected value computed with
 // Python's hmac module.
+#[test]
+fn a_tolerance_under_a_second_is_refused() {
+    let zero = Duration::from_millis(500);
+    for config in [
+        VerifyConfig::StandardWebhooks {
+            secrets: secrets(&["whsec_dGVzdA=="]),
+            tolerance: zero,
+        },
+        VerifyConfig::Stripe {
+            secrets: secrets(&["x"]),
+            tolerance: zero,
+        },
+        VerifyConfig::Slack {
+            secrets: secrets(&["x"]),
+            tolerance: zero,
+        },
+        VerifyConfig::Paddle {
+            secrets: secrets(&["x"]),
+            tolerance: zero,
+        },
+    ] {
+        let err = Verifier::build(&config).unwrap_err();
+        assert!(matches!(err, KeyError::ZeroTolerance), "{err}");
+    }
+    let one = VerifyConfig::Stripe {
+        secrets: secrets(&["x"]),
+        tolerance: Duration::from_secs(1),
+    };
+    assert!(Verifier::build(&one).is_ok());
+}
+
 fn stripe() -> VerifyConfig {
     VerifyConfig::Stripe {
         secrets: secrets(&["whsec_test_secret"]),
