@@ -189,6 +189,22 @@ pub fn page_args(query: &HashMap<String, String>) -> Result<(usize, Option<Curso
     Ok((limit, cursor))
 }
 
+/// A bulk request's `dry_run`. Anything but true/1 or false/0 (or absent)
+/// is refused: a mistyped `dry_run=yes` must not replay or purge for real.
+pub fn dry_run(query: &HashMap<String, String>) -> Result<bool, Refusal> {
+    let Some(value) = query.get("dry_run").filter(|v| !v.is_empty()) else {
+        return Ok(false);
+    };
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(Refusal {
+            status: StatusCode::BAD_REQUEST,
+            message: format!("dry_run must be true or false, not {value:?}"),
+        }),
+    }
+}
+
 /// `{source}/{id}` with a valid stream id.
 fn split_entry_path(rest: &str) -> Option<(&str, &str)> {
     let (source, id) = rest.split_once('/')?;

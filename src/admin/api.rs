@@ -234,9 +234,10 @@ async fn bulk(admin: &AdminHandle, query: &HashMap<String, String>, op: BulkOp) 
         Ok(filter) => filter,
         Err(refusal) => return Ok(refusal.response()),
     };
-    let dry_run = query
-        .get("dry_run")
-        .is_some_and(|v| v == "true" || v == "1");
+    let dry_run = match super::dry_run(query) {
+        Ok(dry_run) => dry_run,
+        Err(refusal) => return Ok(refusal.response()),
+    };
     let result = dlq::bulk(&admin.queue, &admin.targets, &filter, op, dry_run).await?;
     let mut body = serde_json::json!({"matched": result.matched, "dry_run": dry_run});
     body[op.verb()] = serde_json::json!(result.done);

@@ -173,9 +173,10 @@ async fn bulk(admin: &AdminHandle, query: &HashMap<String, String>) -> ApiResult
         Ok(filter) => filter,
         Err(refusal) => return Ok(refusal.response()),
     };
-    let dry_run = query
-        .get("dry_run")
-        .is_some_and(|v| v == "true" || v == "1");
+    let dry_run = match super::dry_run(query) {
+        Ok(dry_run) => dry_run,
+        Err(refusal) => return Ok(refusal.response()),
+    };
     let result = events::bulk_replay(&admin.queue, &all_sources(admin), &filter, dry_run).await?;
     Ok(json(StatusCode::OK, &result))
 }

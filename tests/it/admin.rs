@@ -359,6 +359,23 @@ async fn bulk_replay_dry_run_delete_and_purge() {
         5,
         "dry run changed something"
     );
+    // A dry_run that is neither true nor false is refused, not taken as
+    // false: a typo must not replay or purge for real.
+    for path in [
+        "/admin/dlq/replay?event_type=replay-me&dry_run=yes",
+        "/admin/dlq/purge?dry_run=maybe",
+        "/admin/events/replay?dry_run=yes",
+    ] {
+        let refused = s.api(Method::POST, path).await;
+        assert_eq!(refused.status, 400, "{path}");
+        assert!(
+            refused.json()["error"]
+                .as_str()
+                .unwrap()
+                .contains("dry_run")
+        );
+    }
+    assert_eq!(s.redis.dlq_len("alpha") + s.redis.dlq_len("beta"), 5);
 
     s.sink.set_default(Answer::status(200));
     let done = s
