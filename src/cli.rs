@@ -156,6 +156,7 @@ pub enum EventsCommand {
         /// `next_cursor` of the previous page.
         #[arg(long)]
         cursor: Option<String>,
+        /// Print JSON, for scripts.
         #[arg(long)]
         json: bool,
     },
@@ -163,8 +164,10 @@ pub enum EventsCommand {
     Show {
         /// Entry id (second column of `list`).
         entry_id: String,
+        /// The event's source, where the entry id alone is ambiguous.
         #[arg(long)]
         source: Option<String>,
+        /// Print JSON, for scripts.
         #[arg(long)]
         json: bool,
     },
@@ -172,6 +175,7 @@ pub enum EventsCommand {
     Replay {
         /// Entry id; or use --all with filters.
         entry_id: Option<String>,
+        /// Every match of the filters.
         #[arg(long, conflicts_with = "entry_id")]
         all: bool,
         #[command(flatten)]
@@ -179,6 +183,7 @@ pub enum EventsCommand {
         /// Count what --all would replay, change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Print JSON, for scripts.
         #[arg(long)]
         json: bool,
     },
@@ -200,6 +205,7 @@ pub enum SpoolCommand {
 pub enum DestinationsCommand {
     /// Every destination with its state and queue depths.
     List {
+        /// Print JSON, for scripts.
         #[arg(long)]
         json: bool,
     },
@@ -207,6 +213,7 @@ pub enum DestinationsCommand {
     Pause {
         source: String,
         destination: String,
+        /// Print JSON, for scripts.
         #[arg(long)]
         json: bool,
     },
@@ -214,6 +221,7 @@ pub enum DestinationsCommand {
     Resume {
         source: String,
         destination: String,
+        /// Print JSON, for scripts.
         #[arg(long)]
         json: bool,
     },
@@ -222,6 +230,7 @@ pub enum DestinationsCommand {
     Forget {
         source: String,
         destination: String,
+        /// Print JSON, for scripts.
         #[arg(long)]
         json: bool,
     },
@@ -238,7 +247,7 @@ pub enum DlqCommand {
         /// `next_cursor` of the previous page.
         #[arg(long)]
         cursor: Option<String>,
-        /// Machine-readable output.
+        /// Print JSON, for scripts.
         #[arg(long)]
         json: bool,
     },
@@ -246,8 +255,10 @@ pub enum DlqCommand {
     Show {
         /// DLQ entry id (first column of `list`).
         id: String,
+        /// The entry's source, where the id alone is ambiguous.
         #[arg(long)]
         source: Option<String>,
+        /// Print JSON, for scripts.
         #[arg(long)]
         json: bool,
     },
@@ -255,6 +266,7 @@ pub enum DlqCommand {
     Replay {
         /// DLQ entry id; or use --all with filters.
         id: Option<String>,
+        /// Every match of the filters.
         #[arg(long, conflicts_with = "id")]
         all: bool,
         #[command(flatten)]
@@ -262,14 +274,17 @@ pub enum DlqCommand {
         /// Count what --all would replay, change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Print JSON, for scripts.
         #[arg(long)]
         json: bool,
     },
     /// Remove one event from the dead-letter queue.
     Delete {
         id: String,
+        /// The entry's source, where the id alone is ambiguous.
         #[arg(long)]
         source: Option<String>,
+        /// Print JSON, for scripts.
         #[arg(long)]
         json: bool,
     },
@@ -277,8 +292,10 @@ pub enum DlqCommand {
     Purge {
         #[command(flatten)]
         filter: DlqFilter,
+        /// Count the matches, change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Print JSON, for scripts.
         #[arg(long)]
         json: bool,
     },
