@@ -170,10 +170,38 @@ pub struct Refusal {
 }
 
 impl Refusal {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+
     pub fn response(&self) -> HttpResponse {
         error(self.status, &self.message)
     }
 }
+
+/// Why an API request got no answer of its own: the request was refused,
+/// or Redis failed. Handlers return it with `?` and `answer` says which.
+pub enum ApiError {
+    Refused(Refusal),
+    Redis(crate::queue::QueueError),
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        Self::Refused(refusal)
+    }
+}
+
+impl From<crate::queue::QueueError> for ApiError {
+    fn from(error: crate::queue::QueueError) -> Self {
+        Self::Redis(error)
+    }
+}
+
+pub type ApiResult = Result<HttpResponse, ApiError>;
 
 /// A listing request's `limit` and `cursor` (the DLQ's and the event
 /// log's alike).
@@ -198,10 +226,9 @@ pub fn dry_run(query: &HashMap<String, String>) -> Result<bool, Refusal> {
     match value.to_ascii_lowercase().as_str() {
         "true" | "1" => Ok(true),
         "false" | "0" => Ok(false),
-        _ => Err(Refusal {
-            status: StatusCode::BAD_REQUEST,
-            message: format!("dry_run must be true or false, not {value:?}"),
-        }),
+        _ => Err(Refusal::bad_request(format!(
+            "dry_run must be true or false, not {value:?}"
+        ))),
     }
 }
 

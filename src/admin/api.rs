@@ -7,13 +7,12 @@ use std::collections::HashMap;
 use http::{Method, StatusCode};
 use serde::Serialize;
 
-use super::{AdminHandle, Refusal, filter_from, page_args, split_entry_path};
+use super::{
+    AdminHandle, ApiError, ApiResult, Refusal, dry_run, filter_from, page_args, split_entry_path,
+};
 use crate::dlq::{self, BulkOp, Filter};
 use crate::overview::{self, SourceOverview};
-use crate::queue::QueueError;
 use crate::response::{HttpResponse, error, json};
-
-type ApiResult = Result<HttpResponse, QueueError>;
 
 pub async fn route(
     admin: &AdminHandle,
@@ -53,9 +52,12 @@ pub async fn route(
 }
 
 fn answer(result: ApiResult) -> HttpResponse {
-    result.unwrap_or_else(|e| {
-        tracing::warn!(error = %e, "admin request failed");
-        error(StatusCode::SERVICE_UNAVAILABLE, &format!("redis: {e}"))
+    result.unwrap_or_else(|e| match e {
+        ApiError::Refused(refusal) => refusal.response(),
+        ApiError::Redis(e) => {
+            tracing::warn!(error = %e, "admin request failed");
+            error(StatusCode::SERVICE_UNAVAILABLE, &format!("redis: {e}"))
+        }
     })
 }
 
@@ -101,10 +103,7 @@ pub fn checked_filter(
     admin: &AdminHandle,
     query: &HashMap<String, String>,
 ) -> Result<Filter, Refusal> {
-    let filter = filter_from(query).map_err(|message| Refusal {
-        status: StatusCode::BAD_REQUEST,
-        message,
-    })?;
+    let filter = filter_from(query).map_err(Refusal::bad_request)?;
     match filter.source.as_deref() {
         Some(source) if admin.sources.get(source).is_none() => Err(Refusal {
             status: StatusCode::NOT_FOUND,
@@ -157,14 +156,8 @@ async fn destination_action(admin: &AdminHandle, method: &Method, path: &str) ->
 }
 
 async fn list(admin: &AdminHandle, query: &HashMap<String, String>) -> ApiResult {
-    let filter = match checked_filter(admin, query) {
-        Ok(filter) => filter,
-        Err(refusal) => return Ok(refusal.response()),
-    };
-    let (limit, cursor) = match page_args(query) {
-        Ok(args) => args,
-        Err(message) => return Ok(error(StatusCode::BAD_REQUEST, message)),
-    };
+    let filter = checked_filter(admin, query)?;
+    let (limit, cursor) = page_args(query).map_err(Refusal::bad_request)?;
     let page = dlq::list(
         &admin.queue,
         admin.sources.keys(),
@@ -230,14 +223,8 @@ async fn delete_one(admin: &AdminHandle, source: &str, id: &str) -> ApiResult {
 }
 
 async fn bulk(admin: &AdminHandle, query: &HashMap<String, String>, op: BulkOp) -> ApiResult {
-    let filter = match checked_filter(admin, query) {
-        Ok(filter) => filter,
-        Err(refusal) => return Ok(refusal.response()),
-    };
-    let dry_run = match super::dry_run(query) {
-        Ok(dry_run) => dry_run,
-        Err(refusal) => return Ok(refusal.response()),
-    };
+    let filter = checked_filter(admin, query)?;
+    let dry_run = dry_run(query)?;
     let result = dlq::bulk(&admin.queue, &admin.targets, &filter, op, dry_run).await?;
     let mut body = serde_json::json!({"matched": result.matched, "dry_run": dry_run});
     body[op.verb()] = serde_json::json!(result.done);

@@ -6,14 +6,12 @@ use std::collections::HashMap;
 
 use http::{Method, StatusCode};
 
-use super::{AdminHandle, Refusal, page_args, split_entry_path};
+use super::{AdminHandle, ApiResult, Refusal, dry_run, page_args, split_entry_path};
 use crate::clock::unix_ms;
 use crate::events::{self, Filter};
-use crate::queue::{MAX_MINUTES, QueueError};
-use crate::response::{HttpResponse, error, json};
+use crate::queue::MAX_MINUTES;
+use crate::response::{error, json};
 use crate::source::Source;
-
-type ApiResult = Result<HttpResponse, QueueError>;
 
 /// `events...` and `stats` under `/admin/`; None for other paths.
 pub async fn route(
@@ -66,16 +64,20 @@ pub fn event_filter(
     query: &HashMap<String, String>,
 ) -> Result<Filter, Refusal> {
     let get = |k: &str| query.get(k).filter(|v| !v.is_empty()).cloned();
-    let bad = |message: String| Refusal {
-        status: StatusCode::BAD_REQUEST,
-        message,
+    let time = |k: &str| {
+        get(k)
+            .map(|t| parse_time(&t))
+            .transpose()
+            .map_err(Refusal::bad_request)
     };
-    let time = |k: &str| get(k).map(|t| parse_time(&t)).transpose().map_err(bad);
     let filter = Filter {
         source: get("source"),
         destination: get("destination"),
         event_type: get("event_type").or_else(|| get("event")),
-        status: get("status").map(|s| s.parse()).transpose().map_err(bad)?,
+        status: get("status")
+            .map(|s| s.parse())
+            .transpose()
+            .map_err(Refusal::bad_request)?,
         since_ms: time("since")?,
         until_ms: time("until")?,
         id: get("id"),
@@ -104,14 +106,8 @@ fn all_sources(admin: &AdminHandle) -> Vec<&Source> {
 }
 
 async fn list(admin: &AdminHandle, query: &HashMap<String, String>) -> ApiResult {
-    let filter = match event_filter(admin, query) {
-        Ok(filter) => filter,
-        Err(refusal) => return Ok(refusal.response()),
-    };
-    let (limit, cursor) = match page_args(query) {
-        Ok(args) => args,
-        Err(message) => return Ok(error(StatusCode::BAD_REQUEST, message)),
-    };
+    let filter = event_filter(admin, query)?;
+    let (limit, cursor) = page_args(query).map_err(Refusal::bad_request)?;
     let page = events::list(
         &admin.queue,
         &all_sources(admin),
@@ -169,14 +165,8 @@ async fn replay_one(
 }
 
 async fn bulk(admin: &AdminHandle, query: &HashMap<String, String>) -> ApiResult {
-    let filter = match event_filter(admin, query) {
-        Ok(filter) => filter,
-        Err(refusal) => return Ok(refusal.response()),
-    };
-    let dry_run = match super::dry_run(query) {
-        Ok(dry_run) => dry_run,
-        Err(refusal) => return Ok(refusal.response()),
-    };
+    let filter = event_filter(admin, query)?;
+    let dry_run = dry_run(query)?;
     let result = events::bulk_replay(&admin.queue, &all_sources(admin), &filter, dry_run).await?;
     Ok(json(StatusCode::OK, &result))
 }
