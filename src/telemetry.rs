@@ -262,11 +262,26 @@ pub fn unknown_source_request() {
         .increment(1);
 }
 
+/// fred warns once per pooled connection when Redis goes away
+/// ("Broadcasting error ... Connection closed"), a burst of lines that
+/// hookd's own `redis is unreachable` line says once, with the reason. Left
+/// out unless `RUST_LOG` names fred itself.
+const QUIET_CONNECTION_WARNINGS: &str = "fred::router::responses=error";
+
 /// Logs go to stderr; `RUST_LOG` sets the filter (default info) and
 /// `HOOKD_LOG_FORMAT=json` switches to one JSON object per line.
 pub fn init_logging() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let spec = std::env::var(EnvFilter::DEFAULT_ENV).unwrap_or_default();
+    let mut filter = match EnvFilter::try_new(&spec) {
+        Ok(filter) if !spec.trim().is_empty() => filter,
+        _ => EnvFilter::new("info"),
+    };
+    if !spec.contains("fred")
+        && let Ok(quiet) = QUIET_CONNECTION_WARNINGS.parse()
+    {
+        filter = filter.add_directive(quiet);
+    }
     let json = std::env::var("HOOKD_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -390,6 +390,12 @@ async fn redis_outage_gives_503_then_recovers_without_restart() {
     assert_eq!(get(&h.daemon.url("/health/live")).await.status, 200);
     let health = get(&h.daemon.url("/health")).await;
     assert_eq!(health.json()["redis"], "down");
+    // The outage is said once, by hookd, not once per pooled connection
+    // by the Redis client (whose lines come first, as the connections
+    // close).
+    assert!(h.daemon.logged(&["redis is unreachable"]).await);
+    let logs = h.daemon.logs();
+    assert!(!logs.contains("Broadcasting error"), "{logs}");
 
     h.redis.restart();
     assert!(
