@@ -32,6 +32,20 @@ pub struct Filter {
     pub reason: Option<DeadReason>,
 }
 
+impl std::fmt::Display for Filter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        listing::write_filter(
+            f,
+            &[
+                ("source", self.source.as_deref()),
+                ("destination", self.destination.as_deref()),
+                ("event_type", self.event_type.as_deref()),
+                ("reason", self.reason.map(DeadReason::as_str)),
+            ],
+        )
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct DlqItem {
     pub source: String,
@@ -347,7 +361,7 @@ pub async fn bulk(
         tracing::info!(
             matched = result.matched,
             done = result.done,
-            ?filter,
+            %filter,
             op = op.verb(),
             "bulk dead-letter operation"
         );
@@ -388,6 +402,21 @@ pub fn valid_id(id: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_filter_is_logged_as_its_set_fields_quoted() {
+        assert_eq!(Filter::default().to_string(), "all");
+        let filter = Filter {
+            source: Some("stripe".into()),
+            event_type: Some("a\nforged".into()),
+            reason: Some(DeadReason::MaxAttempts),
+            ..Filter::default()
+        };
+        assert_eq!(
+            filter.to_string(),
+            r#"source="stripe" event_type="a\nforged" reason="max_attempts""#
+        );
+    }
 
     #[test]
     fn ids_are_validated() {

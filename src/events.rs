@@ -38,6 +38,27 @@ pub struct Filter {
     pub id: Option<String>,
 }
 
+impl std::fmt::Display for Filter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (since, until) = (
+            self.since_ms.map(|ms| ms.to_string()),
+            self.until_ms.map(|ms| ms.to_string()),
+        );
+        listing::write_filter(
+            f,
+            &[
+                ("source", self.source.as_deref()),
+                ("destination", self.destination.as_deref()),
+                ("event_type", self.event_type.as_deref()),
+                ("status", self.status.map(EventStatus::as_str)),
+                ("since_ms", since.as_deref()),
+                ("until_ms", until.as_deref()),
+                ("id", self.id.as_deref()),
+            ],
+        )
+    }
+}
+
 /// One destination's line of a listed event.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct DestinationStatus {
@@ -406,7 +427,7 @@ pub async fn bulk_replay(
         tracing::info!(
             matched = result.matched,
             replayed = result.replayed,
-            ?filter,
+            %filter,
             "bulk event replay"
         );
     }

@@ -3,6 +3,25 @@
 //! a bounded number of entries per page, and merge what they found.
 
 use std::cmp::Ordering;
+use std::fmt;
+
+/// Writes a listing filter's set fields as `key="value"` pairs, or `all`
+/// when none is set: how the log names what a bulk operation acted on.
+/// Values are quoted, so one taken from a query string cannot break the
+/// log line.
+pub fn write_filter(f: &mut fmt::Formatter<'_>, fields: &[(&str, Option<&str>)]) -> fmt::Result {
+    let mut set = fields
+        .iter()
+        .filter_map(|(key, value)| value.map(|value| (key, value)));
+    let Some((key, value)) = set.next() else {
+        return f.write_str("all");
+    };
+    write!(f, "{key}={value:?}")?;
+    for (key, value) in set {
+        write!(f, " {key}={value:?}")?;
+    }
+    Ok(())
+}
 
 /// Rows a page holds unless the request says otherwise.
 pub const DEFAULT_PAGE: usize = 50;
