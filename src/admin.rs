@@ -217,10 +217,42 @@ pub fn page_args(query: &HashMap<String, String>) -> Result<(usize, Option<Curso
     Ok((limit, cursor))
 }
 
+/// The query parameters a listing takes besides its filter.
+pub const PAGE_PARAMS: [&str; 2] = ["limit", "cursor"];
+
+/// Refuses a query parameter the request does not take: a misspelt
+/// filter (`sorce=stripe`) would otherwise be ignored, widening a bulk
+/// replay or purge to every match and making a listing look filtered
+/// when it is not. `event` is accepted wherever `event_type` is, as its
+/// short form.
+pub fn only_params(query: &HashMap<String, String>, groups: &[&[&str]]) -> Result<(), Refusal> {
+    let takes = |name: &str| {
+        groups
+            .iter()
+            .any(|g| g.contains(&name) || (name == "event" && g.contains(&"event_type")))
+    };
+    // The first in name order, so the answer does not depend on hashing.
+    let Some(first) = query.keys().map(String::as_str).filter(|n| !takes(n)).min() else {
+        return Ok(());
+    };
+    let known: Vec<&str> = groups.iter().flat_map(|g| g.iter().copied()).collect();
+    let takes = if known.is_empty() {
+        "none".to_owned()
+    } else {
+        known.join(", ")
+    };
+    Err(Refusal::bad_request(format!(
+        "unknown query parameter {first:?}; this request takes {takes}"
+    )))
+}
+
+/// The query parameter of a bulk request that only counts.
+pub const DRY_RUN: [&str; 1] = ["dry_run"];
+
 /// A bulk request's `dry_run`. Anything but true/1 or false/0 (or absent)
 /// is refused: a mistyped `dry_run=yes` must not replay or purge for real.
 pub fn dry_run(query: &HashMap<String, String>) -> Result<bool, Refusal> {
-    let Some(value) = query.get("dry_run").filter(|v| !v.is_empty()) else {
+    let Some(value) = query.get(DRY_RUN[0]).filter(|v| !v.is_empty()) else {
         return Ok(false);
     };
     match value.to_ascii_lowercase().as_str() {
@@ -238,6 +270,9 @@ fn split_entry_path(rest: &str) -> Option<(&str, &str)> {
     crate::dlq::valid_id(id).then_some((source, id))
 }
 
+/// The query parameters of a dead-letter filter.
+pub const DLQ_FILTER: [&str; 4] = ["source", "destination", "event_type", "reason"];
+
 fn filter_from(query: &HashMap<String, String>) -> Result<Filter, String> {
     let get = |k: &str| query.get(k).filter(|v| !v.is_empty()).cloned();
     Ok(Filter {
@@ -246,4 +281,32 @@ fn filter_from(query: &HashMap<String, String>) -> Result<Filter, String> {
         event_type: get("event_type").or_else(|| get("event")),
         reason: get("reason").map(|r| r.parse()).transpose()?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_takes_only_its_own_parameters() {
+        let query = |q: &str| query_map(Some(q));
+        let filter: &[&[&str]] = &[&DLQ_FILTER, &DRY_RUN];
+        assert!(only_params(&query("source=a&dry_run=true"), filter).is_ok());
+        assert!(only_params(&query("event=order.paid"), filter).is_ok());
+        // Empty pairs (`?&dry_run=true`) are no parameter at all.
+        assert!(only_params(&query("&dry_run=true&"), filter).is_ok());
+        let refused = only_params(&query("zeta=1&sorce=a&source=b"), filter).unwrap_err();
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            refused.message,
+            "unknown query parameter \"sorce\"; this request takes source, destination, event_type, reason, dry_run"
+        );
+        let none = only_params(&query("x=1"), &[]).unwrap_err();
+        assert!(
+            none.message.ends_with("this request takes none"),
+            "{}",
+            none.message
+        );
+        assert!(only_params(&query(""), &[]).is_ok());
+    }
 }

@@ -8,7 +8,8 @@ use http::{Method, StatusCode};
 use serde::Serialize;
 
 use super::{
-    AdminHandle, ApiError, ApiResult, Refusal, dry_run, filter_from, page_args, split_entry_path,
+    AdminHandle, ApiError, ApiResult, DLQ_FILTER, DRY_RUN, PAGE_PARAMS, Refusal, dry_run,
+    filter_from, only_params, page_args, split_entry_path,
 };
 use crate::dlq::{self, BulkOp, Filter};
 use crate::overview::{self, SourceOverview};
@@ -24,8 +25,13 @@ pub async fn route(
         return answer(result);
     }
     let result = match (method, path) {
-        (&Method::GET, "sources") => Ok(json(StatusCode::OK, &sources(admin).await)),
-        (method, p) if p.starts_with("sources/") => destination_action(admin, method, p).await,
+        (&Method::GET, "sources") => match only_params(query, &[]) {
+            Ok(()) => Ok(json(StatusCode::OK, &sources(admin).await)),
+            Err(refusal) => Err(refusal.into()),
+        },
+        (method, p) if p.starts_with("sources/") => {
+            destination_action(admin, method, p, query).await
+        }
         (&Method::GET, "dlq") => list(admin, query).await,
         (&Method::POST, "dlq/replay") => bulk(admin, query, BulkOp::Replay).await,
         (&Method::POST, "dlq/purge") => bulk(admin, query, BulkOp::Purge).await,
@@ -33,14 +39,18 @@ pub async fn route(
             let rest = &p["dlq/".len()..];
             if let Some(entry) = rest.strip_suffix("/replay") {
                 match (method, split_entry_path(entry)) {
-                    (&Method::POST, Some((source, id))) => replay_one(admin, source, id).await,
+                    (&Method::POST, Some((source, id))) => {
+                        replay_one(admin, source, id, query).await
+                    }
                     (_, Some(_)) => Ok(error(StatusCode::METHOD_NOT_ALLOWED, "use POST")),
                     (_, None) => Ok(error(StatusCode::NOT_FOUND, "not found")),
                 }
             } else {
                 match (method, split_entry_path(rest)) {
-                    (&Method::GET, Some((source, id))) => show(admin, source, id).await,
-                    (&Method::DELETE, Some((source, id))) => delete_one(admin, source, id).await,
+                    (&Method::GET, Some((source, id))) => show(admin, source, id, query).await,
+                    (&Method::DELETE, Some((source, id))) => {
+                        delete_one(admin, source, id, query).await
+                    }
                     (_, Some(_)) => Ok(error(StatusCode::METHOD_NOT_ALLOWED, "use GET or DELETE")),
                     (_, None) => Ok(error(StatusCode::NOT_FOUND, "not found")),
                 }
@@ -114,7 +124,12 @@ pub fn checked_filter(
 }
 
 /// `POST /admin/sources/{source}/destinations/{name}/pause|resume`.
-async fn destination_action(admin: &AdminHandle, method: &Method, path: &str) -> ApiResult {
+async fn destination_action(
+    admin: &AdminHandle,
+    method: &Method,
+    path: &str,
+    query: &HashMap<String, String>,
+) -> ApiResult {
     let mut parts = path.split('/');
     let (Some("sources"), Some(source), Some("destinations"), Some(name), Some(action), None) = (
         parts.next(),
@@ -134,6 +149,7 @@ async fn destination_action(admin: &AdminHandle, method: &Method, path: &str) ->
     if method != Method::POST {
         return Ok(error(StatusCode::METHOD_NOT_ALLOWED, "use POST"));
     }
+    only_params(query, &[])?;
     let Some(found) = admin.sources.get(source) else {
         return Ok(error(StatusCode::NOT_FOUND, "unknown source"));
     };
@@ -156,6 +172,7 @@ async fn destination_action(admin: &AdminHandle, method: &Method, path: &str) ->
 }
 
 async fn list(admin: &AdminHandle, query: &HashMap<String, String>) -> ApiResult {
+    only_params(query, &[&DLQ_FILTER, &PAGE_PARAMS])?;
     let filter = checked_filter(admin, query)?;
     let (limit, cursor) = page_args(query).map_err(Refusal::bad_request)?;
     let page = dlq::list(
@@ -169,7 +186,13 @@ async fn list(admin: &AdminHandle, query: &HashMap<String, String>) -> ApiResult
     Ok(json(StatusCode::OK, &page))
 }
 
-async fn show(admin: &AdminHandle, source: &str, id: &str) -> ApiResult {
+async fn show(
+    admin: &AdminHandle,
+    source: &str,
+    id: &str,
+    query: &HashMap<String, String>,
+) -> ApiResult {
+    only_params(query, &[])?;
     let Some(source) = admin.sources.get(source) else {
         return Ok(error(StatusCode::NOT_FOUND, "unknown source"));
     };
@@ -179,7 +202,13 @@ async fn show(admin: &AdminHandle, source: &str, id: &str) -> ApiResult {
     })
 }
 
-async fn replay_one(admin: &AdminHandle, source: &str, id: &str) -> ApiResult {
+async fn replay_one(
+    admin: &AdminHandle,
+    source: &str,
+    id: &str,
+    query: &HashMap<String, String>,
+) -> ApiResult {
+    only_params(query, &[])?;
     let Some(found) = admin.sources.get(source) else {
         return Ok(error(StatusCode::NOT_FOUND, "unknown source"));
     };
@@ -207,7 +236,13 @@ async fn replay_one(admin: &AdminHandle, source: &str, id: &str) -> ApiResult {
     })
 }
 
-async fn delete_one(admin: &AdminHandle, source: &str, id: &str) -> ApiResult {
+async fn delete_one(
+    admin: &AdminHandle,
+    source: &str,
+    id: &str,
+    query: &HashMap<String, String>,
+) -> ApiResult {
+    only_params(query, &[])?;
     let Some(found) = admin.sources.get(source) else {
         return Ok(error(StatusCode::NOT_FOUND, "unknown source"));
     };
@@ -223,6 +258,7 @@ async fn delete_one(admin: &AdminHandle, source: &str, id: &str) -> ApiResult {
 }
 
 async fn bulk(admin: &AdminHandle, query: &HashMap<String, String>, op: BulkOp) -> ApiResult {
+    only_params(query, &[&DLQ_FILTER, &DRY_RUN])?;
     let filter = checked_filter(admin, query)?;
     let dry_run = dry_run(query)?;
     let result = dlq::bulk(&admin.queue, &admin.targets, &filter, op, dry_run).await?;

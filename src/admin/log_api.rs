@@ -6,7 +6,10 @@ use std::collections::HashMap;
 
 use http::{Method, StatusCode};
 
-use super::{AdminHandle, ApiResult, Refusal, dry_run, page_args, split_entry_path};
+use super::{
+    AdminHandle, ApiResult, DRY_RUN, PAGE_PARAMS, Refusal, dry_run, only_params, page_args,
+    split_entry_path,
+};
 use crate::clock::unix_ms;
 use crate::events::{self, Filter};
 use crate::queue::MAX_MINUTES;
@@ -36,7 +39,7 @@ pub async fn route(
                     (_, None) => Ok(error(StatusCode::NOT_FOUND, "not found")),
                 },
                 None => match (method, split_entry_path(rest)) {
-                    (&Method::GET, Some((source, id))) => show(admin, source, id).await,
+                    (&Method::GET, Some((source, id))) => show(admin, source, id, query).await,
                     (_, Some(_)) => Ok(error(StatusCode::METHOD_NOT_ALLOWED, "use GET")),
                     (_, None) => Ok(error(StatusCode::NOT_FOUND, "not found")),
                 },
@@ -57,6 +60,17 @@ pub fn parse_time(text: &str) -> Result<u64, String> {
         .map(|d| d.as_millis() as u64)
         .ok_or_else(|| format!("{text:?} is neither unix ms nor an RFC 3339 time"))
 }
+
+/// The query parameters of an event-log filter.
+pub const EVENT_FILTER: [&str; 7] = [
+    "source",
+    "destination",
+    "event_type",
+    "status",
+    "since",
+    "until",
+    "id",
+];
 
 /// The event-log filter of a request, if it names only what exists.
 pub fn event_filter(
@@ -106,6 +120,7 @@ fn all_sources(admin: &AdminHandle) -> Vec<&Source> {
 }
 
 async fn list(admin: &AdminHandle, query: &HashMap<String, String>) -> ApiResult {
+    only_params(query, &[&EVENT_FILTER, &PAGE_PARAMS])?;
     let filter = event_filter(admin, query)?;
     let (limit, cursor) = page_args(query).map_err(Refusal::bad_request)?;
     let page = events::list(
@@ -119,7 +134,13 @@ async fn list(admin: &AdminHandle, query: &HashMap<String, String>) -> ApiResult
     Ok(json(StatusCode::OK, &page))
 }
 
-async fn show(admin: &AdminHandle, source: &str, entry_id: &str) -> ApiResult {
+async fn show(
+    admin: &AdminHandle,
+    source: &str,
+    entry_id: &str,
+    query: &HashMap<String, String>,
+) -> ApiResult {
+    only_params(query, &[])?;
     let Some(source) = admin.sources.get(source) else {
         return Ok(error(StatusCode::NOT_FOUND, "unknown source"));
     };
@@ -137,6 +158,7 @@ async fn replay_one(
     entry_id: &str,
     query: &HashMap<String, String>,
 ) -> ApiResult {
+    only_params(query, &[&["destination"]])?;
     let Some(found) = admin.sources.get(source) else {
         return Ok(error(StatusCode::NOT_FOUND, "unknown source"));
     };
@@ -165,6 +187,7 @@ async fn replay_one(
 }
 
 async fn bulk(admin: &AdminHandle, query: &HashMap<String, String>) -> ApiResult {
+    only_params(query, &[&EVENT_FILTER, &DRY_RUN])?;
     let filter = event_filter(admin, query)?;
     let dry_run = dry_run(query)?;
     let result = events::bulk_replay(&admin.queue, &all_sources(admin), &filter, dry_run).await?;
@@ -172,6 +195,7 @@ async fn bulk(admin: &AdminHandle, query: &HashMap<String, String>) -> ApiResult
 }
 
 async fn stats(admin: &AdminHandle, query: &HashMap<String, String>) -> ApiResult {
+    only_params(query, &[&["source", "minutes"]])?;
     let minutes = match query.get("minutes").filter(|v| !v.is_empty()) {
         Some(v) => match v.parse::<u64>() {
             Ok(n) if (1..=MAX_MINUTES).contains(&n) => n,

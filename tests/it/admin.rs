@@ -376,6 +376,42 @@ async fn bulk_replay_dry_run_delete_and_purge() {
         );
     }
     assert_eq!(s.redis.dlq_len("alpha") + s.redis.dlq_len("beta"), 5);
+    // A misspelt filter is refused, not ignored: ignored, it would replay
+    // or purge every entry, or list everything as if filtered.
+    for (method, path) in [
+        (Method::POST, "/admin/dlq/purge?sorce=beta"),
+        (
+            Method::POST,
+            "/admin/dlq/replay?event_type=replay-me&reasn=rejected",
+        ),
+        (Method::POST, "/admin/events/replay?staus=dead"),
+        (Method::POST, "/admin/events/replay?source=alpha&limit=5"),
+        (Method::GET, "/admin/dlq?source=beta&staus=dead"),
+        (Method::GET, "/admin/events?type=order.paid"),
+        (Method::GET, "/admin/sources?all=1"),
+        (Method::GET, "/admin/stats?sorce=alpha"),
+        (
+            Method::POST,
+            "/admin/sources/alpha/destinations/default/pause?for=1h",
+        ),
+    ] {
+        let refused = s.api(method.clone(), path).await;
+        assert_eq!(refused.status, 400, "{method} {path}");
+        let message = refused.json()["error"].as_str().unwrap().to_owned();
+        assert!(message.starts_with("unknown query parameter"), "{message}");
+    }
+    assert_eq!(
+        s.api(Method::POST, "/admin/dlq/purge?sorce=beta")
+            .await
+            .json()["error"],
+        "unknown query parameter \"sorce\"; this request takes source, destination, event_type, reason, dry_run"
+    );
+    assert_eq!(s.redis.dlq_len("alpha") + s.redis.dlq_len("beta"), 5);
+    let states = s.api(Method::GET, "/admin/sources").await.json();
+    assert!(
+        !states.to_string().contains("\"paused\""),
+        "a refused pause paused: {states}"
+    );
 
     s.sink.set_default(Answer::status(200));
     let done = s
