@@ -151,6 +151,7 @@ pub enum EventsCommand {
     List {
         #[command(flatten)]
         filter: EventFilter,
+        /// Most events on the page (brought within 1-500).
         #[arg(long, default_value_t = 50)]
         limit: usize,
         /// `next_cursor` of the previous page.
@@ -211,7 +212,9 @@ pub enum DestinationsCommand {
     },
     /// Stop deliveries to a destination on every instance; its events wait.
     Pause {
+        /// The source, as named in the config.
         source: String,
+        /// The destination's name within the source.
         destination: String,
         /// Print JSON, for scripts.
         #[arg(long)]
@@ -219,7 +222,9 @@ pub enum DestinationsCommand {
     },
     /// Deliver to a paused destination again.
     Resume {
+        /// The source, as named in the config.
         source: String,
+        /// The destination's name within the source.
         destination: String,
         /// Print JSON, for scripts.
         #[arg(long)]
@@ -228,7 +233,9 @@ pub enum DestinationsCommand {
     /// Drop the consumer group (and its undelivered events) of a destination
     /// that is no longer configured.
     Forget {
+        /// The source, as named in the config.
         source: String,
+        /// The removed destination's name (its consumer group).
         destination: String,
         /// Print JSON, for scripts.
         #[arg(long)]
@@ -242,6 +249,7 @@ pub enum DlqCommand {
     List {
         #[command(flatten)]
         filter: DlqFilter,
+        /// Most events on the page (brought within 1-500).
         #[arg(long, default_value_t = 50)]
         limit: usize,
         /// `next_cursor` of the previous page.
@@ -280,6 +288,7 @@ pub enum DlqCommand {
     },
     /// Remove one event from the dead-letter queue.
     Delete {
+        /// DLQ entry id (first column of `list`).
         id: String,
         /// The entry's source, where the id alone is ambiguous.
         #[arg(long)]
