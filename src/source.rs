@@ -173,6 +173,25 @@ impl Destination {
             value.set_sensitive(true);
             headers.append(header, value);
         }
+        if let Some(credentials) = config.url.authorization() {
+            if let Some(name) = config
+                .headers
+                .keys()
+                .find(|name| name.eq_ignore_ascii_case("authorization"))
+            {
+                return Err(SourceError::ReservedHeader {
+                    key: format!("{key}.headers.{name}"),
+                    why: "the url's credentials (user:password@) set it; keep one of the two",
+                });
+            }
+            let mut value = HeaderValue::from_str(credentials.expose()).map_err(|_| {
+                SourceError::HeaderValue {
+                    key: format!("{key}.url"),
+                }
+            })?;
+            value.set_sensitive(true);
+            headers.insert(http::header::AUTHORIZATION, value);
+        }
         let signing_key = (!config.signing_secret.is_empty())
             .then(|| standard_webhooks::signing_key(config.signing_secret.expose()));
         Ok(Self {

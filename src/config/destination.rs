@@ -9,7 +9,11 @@ use std::time::Duration;
 use http::Uri;
 use serde::{Deserialize, Serialize};
 
+use base64::Engine as _;
+
 use super::Secret;
+
+const REDACTED: &str = "[redacted]";
 
 /// The name of the single-destination form's destination.
 pub const DEFAULT_DESTINATION: &str = "default";
@@ -137,36 +141,101 @@ impl Default for BreakerConfig {
 }
 
 /// A destination URL, checked when the configuration is read: absolute,
-/// `http` or `https`, with a host. Deserialises straight into the `Uri`
-/// that delivery dials.
+/// `http` or `https`, with a host. Credentials in it
+/// (`https://user:password@host/`) go out as `Authorization: Basic` on
+/// every delivery, as curl sends them; the URL delivery dials is the rest.
+/// Shown (check-config, the admin API, the dashboard, the CLI) with the
+/// credentials and every query value redacted: both are where services
+/// put their keys (`?code=` of an Azure Function, say).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DestinationUrl(Uri);
+pub struct DestinationUrl {
+    /// Without credentials.
+    uri: Uri,
+    /// From the credentials: the `Authorization` value each delivery carries.
+    authorization: Option<Secret>,
+}
 
 impl DestinationUrl {
+    /// What delivery dials.
     pub fn uri(&self) -> &Uri {
-        &self.0
+        &self.uri
+    }
+
+    /// `Basic <base64 of user:password>`, if the URL carries credentials.
+    pub fn authorization(&self) -> Option<&Secret> {
+        self.authorization.as_ref()
     }
 }
 
 impl FromStr for DestinationUrl {
     type Err = String;
 
+    /// Never quotes the text: it may hold credentials.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let uri: Uri = text.parse().map_err(|_| format!("{text:?} is not a URL"))?;
-        match uri.scheme_str() {
-            Some("http") | Some("https") => {}
-            _ => return Err(format!("{text:?}: the scheme must be http or https")),
+        if text.contains(REDACTED) {
+            return Err(format!(
+                "cannot hold {REDACTED:?}: give the credentials or query values themselves"
+            ));
         }
-        if uri.authority().is_none() {
-            return Err(format!("{text:?}: the host is missing"));
-        }
-        Ok(Self(uri))
+        let uri: Uri = text.parse().map_err(|_| "not a valid URL".to_owned())?;
+        let scheme = match uri.scheme_str() {
+            Some(scheme @ ("http" | "https")) => scheme,
+            _ => return Err("the scheme must be http or https".to_owned()),
+        };
+        let Some(authority) = uri.authority().map(|a| a.as_str()) else {
+            return Err("the host is missing".to_owned());
+        };
+        let Some((credentials, host)) = authority.rsplit_once('@') else {
+            return Ok(Self {
+                uri,
+                authorization: None,
+            });
+        };
+        let path = uri.path_and_query().map_or("", |p| p.as_str());
+        let uri: Uri = format!("{scheme}://{host}{path}")
+            .parse()
+            .map_err(|_| "not a valid URL".to_owned())?;
+        let (user, password) = credentials.split_once(':').unwrap_or((credentials, ""));
+        let decode = |part: &str| {
+            percent_encoding::percent_decode_str(part)
+                .decode_utf8()
+                .map(|text| text.into_owned())
+                .map_err(|_| "its credentials are not UTF-8 once percent-decoded".to_owned())
+        };
+        let pair = format!("{}:{}", decode(user)?, decode(password)?);
+        let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+        Ok(Self {
+            uri,
+            authorization: Some(Secret::literal(format!("Basic {encoded}"))),
+        })
     }
 }
 
 impl fmt::Display for DestinationUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
+        let uri = &self.uri;
+        write!(f, "{}://", uri.scheme_str().unwrap_or("http"))?;
+        if self.authorization.is_some() {
+            write!(f, "{REDACTED}@")?;
+        }
+        if let Some(authority) = uri.authority() {
+            f.write_str(authority.as_str())?;
+        }
+        if uri.path_and_query().is_some() {
+            f.write_str(uri.path())?;
+        }
+        if let Some(query) = uri.query() {
+            for (i, pair) in query.split('&').enumerate() {
+                f.write_str(if i == 0 { "?" } else { "&" })?;
+                match pair.split_once('=') {
+                    Some((name, _)) => write!(f, "{name}={REDACTED}")?,
+                    // A bare query (`?s3cret`) may be the key itself.
+                    None if pair.is_empty() => {}
+                    None => f.write_str(REDACTED)?,
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -182,7 +251,49 @@ mod tests {
         assert!("https://example.com".parse::<DestinationUrl>().is_ok());
         assert!("ftp://example.com".parse::<DestinationUrl>().is_err());
         assert!("/relative".parse::<DestinationUrl>().is_err());
-        let url: DestinationUrl = "http://h:1/p?q=1".parse().unwrap();
-        assert_eq!(url.to_string(), "http://h:1/p?q=1");
+        let url: DestinationUrl = "http://h:1/p".parse().unwrap();
+        assert_eq!(url.to_string(), "http://h:1/p");
+        assert_eq!(url.authorization(), None);
+        // Errors name no part of the URL: it may hold credentials.
+        for bad in [
+            "ftp://u:s3cret@h/",
+            "http://u:s3cret@",
+            "/s3cret",
+            "http://u:[redacted]@h/",
+        ] {
+            let error = bad.parse::<DestinationUrl>().unwrap_err();
+            assert!(!error.contains("s3cret"), "{error}");
+        }
+    }
+
+    #[test]
+    fn credentials_become_basic_auth_and_are_never_shown() {
+        let url: DestinationUrl = "https://app:p%40ss:w@hooks.example.com:8443/in?code=s3cret&x=1"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            url.uri().to_string(),
+            "https://hooks.example.com:8443/in?code=s3cret&x=1"
+        );
+        // base64("app:p@ss:w")
+        assert_eq!(
+            url.authorization().map(Secret::expose),
+            Some("Basic YXBwOnBAc3M6dw==")
+        );
+        let shown = url.to_string();
+        assert_eq!(
+            shown,
+            "https://[redacted]@hooks.example.com:8443/in?code=[redacted]&x=[redacted]"
+        );
+        assert!(!format!("{url:?}").contains("p%40ss"));
+        // A user alone (an API key as the user name) is a credential too.
+        let key: DestinationUrl = "http://sk_live_1@h/".parse().unwrap();
+        assert_eq!(
+            key.authorization().map(Secret::expose),
+            Some("Basic c2tfbGl2ZV8xOg==")
+        );
+        assert_eq!(key.to_string(), "http://[redacted]@h/");
+        let bare: DestinationUrl = "http://h/p?s3cret".parse().unwrap();
+        assert_eq!(bare.to_string(), "http://h/p?[redacted]");
     }
 }

@@ -680,6 +680,63 @@ async fn static_headers_are_sent_and_their_secrets_shown_nowhere() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn credentials_in_a_destination_url_go_out_as_basic_auth_and_are_shown_nowhere() {
+    // As curl sends them: user "hook-user", password "p@ss:w0rd-s3cret".
+    let url = format!("http://hook-user:p%40ss:w0rd-s3cret@{SINK_HOST}/hook?code=fn-key-s3cret");
+    let h = Harness::builder()
+        .source(SourceSpec::standard("s", &url))
+        .start()
+        .await;
+    h.fence("s", "evt_1").await;
+    let got = &h.sink.received()[0];
+    // base64("hook-user:p@ss:w0rd-s3cret")
+    assert_eq!(
+        got.header("authorization"),
+        "Basic aG9vay11c2VyOnBAc3M6dzByZC1zM2NyZXQ="
+    );
+    assert_eq!(got.target, "/hook?code=fn-key-s3cret");
+
+    let sources = h.api(Method::GET, "/admin/sources").await.json();
+    let shown_url = sources["sources"][0]["destinations"][0]["url"].clone();
+    assert_eq!(
+        shown_url,
+        format!("http://[redacted]@{}/hook?code=[redacted]", h.sink.addr)
+    );
+    let shown = [
+        sources.to_string(),
+        String::from_utf8_lossy(&get(&h.daemon.admin_url("/")).await.body).into_owned(),
+        h.cli(&["destinations", "list"]).1,
+        h.cli(&["destinations", "list", "--json"]).1,
+        {
+            let (_, out, err) = hookd(
+                &["check-config", "--config", h.config_path.to_str().unwrap()],
+                &[],
+            );
+            out + &err
+        },
+        h.daemon.logs(),
+    ];
+    for text in &shown {
+        assert!(!text.contains("s3cret"), "credentials shown:\n{text}");
+        assert!(!text.contains("hook-user"), "credentials shown:\n{text}");
+    }
+
+    // Credentials in the URL and an Authorization header: one must go.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hookd.toml");
+    let spec = SourceSpec::standard("s", "http://u:pw-s3cret@127.0.0.1:9/x")
+        .with(r#"headers = { Authorization = "Bearer t" }"#);
+    std::fs::write(&path, config("redis://127.0.0.1:1", "", &[spec])).unwrap();
+    let (code, out, err) = hookd(&["check-config", "--config", path.to_str().unwrap()], &[]);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        err.contains("sources[0].destinations[0].headers.Authorization cannot be set"),
+        "{err}"
+    );
+    assert!(!(out + &err).contains("s3cret"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn route_config_errors_name_the_key_and_never_the_secret() {
     let redis_url = "redis://127.0.0.1:1";
     let check = |routes: &[(&str, &str)], env: &[(&str, &str)]| {

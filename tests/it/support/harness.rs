@@ -20,6 +20,9 @@ use super::{
 
 /// The placeholder for the sink's URL in destination URLs.
 pub const SINK: &str = "{sink}";
+/// The placeholder for the sink's `host:port`, to write a URL of one's own
+/// (with credentials, say).
+pub const SINK_HOST: &str = "{sink_host}";
 /// Placeholders for the extra sinks of [`HarnessBuilder::sinks`]:
 /// `SINKS[i]` stands for `Harness::sinks[i]`.
 pub const SINKS: [&str; 3] = ["{sink0}", "{sink1}", "{sink2}"];
@@ -122,9 +125,16 @@ impl HarnessBuilder {
             sources.push(SourceSpec::standard("s", SINK));
         }
         for source in &mut sources {
-            source.destination = source.destination.replace(SINK, &sink.url());
+            let host = sink.addr.to_string();
+            source.destination = source
+                .destination
+                .replace(SINK, &sink.url())
+                .replace(SINK_HOST, &host);
             for route in &mut source.routes {
-                route.url = route.url.replace(SINK, &sink.url());
+                route.url = route
+                    .url
+                    .replace(SINK, &sink.url())
+                    .replace(SINK_HOST, &host);
                 for (placeholder, extra) in SINKS.iter().zip(&sinks) {
                     route.url = route.url.replace(placeholder, &extra.url());
                 }

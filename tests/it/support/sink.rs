@@ -46,6 +46,8 @@ impl Answer {
 
 #[derive(Clone, Debug)]
 pub struct Received {
+    /// Path and query, as requested.
+    pub target: String,
     pub headers: HeaderMap,
     pub body: Bytes,
     pub at: Instant,
@@ -229,6 +231,10 @@ async fn handle(state: Arc<SinkState>, req: Request<Incoming>) -> Response<Full<
     }
     // Recorded when answered, so "received" means "the sink finished it".
     state.received.lock().unwrap().push(Received {
+        target: parts
+            .uri
+            .path_and_query()
+            .map_or_else(String::new, |p| p.to_string()),
         headers: parts.headers,
         body,
         at: Instant::now(),
