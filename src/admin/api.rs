@@ -25,10 +25,7 @@ pub async fn route(
         return answer(result);
     }
     let result = match (method, path) {
-        (&Method::GET, "sources") => match only_params(query, &[]) {
-            Ok(()) => Ok(json(StatusCode::OK, &sources(admin).await)),
-            Err(refusal) => Err(refusal.into()),
-        },
+        (&Method::GET, "sources") => list_sources(admin, query).await,
         (method, p) if p.starts_with("sources/") => {
             destination_action(admin, method, p, query).await
         }
@@ -106,6 +103,11 @@ pub async fn sources(admin: &AdminHandle) -> SourcesView {
         redis_error: admin.status.redis_error(),
         sources: out,
     }
+}
+
+async fn list_sources(admin: &AdminHandle, query: &HashMap<String, String>) -> ApiResult {
+    only_params(query, &[])?;
+    Ok(json(StatusCode::OK, &sources(admin).await))
 }
 
 /// The filter of a request, if it names only what exists.
