@@ -55,6 +55,13 @@ pub fn handles(path: &str) -> bool {
 }
 
 impl AdminHandle {
+    /// The source a request names (in its path or its filter), or 404.
+    fn named_source(&self, name: &str) -> Result<&Arc<crate::source::Source>, Refusal> {
+        self.sources
+            .get(name)
+            .ok_or_else(|| Refusal::not_found("unknown source"))
+    }
+
     pub fn new(queue: Queue, sources: Arc<Sources>, status: Arc<Status>, token: Secret) -> Self {
         let targets = Targets::new(sources.iter().map(|source| {
             let names = source.destination_names().map(str::to_owned).collect();
@@ -170,6 +177,13 @@ pub struct Refusal {
 }
 
 impl Refusal {
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            message: message.into(),
+        }
+    }
+
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,

@@ -117,10 +117,7 @@ pub fn checked_filter(
 ) -> Result<Filter, Refusal> {
     let filter = filter_from(query).map_err(Refusal::bad_request)?;
     match filter.source.as_deref() {
-        Some(source) if admin.sources.get(source).is_none() => Err(Refusal {
-            status: StatusCode::NOT_FOUND,
-            message: "unknown source".into(),
-        }),
+        Some(source) => admin.named_source(source).map(|_| filter),
         _ => Ok(filter),
     }
 }
@@ -152,9 +149,7 @@ async fn destination_action(
         return Ok(error(StatusCode::METHOD_NOT_ALLOWED, "use POST"));
     }
     only_params(query, &[])?;
-    let Some(found) = admin.sources.get(source) else {
-        return Ok(error(StatusCode::NOT_FOUND, "unknown source"));
-    };
+    let found = admin.named_source(source)?;
     let Some(destination) = found.destination(name) else {
         return Ok(error(StatusCode::NOT_FOUND, "unknown destination"));
     };
@@ -195,9 +190,7 @@ async fn show(
     query: &HashMap<String, String>,
 ) -> ApiResult {
     only_params(query, &[])?;
-    let Some(source) = admin.sources.get(source) else {
-        return Ok(error(StatusCode::NOT_FOUND, "unknown source"));
-    };
+    let source = admin.named_source(source)?;
     Ok(match dlq::find(&admin.queue, [&source.keys], id).await? {
         Some(item) => json(StatusCode::OK, &item.detail()),
         None => error(StatusCode::NOT_FOUND, "not in the dead-letter queue"),
@@ -211,9 +204,7 @@ async fn replay_one(
     query: &HashMap<String, String>,
 ) -> ApiResult {
     only_params(query, &[])?;
-    let Some(found) = admin.sources.get(source) else {
-        return Ok(error(StatusCode::NOT_FOUND, "unknown source"));
-    };
+    let found = admin.named_source(source)?;
     let Some(item) = dlq::find(&admin.queue, [&found.keys], id).await? else {
         return Ok(error(StatusCode::NOT_FOUND, "not in the dead-letter queue"));
     };
@@ -245,9 +236,7 @@ async fn delete_one(
     query: &HashMap<String, String>,
 ) -> ApiResult {
     only_params(query, &[])?;
-    let Some(found) = admin.sources.get(source) else {
-        return Ok(error(StatusCode::NOT_FOUND, "unknown source"));
-    };
+    let found = admin.named_source(source)?;
     Ok(if admin.queue.dlq_delete(&found.keys, id).await? {
         tracing::info!(source, dlq_id = id, "deleted from the dead-letter queue");
         json(

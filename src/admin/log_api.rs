@@ -96,21 +96,17 @@ pub fn event_filter(
         until_ms: time("until")?,
         id: get("id"),
     };
-    let missing = |message: &str| Refusal {
-        status: StatusCode::NOT_FOUND,
-        message: message.into(),
-    };
     if let Some(source) = &filter.source
         && admin.sources.get(source).is_none()
     {
-        return Err(missing("unknown source"));
+        return Err(Refusal::not_found("unknown source"));
     }
     if let Some(destination) = &filter.destination
         && !admin
             .sources
             .has_destination(filter.source.as_deref(), destination)
     {
-        return Err(missing("unknown destination"));
+        return Err(Refusal::not_found("unknown destination"));
     }
     Ok(filter)
 }
@@ -141,9 +137,7 @@ async fn show(
     query: &HashMap<String, String>,
 ) -> ApiResult {
     only_params(query, &[])?;
-    let Some(source) = admin.sources.get(source) else {
-        return Ok(error(StatusCode::NOT_FOUND, "unknown source"));
-    };
+    let source = admin.named_source(source)?;
     Ok(
         match events::detail(&admin.queue, source, entry_id).await? {
             Some(detail) => json(StatusCode::OK, &detail),
@@ -159,9 +153,7 @@ async fn replay_one(
     query: &HashMap<String, String>,
 ) -> ApiResult {
     only_params(query, &[&["destination"]])?;
-    let Some(found) = admin.sources.get(source) else {
-        return Ok(error(StatusCode::NOT_FOUND, "unknown source"));
-    };
+    let found = admin.named_source(source)?;
     let destination = query.get("destination").filter(|d| !d.is_empty());
     if let Some(name) = destination
         && found.destination(name).is_none()
