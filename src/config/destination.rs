@@ -146,13 +146,17 @@ impl Default for BreakerConfig {
 /// every delivery, as curl sends them; the URL delivery dials is the rest.
 /// Shown (check-config, the admin API, the dashboard, the CLI) with the
 /// credentials and every query value redacted: both are where services
-/// put their keys (`?code=` of an Azure Function, say).
+/// put their keys (`?code=` of an Azure Function, say). Written as
+/// `env:VAR` or `file:/path`, for a URL whose path is itself the key
+/// (Slack's, Discord's), it is shown as scheme and host only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DestinationUrl {
     /// Without credentials.
     uri: Uri,
     /// From the credentials: the `Authorization` value each delivery carries.
     authorization: Option<Secret>,
+    /// Given by reference (`env:`, `file:`): nothing past the host is shown.
+    secret: bool,
 }
 
 impl DestinationUrl {
@@ -165,13 +169,9 @@ impl DestinationUrl {
     pub fn authorization(&self) -> Option<&Secret> {
         self.authorization.as_ref()
     }
-}
 
-impl FromStr for DestinationUrl {
-    type Err = String;
-
-    /// Never quotes the text: it may hold credentials.
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
+    /// A URL as written (not a reference).
+    fn parse_literal(text: &str) -> Result<Self, String> {
         if text.contains(REDACTED) {
             return Err(format!(
                 "cannot hold {REDACTED:?}: give the credentials or query values themselves"
@@ -189,6 +189,7 @@ impl FromStr for DestinationUrl {
             return Ok(Self {
                 uri,
                 authorization: None,
+                secret: false,
             });
         };
         let path = uri.path_and_query().map_or("", |p| p.as_str());
@@ -207,7 +208,24 @@ impl FromStr for DestinationUrl {
         Ok(Self {
             uri,
             authorization: Some(Secret::literal(format!("Basic {encoded}"))),
+            secret: false,
         })
+    }
+}
+
+impl FromStr for DestinationUrl {
+    type Err = String;
+
+    /// Never quotes the URL: it may hold credentials.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if !(text.starts_with("env:") || text.starts_with("file:")) {
+            return Self::parse_literal(text);
+        }
+        let resolved = Secret::resolve(text)?;
+        let mut url = Self::parse_literal(resolved.expose())
+            .map_err(|why| format!("the URL {text} holds: {why}"))?;
+        url.secret = true;
+        Ok(url)
     }
 }
 
@@ -220,6 +238,9 @@ impl fmt::Display for DestinationUrl {
         }
         if let Some(authority) = uri.authority() {
             f.write_str(authority.as_str())?;
+        }
+        if self.secret {
+            return write!(f, "/{REDACTED}");
         }
         if uri.path_and_query().is_some() {
             f.write_str(uri.path())?;
@@ -295,5 +316,37 @@ mod tests {
         assert_eq!(key.to_string(), "http://[redacted]@h/");
         let bare: DestinationUrl = "http://h/p?s3cret".parse().unwrap();
         assert_eq!(bare.to_string(), "http://h/p?[redacted]");
+    }
+
+    #[test]
+    fn a_url_given_by_reference_shows_only_its_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("url");
+        std::fs::write(
+            &path,
+            "https://u:pw@hooks.example.com/services/T0/B0/s3cret\n",
+        )
+        .unwrap();
+        let parsed: DestinationUrl = format!("file:{}", path.display()).parse().unwrap();
+        assert_eq!(
+            parsed.uri().to_string(),
+            "https://hooks.example.com/services/T0/B0/s3cret"
+        );
+        assert!(parsed.authorization().is_some());
+        assert_eq!(
+            parsed.to_string(),
+            "https://[redacted]@hooks.example.com/[redacted]"
+        );
+        std::fs::write(&path, "ftp://hooks.example.com/s3cret").unwrap();
+        let refused = format!("file:{}", path.display())
+            .parse::<DestinationUrl>()
+            .unwrap_err();
+        assert!(
+            refused.contains("the scheme must be http or https"),
+            "{refused}"
+        );
+        assert!(!refused.contains("s3cret"), "{refused}");
+        let missing = "env:HOOKD_TEST_UNSET_VARIABLE_7f3a".parse::<DestinationUrl>();
+        assert!(missing.unwrap_err().contains("is not set"));
     }
 }

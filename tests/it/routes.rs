@@ -721,6 +721,34 @@ async fn credentials_in_a_destination_url_go_out_as_basic_auth_and_are_shown_now
         assert!(!text.contains("hook-user"), "credentials shown:\n{text}");
     }
 
+    // A URL whose path is the key (Slack's, Discord's), given by reference:
+    // delivered to in full, shown as its host only.
+    let private = Sink::start().await;
+    let by_reference = Harness::builder()
+        .source(SourceSpec::standard("s", "env:HOOKD_TEST_HOOK_URL"))
+        .env(
+            "HOOKD_TEST_HOOK_URL",
+            &format!("http://{}/services/T0/B0/path-s3cret", private.addr),
+        )
+        .start()
+        .await;
+    by_reference.fence_on(&private, "s", "evt_2").await;
+    assert_eq!(private.received()[0].target, "/services/T0/B0/path-s3cret");
+    let sources = by_reference.api(Method::GET, "/admin/sources").await.json();
+    assert_eq!(
+        sources["sources"][0]["destinations"][0]["url"],
+        format!("http://{}/[redacted]", private.addr)
+    );
+    let (code, listed, _) = by_reference.cli(&["destinations", "list"]);
+    assert_eq!(code, 0, "{listed}");
+    assert!(
+        listed.contains(&format!("http://{}/[redacted]", private.addr)),
+        "{listed}"
+    );
+    for text in [sources.to_string(), listed, by_reference.daemon.logs()] {
+        assert!(!text.contains("s3cret"), "the URL's path shown:\n{text}");
+    }
+
     // Credentials in the URL and an Authorization header: one must go.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hookd.toml");

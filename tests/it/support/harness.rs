@@ -36,6 +36,8 @@ pub struct Harness {
     /// The daemon's configuration file.
     pub config_path: PathBuf,
     admin_token: Option<String>,
+    /// The environment the daemon (and `cli`) get on top of the test's.
+    env: Vec<(String, String)>,
     _dir: TempDir,
 }
 
@@ -170,6 +172,7 @@ impl HarnessBuilder {
             daemon,
             config_path,
             admin_token: self.admin_token,
+            env: self.env,
             _dir: dir,
         }
     }
@@ -255,6 +258,7 @@ impl Harness {
             .arg("--config")
             .arg(&self.config_path)
             .env_remove("HOOKD_CONFIG")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()
             .expect("run hookd");
         (
