@@ -25,6 +25,7 @@ macro_rules! serde_as_text {
 }
 
 mod destination;
+mod duration;
 mod redis_url;
 mod secret;
 mod source;
@@ -76,14 +77,14 @@ pub struct ServerConfig {
     /// one client from filling memory.
     pub max_body_bytes: usize,
     /// Closes connections that never finish their headers (slowloris).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::duration")]
     pub header_read_timeout: Duration,
     /// Bounds how long a client may take to send its body.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::duration")]
     pub request_timeout: Duration,
     /// Closes a keep-alive or HTTP/2 connection that has had no request in
     /// progress for this long, so idle sockets do not pile up.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::duration")]
     pub idle_timeout: Duration,
     /// Connections served at once; beyond it new connections wait in the
     /// kernel's accept queue instead of each costing memory here.
@@ -153,10 +154,10 @@ pub struct WorkerConfig {
     /// How long an entry may stay un-acked before another consumer takes it
     /// over; must exceed every destination timeout or live deliveries get
     /// duplicated.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::duration")]
     pub claim_idle: Duration,
     /// How often each source looks for abandoned entries.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::duration")]
     pub claim_interval: Duration,
     /// An entry handed out more often than this is crashing its consumer;
     /// it is dead-lettered instead of taking the fleet down in a loop.
@@ -181,7 +182,7 @@ pub struct IngestConfig {
     /// answers 503, so a dead destination cannot exhaust Redis memory.
     pub max_backlog: u64,
     /// How long an event id is remembered for de-duplication.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::duration")]
     pub dedup_ttl: Duration,
 }
 
@@ -199,11 +200,11 @@ impl Default for IngestConfig {
 pub struct ShutdownConfig {
     /// Time between failing readiness and closing the listener, so load
     /// balancers stop routing here before connections are refused.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::duration")]
     pub drain_delay: Duration,
     /// Upper bound on finishing in-flight requests and deliveries; what is
     /// unfinished stays pending in Redis for another consumer.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::duration")]
     pub timeout: Duration,
 }
 
@@ -222,6 +223,15 @@ pub enum ConfigOrigin {
     File(PathBuf),
     Defaults,
 }
+
+/// The most connections, deliveries in flight or workers a limit may
+/// allow: far past any machine's use, and within what a semaphore can
+/// count (a larger value would stop `run` after `check-config` passed).
+pub const MAX_PERMITS: usize = 1_000_000;
+
+/// The most Redis connections of a pool: Redis runs commands on one
+/// thread, so more only take clients from `maxclients`.
+pub const MAX_POOL_SIZE: usize = 128;
 
 impl Config {
     /// Loads the config file (explicit path, `HOOKD_CONFIG`, or the default
@@ -287,17 +297,17 @@ impl Config {
             // Every body not already in when reading starts would time out.
             bail!("server.request_timeout must be greater than 0");
         }
-        if self.server.max_connections == 0 {
-            bail!("server.max_connections must be at least 1");
+        if !(1..=MAX_PERMITS).contains(&self.server.max_connections) {
+            bail!("server.max_connections must be 1 to {MAX_PERMITS}");
         }
-        if self.redis.pool_size == 0 {
-            bail!("redis.pool_size must be at least 1");
+        if !(1..=MAX_POOL_SIZE).contains(&self.redis.pool_size) {
+            bail!("redis.pool_size must be 1 to {MAX_POOL_SIZE}");
         }
         if self.redis.key_prefix.is_empty() || self.redis.key_prefix.contains(['{', '}']) {
             bail!("redis.key_prefix must be non-empty and must not contain braces");
         }
-        if self.worker.concurrency == 0 {
-            bail!("worker.concurrency must be at least 1");
+        if !(1..=MAX_PERMITS).contains(&self.worker.concurrency) {
+            bail!("worker.concurrency must be 1 to {MAX_PERMITS}");
         }
         if self.worker.max_deliveries == 0 {
             bail!("worker.max_deliveries must be at least 1");
@@ -360,8 +370,8 @@ impl Config {
         source: &str,
         destination: &DestinationConfig,
     ) -> anyhow::Result<()> {
-        if destination.max_in_flight == 0 {
-            bail!("{key}.max_in_flight must be at least 1");
+        if !(1..=MAX_PERMITS).contains(&destination.max_in_flight) {
+            bail!("{key}.max_in_flight must be 1 to {MAX_PERMITS}");
         }
         if destination.timeout.is_zero() {
             bail!("{key}.timeout must be greater than 0");
@@ -682,6 +692,43 @@ url = "http://127.0.0.1:3000/hooks"
                 .to_string();
             assert!(err.contains(&format!("{section}.{key} must be")), "{err}");
         }
+    }
+
+    /// Values `run` could not use (a semaphore of 2^62 permits, a Redis
+    /// expiry of millions of years) are refused where `check-config` sees
+    /// them, by name.
+    #[test]
+    fn limits_and_durations_too_large_are_refused_by_name() {
+        for (section, key, value) in [
+            ("server", "max_connections", "1000001"),
+            ("redis", "pool_size", "129"),
+            ("worker", "concurrency", "4611686018427387904"),
+            ("ingest", "dedup_ttl", "\"500000000y\""),
+            ("worker", "claim_idle", "\"11y\""),
+            ("shutdown", "timeout", "\"500000000y\""),
+        ] {
+            let err = Config::from_toml_str(&format!("[{section}]\n{key} = {value}\n"))
+                .expect_err(key)
+                .to_string();
+            assert!(err.contains(&format!("{section}.{key}")), "{err}");
+        }
+        let destination = |extra: &str| {
+            Config::from_toml_str(&format!("{}{extra}\n", source_toml("")))
+                .expect_err(extra)
+                .to_string()
+        };
+        let err = destination("max_in_flight = 9223372036854775807");
+        assert!(
+            err.contains("sources[0].destinations[0].max_in_flight must be 1 to"),
+            "{err}"
+        );
+        let err = destination("retry = { base = \"1s\", max = \"500000000y\" }");
+        assert!(err.contains("retry.max"), "{err}");
+        Config::from_toml_str(&format!(
+            "[server]\nmax_connections = 1000000\n[redis]\npool_size = 128\n[ingest]\ndedup_ttl = \"3650days\"\n{}max_in_flight = 1000000\n",
+            source_toml("")
+        ))
+        .expect("the largest values are accepted");
     }
 
     #[test]

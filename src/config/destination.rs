@@ -30,7 +30,10 @@ pub struct DestinationConfig {
     /// the built-in Mozilla roots and the system store (`SSL_CERT_FILE`).
     pub url: DestinationUrl,
     /// Per attempt, from connect to the last response byte we read.
-    #[serde(default = "default_destination_timeout", with = "humantime_serde")]
+    #[serde(
+        default = "default_destination_timeout",
+        with = "crate::config::duration"
+    )]
     pub timeout: Duration,
     /// Cap on concurrent deliveries to this destination, so one slow service
     /// cannot take every worker.
@@ -76,10 +79,10 @@ pub struct RetryConfig {
     /// dead-lettered.
     pub max_attempts: u32,
     /// Delay before the second attempt; doubles each time.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::duration")]
     pub base: Duration,
     /// Ceiling for the doubling (and for a destination's Retry-After).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::duration")]
     pub max: Duration,
     /// Full jitter spreads retries of a burst so they do not return together.
     pub jitter: bool,
@@ -123,10 +126,10 @@ pub struct BreakerConfig {
     /// Consecutive failed attempts that open it; 0 turns it off.
     pub failures: u32,
     /// How long it stays open before one probe delivery decides.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::duration")]
     pub cooldown: Duration,
     /// Each failed probe doubles the cooldown, up to this.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::duration")]
     pub max_cooldown: Duration,
 }
 

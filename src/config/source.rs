@@ -47,7 +47,7 @@ pub struct HistoryConfig {
     /// Redis as soon as every destination is done with it).
     pub max_events: u64,
     /// Oldest finished event kept; 0 turns the log off.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::duration")]
     pub max_age: Duration,
 }
 
@@ -76,14 +76,14 @@ pub enum VerifyConfig {
         /// `whsec_<base64>` keys; several during rotation.
         secrets: Vec<Secret>,
         /// Allowed clock difference for `webhook-timestamp`.
-        #[serde(default = "default_tolerance", with = "humantime_serde")]
+        #[serde(default = "default_tolerance", with = "crate::config::duration")]
         tolerance: Duration,
     },
     Stripe {
         /// Endpoint signing secrets (`whsec_...`); several during rotation.
         secrets: Vec<Secret>,
         /// Allowed age of the `t=` timestamp (Stripe's default is 300 s).
-        #[serde(default = "default_tolerance", with = "humantime_serde")]
+        #[serde(default = "default_tolerance", with = "crate::config::duration")]
         tolerance: Duration,
     },
     Github {
@@ -102,7 +102,7 @@ pub enum VerifyConfig {
         /// Signing secrets; several during rotation.
         secrets: Vec<Secret>,
         /// Allowed clock difference for `X-Slack-Request-Timestamp`.
-        #[serde(default = "default_tolerance", with = "humantime_serde")]
+        #[serde(default = "default_tolerance", with = "crate::config::duration")]
         tolerance: Duration,
     },
     Twilio {
@@ -126,7 +126,7 @@ pub enum VerifyConfig {
         /// Notification destination secret keys.
         secrets: Vec<Secret>,
         /// Allowed clock difference for the `ts=` timestamp.
-        #[serde(default = "default_tolerance", with = "humantime_serde")]
+        #[serde(default = "default_tolerance", with = "crate::config::duration")]
         tolerance: Duration,
     },
     Square {
