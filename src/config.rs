@@ -229,6 +229,11 @@ pub enum ConfigOrigin {
 /// count (a larger value would stop `run` after `check-config` passed).
 pub const MAX_PERMITS: usize = 1_000_000;
 
+/// The largest body hookd accepts: Redis takes no larger string
+/// (`proto-max-bulk-len`, 512 MiB by default), and the spool's records
+/// count their fields' lengths in 32 bits.
+pub const MAX_BODY_BYTES: usize = 512 << 20;
+
 /// The most Redis connections of a pool: Redis runs commands on one
 /// thread, so more only take clients from `maxclients`.
 pub const MAX_POOL_SIZE: usize = 128;
@@ -284,8 +289,10 @@ impl Config {
     /// Checks what serde cannot: cross-field rules and value ranges. Every
     /// message names the offending key.
     pub fn validate(&self) -> anyhow::Result<()> {
-        if self.server.max_body_bytes == 0 {
-            bail!("server.max_body_bytes must be at least 1");
+        if !(1..=MAX_BODY_BYTES).contains(&self.server.max_body_bytes) {
+            bail!(
+                "server.max_body_bytes must be 1 to {MAX_BODY_BYTES} (the largest value Redis stores by default)"
+            );
         }
         if self.server.header_read_timeout.is_zero() {
             bail!("server.header_read_timeout must be greater than 0");
@@ -701,6 +708,7 @@ url = "http://127.0.0.1:3000/hooks"
     fn limits_and_durations_too_large_are_refused_by_name() {
         for (section, key, value) in [
             ("server", "max_connections", "1000001"),
+            ("server", "max_body_bytes", "536870913"),
             ("redis", "pool_size", "129"),
             ("worker", "concurrency", "4611686018427387904"),
             ("ingest", "dedup_ttl", "\"500000000y\""),
