@@ -23,7 +23,7 @@ fn schemes() -> Vec<(&'static str, VerifyConfig)> {
     let s = |v: &str| vec![Secret::literal(v)];
     let tol = Duration::from_secs(300);
     vec![
-        ("none", VerifyConfig::None),
+        ("none", VerifyConfig::None {}),
         (
             "standard-webhooks",
             VerifyConfig::StandardWebhooks {

@@ -520,6 +520,10 @@ fn describe_figment_error(error: figment::Error) -> anyhow::Error {
                 )
             }
             Kind::Message(message) => without_source_lines(message),
+            // figment would say "expected `none`", which reads as a value.
+            Kind::UnknownField(found, []) => {
+                format!("unknown field `{found}`: no other key is allowed here")
+            }
             other => other.to_string(),
         };
         if key.is_empty() {
@@ -756,6 +760,25 @@ url = "http://127.0.0.1:3000/hooks"
         let err = Config::from_toml_str("[admin]\nlisten = \"0.0.0.0:8081\"\n").unwrap_err();
         assert!(err.to_string().contains("admin.token"), "{err}");
         Config::from_toml_str("[admin]\nlisten = \"0.0.0.0:8081\"\ntoken = \"t\"\n").unwrap();
+    }
+
+    #[test]
+    fn the_none_scheme_takes_no_keys() {
+        let toml = source_toml("").replace(
+            "verify = { scheme = \"github\", secrets = [\"s3cret\"] }",
+            "verify = { scheme = \"none\", secrets = [\"s3cret\"] }",
+        );
+        let err = Config::from_toml_str(&toml).unwrap_err().to_string();
+        assert!(
+            err.contains("unknown field `secrets`: no other key is allowed here"),
+            "{err}"
+        );
+        assert!(!err.contains("s3cret"), "{err}");
+        let toml = source_toml("").replace(
+            "verify = { scheme = \"github\", secrets = [\"s3cret\"] }",
+            "verify = { scheme = \"none\" }",
+        );
+        Config::from_toml_str(&toml).expect("scheme none alone");
     }
 
     #[test]

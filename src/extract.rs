@@ -196,7 +196,7 @@ fn auto_id(scheme: &VerifyConfig, headers: &HeaderMap, body: &mut Body) -> Optio
         }
         VerifyConfig::Paddle { .. } => body.pointer("/event_id"),
         VerifyConfig::Square { .. } => body.pointer("/event_id"),
-        VerifyConfig::Hmac { .. } | VerifyConfig::None => from_header("webhook-id")
+        VerifyConfig::Hmac { .. } | VerifyConfig::None {} => from_header("webhook-id")
             .or_else(|| from_header("idempotency-key"))
             .or_else(|| from_header("x-request-id")),
     }
@@ -216,7 +216,7 @@ fn auto_type(scheme: &VerifyConfig, headers: &HeaderMap, body: &mut Body) -> Opt
             .or_else(|| body.pointer("/type")),
         VerifyConfig::Gitlab { .. } => header(headers, "x-gitlab-event"),
         VerifyConfig::Paddle { .. } => body.pointer("/event_type"),
-        VerifyConfig::Twilio { .. } | VerifyConfig::Hmac { .. } | VerifyConfig::None => {
+        VerifyConfig::Twilio { .. } | VerifyConfig::Hmac { .. } | VerifyConfig::None {} => {
             body.pointer("/type")
         }
     }

@@ -42,12 +42,10 @@ pub enum KeyError {
     NoSecrets(&'static str),
     #[error("secret #{index} is empty")]
     EmptySecret { index: usize },
+    /// Says nothing of where the text fails to decode: that would give
+    /// away part of the secret.
     #[error("secret #{index} is not valid base64 after the whsec_ prefix")]
-    BadBase64 {
-        index: usize,
-        #[source]
-        source: base64::DecodeError,
-    },
+    BadBase64 { index: usize },
     #[error("url {0:?} must be an absolute http(s) URL")]
     BadUrl(String),
     #[error("header {0:?} is not a valid header name")]
@@ -268,7 +266,7 @@ impl Verifier {
                     prefix: prefix.clone(),
                 }
             }
-            VerifyConfig::None => Scheme::None,
+            VerifyConfig::None {} => Scheme::None,
         };
         Ok(Self { scheme })
     }

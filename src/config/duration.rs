@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use serde::{Deserializer, Serializer, de::Error as _};
 
-/// The longest a configured duration may be: ten years.
-pub const MAX: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+/// The longest a configured duration may be: ten years, as `"10y"`
+/// reads (a year of 365.25 days).
+pub const MAX: Duration = Duration::from_secs(315_576_000);
 
 pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
     humantime_serde::serialize(value, serializer)
@@ -47,13 +48,14 @@ mod tests {
     #[test]
     fn durations_are_bounded_by_ten_years() {
         assert_eq!(parse("72h"), Ok(Duration::from_secs(72 * 3600)));
-        assert_eq!(parse("3650days"), Ok(MAX));
+        assert_eq!(parse("10y"), Ok(MAX));
+        assert!(parse("3652days").is_ok());
         let refused = parse("500000000y").unwrap_err();
         assert!(
             refused.contains("longer than a duration may be"),
             "{refused}"
         );
-        assert!(parse("3651days").is_err());
+        assert!(parse("3653days").is_err());
         assert!(parse("soon").is_err());
     }
 }

@@ -150,7 +150,9 @@ pub enum VerifyConfig {
         #[serde(default)]
         prefix: String,
     },
-    None,
+    /// Spelled with braces so that keys given with it (`secrets`) are
+    /// refused like any unknown key, not ignored.
+    None {},
 }
 
 fn default_tolerance() -> Duration {

@@ -13,7 +13,7 @@ pub fn key(index: usize, secret: &str) -> Result<hmac::Key, KeyError> {
     let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
     let raw = BASE64
         .decode(encoded)
-        .map_err(|source| KeyError::BadBase64 { index, source })?;
+        .map_err(|_| KeyError::BadBase64 { index })?;
     Ok(hmac::Key::new(hmac::HMAC_SHA256, &raw))
 }
 

@@ -129,7 +129,16 @@ fn standard_webhooks_rejects_tampering_and_stale_timestamps() {
 #[test]
 fn standard_webhooks_rejects_bad_key_encoding() {
     let err = Verifier::build(&standard(&["whsec_!!!notbase64"])).unwrap_err();
-    assert!(matches!(err, KeyError::BadBase64 { index: 0, .. }));
+    assert!(matches!(err, KeyError::BadBase64 { index: 0 }));
+    // Neither the message nor its sources say where or what the bad
+    // character is: that is part of the secret.
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(cause) = source {
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    assert!(!text.contains("33") && !text.contains("offset"), "{text}");
 }
 
 // Stripe: HMAC-SHA256 hex of "{t}.{body}" with the whsec_ string as key
@@ -584,7 +593,7 @@ fn unreadable_or_overlong_signatures_are_mismatches() {
 
 #[test]
 fn none_accepts_anything() {
-    assert_eq!(check(VerifyConfig::None, &[], None, b"x", 0), Ok(()));
+    assert_eq!(check(VerifyConfig::None {}, &[], None, b"x", 0), Ok(()));
 }
 
 #[test]
@@ -638,7 +647,7 @@ fn sign_round_trips_for_every_scheme() {
             encoding: SignatureEncoding::Hex,
             prefix: "sha1=".into(),
         },
-        VerifyConfig::None,
+        VerifyConfig::None {},
     ];
     let body = b"a=1&b=2";
     for config in configs {
