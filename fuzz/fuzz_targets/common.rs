@@ -75,6 +75,6 @@ pub fn schemes() -> Vec<hookd::config::VerifyConfig> {
             encoding: SignatureEncoding::Base64,
             prefix: "sha256=".into(),
         },
-        VerifyConfig::None,
+        VerifyConfig::None {},
     ]
 }

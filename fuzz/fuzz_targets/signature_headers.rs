@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
             body,
         };
         let result = verifier.verify(&request, 1_700_000_000);
-        if !matches!(scheme, hookd::config::VerifyConfig::None) {
+        if !matches!(scheme, hookd::config::VerifyConfig::None {}) {
             assert!(result.is_err(), "accepted a forged request for {scheme:?}");
         }
     }
