@@ -116,10 +116,10 @@ pub fn checked_filter(
     query: &HashMap<String, String>,
 ) -> Result<Filter, Refusal> {
     let filter = filter_from(query).map_err(Refusal::bad_request)?;
-    match filter.source.as_deref() {
-        Some(source) => admin.named_source(source).map(|_| filter),
-        _ => Ok(filter),
+    if let Some(source) = &filter.source {
+        admin.named_source(source)?;
     }
+    Ok(filter)
 }
 
 /// `POST /admin/sources/{source}/destinations/{name}/pause|resume`.

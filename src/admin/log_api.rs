@@ -96,10 +96,8 @@ pub fn event_filter(
         until_ms: time("until")?,
         id: get("id"),
     };
-    if let Some(source) = &filter.source
-        && admin.sources.get(source).is_none()
-    {
-        return Err(Refusal::not_found("unknown source"));
+    if let Some(source) = &filter.source {
+        admin.named_source(source)?;
     }
     if let Some(destination) = &filter.destination
         && !admin
@@ -202,10 +200,7 @@ async fn stats(admin: &AdminHandle, query: &HashMap<String, String>) -> ApiResul
     };
     let source = query.get("source").filter(|v| !v.is_empty());
     let sources: Vec<&Source> = match source {
-        Some(name) => match admin.sources.get(name) {
-            Some(found) => vec![found.as_ref()],
-            None => return Ok(error(StatusCode::NOT_FOUND, "unknown source")),
-        },
+        Some(name) => vec![admin.named_source(name)?.as_ref()],
         None => all_sources(admin),
     };
     let points = events::stats(&admin.queue, &sources, unix_ms(), minutes).await?;
