@@ -29,7 +29,6 @@ use crate::status::Status;
 use auth::{Auth, CSRF_HEADER, Gate};
 
 pub use api::SourcesView;
-pub use log_api::parse_time;
 
 /// Everything the admin API and the dashboard use.
 pub struct AdminHandle {

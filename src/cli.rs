@@ -130,10 +130,10 @@ pub struct EventFilter {
     /// queued, in_flight, delivered, retrying, dead, filtered, paused.
     #[arg(long, value_parser = parse_status)]
     pub status: Option<crate::queue::EventStatus>,
-    /// Received at or after: unix ms or an RFC 3339 time.
+    /// Received at or after: unix ms, an RFC 3339 time (Z or an offset) or a date.
     #[arg(long)]
     pub since: Option<String>,
-    /// Received at or before: unix ms or an RFC 3339 time.
+    /// Received at or before: unix ms, an RFC 3339 time (Z or an offset) or a date.
     #[arg(long)]
     pub until: Option<String>,
     /// The provider's event id.

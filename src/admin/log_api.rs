@@ -10,7 +10,7 @@ use super::{
     AdminHandle, ApiResult, DRY_RUN, PAGE_PARAMS, Refusal, dry_run, only_params, page_args,
     split_entry_path,
 };
-use crate::clock::unix_ms;
+use crate::clock::{parse_time, unix_ms};
 use crate::events::{self, Filter};
 use crate::queue::MAX_MINUTES;
 use crate::response::{error, json};
@@ -47,18 +47,6 @@ pub async fn route(
         }
         _ => return None,
     })
-}
-
-/// A time given as unix ms or as an RFC 3339 date.
-pub fn parse_time(text: &str) -> Result<u64, String> {
-    if let Ok(ms) = text.parse::<u64>() {
-        return Ok(ms);
-    }
-    humantime::parse_rfc3339_weak(text)
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_millis() as u64)
-        .ok_or_else(|| format!("{text:?} is neither unix ms nor an RFC 3339 time"))
 }
 
 /// The query parameters of an event-log filter.
@@ -208,16 +196,4 @@ async fn stats(admin: &AdminHandle, query: &HashMap<String, String>) -> ApiResul
         StatusCode::OK,
         &serde_json::json!({"source": source, "minutes": minutes, "points": points}),
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_are_unix_ms_or_rfc3339() {
-        assert_eq!(parse_time("1700000000000"), Ok(1_700_000_000_000));
-        assert_eq!(parse_time("2023-11-14T22:13:20Z"), Ok(1_700_000_000_000));
-        assert!(parse_time("yesterday").is_err());
-    }
 }

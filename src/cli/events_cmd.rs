@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 
 use super::table::{Align, Table};
 use super::{EventFilter, EventsCommand, ms_to_text, print_json};
-use crate::admin::parse_time;
+use crate::clock::parse_time;
 use crate::events::{self, Filter};
 use crate::listing::Cursor;
 use crate::queue::Queue;

@@ -203,6 +203,15 @@ async fn every_event_is_logged_with_each_destinations_status_and_attempts() {
     assert!(event_ids(&before).is_empty(), "{before}");
     let from = events(&h, &format!("since={received}")).await;
     assert_eq!(event_ids(&from).len(), 10);
+    // Times as people write them: with an offset, without seconds, a date.
+    for (query, found) in [
+        ("since=1970-01-01T01:00:00%2B01:00", 10),
+        ("until=1970-01-01T01:00%2B01:00", 0),
+        ("until=2999-01-01", 10),
+        ("since=2999-01-01T00:00", 0),
+    ] {
+        assert_eq!(event_ids(&events(&h, query).await).len(), found, "{query}");
+    }
 
     // Paging: every event exactly once.
     let paged = all_pages(&h, "limit=3").await;
