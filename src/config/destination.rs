@@ -12,8 +12,7 @@ use serde::{Deserialize, Serialize};
 use base64::Engine as _;
 
 use super::Secret;
-
-const REDACTED: &str = "[redacted]";
+use super::secret::REDACTED;
 
 /// The name of the single-destination form's destination.
 pub const DEFAULT_DESTINATION: &str = "default";

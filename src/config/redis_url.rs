@@ -7,8 +7,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::Secret;
-
-const REDACTED: &str = "[redacted]";
+use super::secret::REDACTED;
 
 /// Query parameters of Redis URLs whose values are not secret (cluster
 /// nodes, the sentinel service and user). Any other parameter's value is

@@ -5,7 +5,8 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-const REDACTED: &str = "[redacted]";
+/// Shown instead of a secret (and of the secret parts of URLs).
+pub(super) const REDACTED: &str = "[redacted]";
 
 /// Written in config as a literal, `env:VAR` or `file:/path`; resolved once
 /// at load so a missing variable or file fails startup instead of the first

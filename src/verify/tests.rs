@@ -141,9 +141,6 @@ fn standard_webhooks_rejects_bad_key_encoding() {
     assert!(!text.contains("33") && !text.contains("offset"), "{text}");
 }
 
-// Stripe: HMAC-SHA256 hex of "{t}.{body}" with the whsec_ string as key
-// (stripe.com/docs/webhooks#verify-manually). Expected value computed with
-// Python's hmac module.
 #[test]
 fn a_tolerance_under_a_second_is_refused() {
     let zero = Duration::from_millis(500);
@@ -175,6 +172,9 @@ fn a_tolerance_under_a_second_is_refused() {
     assert!(Verifier::build(&one).is_ok());
 }
 
+// Stripe: HMAC-SHA256 hex of "{t}.{body}" with the whsec_ string as key
+// (stripe.com/docs/webhooks#verify-manually). Expected value computed with
+// Python's hmac module.
 fn stripe() -> VerifyConfig {
     VerifyConfig::Stripe {
         secrets: secrets(&["whsec_test_secret"]),
