@@ -6,7 +6,8 @@
 -- KEYS[1] stream, KEYS[2] retry zset, KEYS[3] attempts hash
 -- ARGV[1] group, ARGV[2] consumer, ARGV[3] min idle (ms), ARGV[4] cursor,
 -- ARGV[5] count
--- Returns {next cursor, {{id, fields, deliveries, attempts made}...}, deleted count}
+-- Returns {next cursor, {{id, fields, deliveries, attempts made (probes
+-- too)}...}, deleted count}
 local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4],
   'COUNT', ARGV[5], 'JUSTID')
 local out = {}
@@ -17,7 +18,7 @@ for _, id in ipairs(r[2]) do
       local p = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
       local deliveries = 1
       if p[1] then deliveries = p[1][4] end
-      local made = parse_attempts(redis.call('HGET', KEYS[3], id))
+      local made = attempts_tried(redis.call('HGET', KEYS[3], id))
       out[#out + 1] = {id, claimed[1][2], deliveries, made}
     end
   end

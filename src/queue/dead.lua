@@ -24,8 +24,9 @@ if #entry == 0 or acked == 0 then
 end
 if ARGV[7] == '1' then made = made + 1 end
 history = history .. ARGV[6]
+local record = attempt_record(made, 'dead', history)
 if ARGV[9] == '1' then
-  redis.call('HSET', attempts, id, attempt_record(made, 'dead', history))
+  redis.call('HSET', attempts, id, record)
 else
   redis.call('HDEL', attempts, id)
 end
@@ -35,7 +36,8 @@ if ARGV[7] == '1' then redis.call('HINCRBY', counters, 'failed', 1) end
 redis.call('EXPIRE', counters, ARGV[10], 'NX')
 local now = now_ms()
 local fields = stored_fields(entry[1][2])
-for _, v in ipairs({'dest', group, 'att', tostring(made), 'log', history, 'reason', ARGV[3],
+-- The DLQ counts every attempt its history lists, probes too.
+for _, v in ipairs({'dest', group, 'att', tostring(attempts_tried(record)), 'log', history, 'reason', ARGV[3],
                     'status', ARGV[4], 'error', ARGV[5], 'dead_at', tostring(now), 'entry', id}) do
   fields[#fields + 1] = v
 end

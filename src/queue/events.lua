@@ -37,8 +37,10 @@ for i = 9, #ARGV do
 end
 
 local function status_of(d, id)
-  local made, outcome, history =
-    parse_attempts(redis.call('HGET', d.attempts, id), not detail)
+  local record = redis.call('HGET', d.attempts, id)
+  local _, outcome, history = parse_attempts(record, not detail)
+  -- What the history shows, the breaker's probes included.
+  local made = attempts_tried(record)
   if outcome == 'delivered' or outcome == 'dead' then return outcome, made, history end
   local waiting = nil
   if redis.call('ZSCORE', d.retry, id) then

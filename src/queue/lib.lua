@@ -63,6 +63,17 @@ local function parse_attempts(record, without_history)
   return made, string.sub(record, a + 1, b - 1), string.sub(record, b + 1)
 end
 
+-- Attempts made at an entry, the breaker's probes included: one history
+-- line each, where `made` counts only those held against max_attempts. The
+-- next attempt is numbered after them, and the event log counts them. A
+-- record without history lines is its count alone.
+local function attempts_tried(record)
+  if not record then return 0 end
+  local made = parse_attempts(record, true)
+  local _, newlines = string.gsub(record, '\n', '\n')
+  return math.max(made, newlines - 2)
+end
+
 local function attempt_record(made, outcome, history)
   return made .. '\n' .. outcome .. '\n' .. history
 end

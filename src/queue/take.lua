@@ -4,7 +4,8 @@
 -- count (the crash-loop guard counts hand-outs without an outcome).
 -- KEYS[1] stream, KEYS[2] retry zset, KEYS[3] attempts hash
 -- ARGV[1] group, ARGV[2] consumer, ARGV[3] most to take
--- Returns {{{id, fields, attempts made}...}, ms until the next is due (-1 none)}
+-- Returns {{{id, fields, attempts made (probes too)}...}, ms until the next
+-- is due (-1 none)}
 local now = now_ms()
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
 local out = {}
@@ -12,8 +13,7 @@ for _, id in ipairs(due) do
   redis.call('ZREM', KEYS[2], id)
   local claimed = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, id, 'RETRYCOUNT', 1)
   if claimed[1] and claimed[1][2] then
-    local made = parse_attempts(redis.call('HGET', KEYS[3], id))
-    out[#out + 1] = {id, claimed[1][2], made}
+    out[#out + 1] = {id, claimed[1][2], attempts_tried(redis.call('HGET', KEYS[3], id))}
   else
     redis.call('HDEL', KEYS[3], id)
   end

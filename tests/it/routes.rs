@@ -375,6 +375,25 @@ async fn a_down_destination_dead_letters_nothing_but_a_poison_event_is_dead_lett
     // Far more attempts than max_attempts, and still not dead.
     assert!(sink.wait_for(8, Duration::from_secs(20)).await);
     assert_eq!(h.redis.dlq_len("s"), 0);
+    // The breaker's probes are attempts too: numbered on, never repeating
+    // a number the service already saw, and counted in the event log,
+    // where the event waits for its next try (not queued untried).
+    let numbers: Vec<String> = sink
+        .received()
+        .iter()
+        .map(|r| r.header("x-hookd-attempt").to_owned())
+        .collect();
+    let expected: Vec<String> = (1..=numbers.len()).map(|n| n.to_string()).collect();
+    assert_eq!(numbers, expected);
+    let listed = h.api(Method::GET, "/admin/events?id=lonely").await;
+    let svc = &listed.json()["items"][0]["destinations"]["svc"];
+    assert!(
+        svc["attempts"].as_u64().unwrap_or(0) >= numbers.len() as u64 - 1,
+        "{svc} after {} requests",
+        numbers.len()
+    );
+    let status = svc["status"].as_str().unwrap_or("");
+    assert!(status == "retrying" || status == "in_flight", "{svc}");
     sink.set_default(Answer::status(200));
     assert!(h.settled("s").await);
     assert_eq!(h.redis.dlq_len("s"), 0);
