@@ -9,6 +9,7 @@
 mod charts;
 mod dlq_pages;
 mod event_pages;
+mod indent;
 mod overview_page;
 
 pub use dlq_pages::{detail, dlq};
@@ -202,14 +203,11 @@ pub(super) fn opt(v: Option<u64>) -> String {
     v.map(|v| v.to_string()).unwrap_or_else(|| "—".into())
 }
 
-/// A body for showing: JSON pretty-printed, other text as is, binary as
-/// base64.
+/// A body for showing: JSON indented (its keys and numbers as received),
+/// other text as is, binary as base64.
 pub(super) fn pretty_body(shown: &crate::shown::ShownEvent) -> String {
     match (&shown.body, &shown.body_base64) {
-        (Some(text), _) => serde_json::from_str::<serde_json::Value>(text)
-            .ok()
-            .and_then(|v| serde_json::to_string_pretty(&v).ok())
-            .unwrap_or_else(|| text.clone()),
+        (Some(text), _) => indent::indent_json(text).unwrap_or_else(|| text.clone()),
         (None, Some(b64)) => format!("(binary body, base64)\n{b64}"),
         (None, None) => String::new(),
     }

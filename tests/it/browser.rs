@@ -298,10 +298,11 @@ async fn an_operator_logs_in_and_replays_a_dead_lettered_event() {
     driver.wait_for_text("invoice.failed").await;
     driver.wait_for_text("webhook-signature").await;
     let page = driver.source().await;
+    // Indented, with its keys in the order they came (`type` first).
+    let body = "\"type\": \"invoice.failed\",\n  \"id\": \"evt_browser\"\n}";
     assert!(
-        page.contains("&quot;id&quot;: &quot;evt_browser&quot;")
-            || page.contains("\"id\": \"evt_browser\""),
-        "pretty JSON body missing"
+        page.contains(body) || page.contains(&body.replace('"', "&quot;")),
+        "indented JSON body, in its own key order, missing:\n{page}"
     );
     driver.click("#replay").await;
     driver.accept_dialog().await;
