@@ -181,12 +181,37 @@ pub fn not_found() -> HttpResponse {
     )
 }
 
-pub(super) fn time(ms: u64) -> String {
+/// Day and time to the second, UTC: short enough for a table cell.
+fn clock(ms: u64) -> String {
     if ms == 0 {
         return "—".into();
     }
     let secs = ms / 1000;
-    httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+    let day = secs % 86_400;
+    let date =
+        httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs));
+    // "Tue, 01 Dec 2026 12:00:00 GMT" → "01 Dec 12:00:00"
+    let parts: Vec<&str> = date.split(' ').collect();
+    match parts.as_slice() {
+        [_, d, m, _, _, _] => format!(
+            "{d} {m} {:02}:{:02}:{:02}",
+            day / 3600,
+            (day / 60) % 60,
+            day % 60
+        ),
+        _ => date,
+    }
+}
+
+/// A moment as the pages show it: `clock`, with the full date (the year
+/// too) on hover.
+pub(super) fn when(ms: u64) -> String {
+    if ms == 0 {
+        return "—".into();
+    }
+    let full =
+        httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(ms / 1000));
+    format!("<span title=\"{full}\">{}</span>", clock(ms))
 }
 
 pub(super) fn age(ms: Option<u64>) -> String {
@@ -246,4 +271,20 @@ pub(super) fn headers_table(headers: &[(String, String)]) -> String {
     }
     out.push_str("</tbody></table>");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moments_show_day_and_seconds_with_the_year_on_hover() {
+        assert_eq!(clock(1_700_000_000_000), "14 Nov 22:13:20");
+        assert_eq!(clock(0), "—");
+        assert_eq!(
+            when(1_700_000_000_000),
+            "<span title=\"Tue, 14 Nov 2023 22:13:20 GMT\">14 Nov 22:13:20</span>"
+        );
+        assert_eq!(when(0), "—");
+    }
 }

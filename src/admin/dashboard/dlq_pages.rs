@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use super::{
     Nav, esc, flash, headers_table, not_found, opt, page, page_args_or_refused, pretty_body,
-    redis_error, time, url_encode,
+    redis_error, url_encode, when,
 };
 use crate::admin::AdminHandle;
 use crate::admin::api::checked_filter;
@@ -135,11 +135,11 @@ fn row(body: &mut String, item: &DlqItem) {
     let error: String = item.error.chars().take(80).collect();
     let _ = write!(
         body,
-        "<tr data-event-id=\"{eid}\"><td>{}</td><td>{}</td><td><a class=\"mono\" href=\"{ui}\">{eid}</a></td>\
+        "<tr data-event-id=\"{eid}\"><td class=\"nowrap\">{}</td><td>{}</td><td><a class=\"mono\" href=\"{ui}\">{eid}</a></td>\
          <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"error-text\">{}</td>\
          <td class=\"actions\"><button data-action=\"replay\" data-url=\"{api}/replay\" data-method=\"POST\">Replay</button>\
          <button class=\"danger\" data-action=\"delete\" data-url=\"{api}\" data-method=\"DELETE\">Delete</button></td></tr>",
-        time(item.dead_at_ms),
+        when(item.dead_at_ms),
         esc(&item.source),
         esc(&item.event_type),
         esc(&item.destination),
@@ -179,8 +179,8 @@ pub async fn detail(admin: &AdminHandle, source: &str, id: &str) -> HttpResponse
         opt(item.status.map(u64::from)),
         esc(&item.error),
         item.attempts,
-        time(item.received_ms),
-        time(item.dead_at_ms),
+        when(item.received_ms),
+        when(item.dead_at_ms),
         esc(&item.id),
     );
     let shown_body = pretty_body(&detail.shown);
@@ -205,7 +205,7 @@ pub async fn detail(admin: &AdminHandle, source: &str, id: &str) -> HttpResponse
             body,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"error-text\">{}</td></tr>",
             attempt.attempt,
-            time(attempt.at_ms),
+            when(attempt.at_ms),
             opt(attempt.status.map(u64::from)),
             esc(&attempt.error)
         );

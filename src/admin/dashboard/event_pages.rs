@@ -8,7 +8,7 @@ use std::fmt::Write;
 
 use super::{
     Nav, esc, flash, fragment, headers_table, not_found, options, page, page_args_or_refused,
-    pretty_body, redis_error, url_encode,
+    pretty_body, redis_error, url_encode, when,
 };
 use crate::admin::AdminHandle;
 use crate::admin::log_api::event_filter;
@@ -16,28 +16,6 @@ use crate::events::{self, EventItem, Filter};
 use crate::queue::{AttemptRecord, EventStatus};
 use crate::response::HttpResponse;
 use crate::source::Source;
-
-/// A time with seconds, UTC.
-fn clock(ms: u64) -> String {
-    if ms == 0 {
-        return "—".into();
-    }
-    let secs = ms / 1000;
-    let day = secs % 86_400;
-    let date =
-        httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs));
-    // "Tue, 01 Dec 2026 12:00:00 GMT" → "01 Dec 12:00:00"
-    let parts: Vec<&str> = date.split(' ').collect();
-    match parts.as_slice() {
-        [_, d, m, _, _, _] => format!(
-            "{d} {m} {:02}:{:02}:{:02}",
-            day / 3600,
-            (day / 60) % 60,
-            day % 60
-        ),
-        _ => date,
-    }
-}
 
 fn pill(name: &str, status: EventStatus, attempts: u32) -> String {
     format!(
@@ -197,7 +175,7 @@ fn row(body: &mut String, item: &EventItem) {
         body,
         "<tr data-entry=\"{entry}\" data-event-id=\"{id}\"><td class=\"nowrap\">{}</td><td>{}</td>\
          <td>{replay}<a class=\"mono\" href=\"{}\">{id}</a></td><td>{}</td><td>{}</td><td class=\"pills\">{}</td></tr>",
-        clock(item.received_ms),
+        when(item.received_ms),
         esc(&item.source),
         esc(&event_link(&item.source, &item.entry_id)),
         esc(&item.event_type),
@@ -215,7 +193,7 @@ fn attempt_item(a: &AttemptRecord) -> String {
          <b>{}</b> <span class=\"took\">{}</span> <span class=\"error-text\">{}</span></li>",
         if ok { "ok" } else { "bad" },
         a.attempt,
-        clock(a.at_ms),
+        when(a.at_ms),
         a.status
             .map(|s| s.to_string())
             .unwrap_or_else(|| "no answer".into()),
@@ -318,7 +296,7 @@ pub async fn event(
         esc(&item.id),
         esc(source),
         esc(&item.event_type),
-        clock(item.received_ms),
+        when(item.received_ms),
         esc(entry_id),
         item.size,
         esc(&detail.shown.content_type),
@@ -332,12 +310,6 @@ pub async fn event(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn clock_shows_day_and_seconds() {
-        assert_eq!(clock(1_700_000_000_000), "14 Nov 22:13:20");
-        assert_eq!(clock(0), "—");
-    }
 
     #[test]
     fn filters_survive_into_links() {
