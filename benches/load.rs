@@ -14,7 +14,8 @@
 //! destinations receiving every event, then one and two destinations taking
 //! turns at the same deliveries/s (their machine CPU per delivery), the
 //! event log's cost (`load/log.rs`: end to end with and without it, taking
-//! turns at 80% of the hold's rate, Redis memory per retained event,
+//! turns at 80% of the hold's rate, then each searching for its capacity,
+//! Redis memory per retained event,
 //! listing latency with 100k retained), the spool (`load/spool.rs`:
 //! ingest while Redis hangs, then the drain), and an optional memory soak.
 //! `--instructions` counts instructions per event under callgrind instead
@@ -230,7 +231,15 @@ async fn run(knobs: Knobs) {
     let two = e2e::Target::fanout(&hookd, &redis, &delivered, knobs.e2e_connections);
     let fanout = routes::fanout(&knobs, &e2e, &two, &hold).await;
     let log_rate = (turns::TURN_SHARE * hold.deliveries_per_second()).round();
-    let log_compare = log::compare(&knobs, &hookd, &redis, &delivered, log_rate).await;
+    let log_compare = log::compare(
+        &knobs,
+        &hookd,
+        &redis,
+        &delivered,
+        log_rate,
+        hold.e2e.run.rate,
+    )
+    .await;
     let log_memory = log::memory(&knobs, &hookd, &redis).await;
     let listing = log::listing(&knobs, &hookd, &redis).await;
     let spool = spool::measure(&knobs).await;

@@ -427,7 +427,13 @@ impl Report<'_> {
         }
         let commands = self.hold.calls.1 as f64 / e2e.run.accepted.max(1) as f64;
         println!("| Redis commands per event, end to end (stated) | {commands:.2} | - |");
-        routes::goals(ingest, self.fanout, self.memory, self.hold);
+        routes::goals(
+            ingest,
+            self.fanout,
+            self.memory,
+            self.hold,
+            self.log_compare,
+        );
         log::goals(ingest, self.log_memory, self.listing, self.log_compare);
         spool::goals(ingest, self.spool);
     }

@@ -191,7 +191,13 @@ fn memory_row(memory: &Memory) {
 }
 
 /// The goals table's rows for routes.
-pub fn goals(ingest: &phases::Ingest, fanout: &Fanout, memory: &Memory, one: &Hold) {
+pub fn goals(
+    ingest: &phases::Ingest,
+    fanout: &Fanout,
+    memory: &Memory,
+    one: &Hold,
+    log: &crate::log::Compare,
+) {
     const FANOUT_INGEST: f64 = 0.90;
     const ONE_E2E: f64 = 0.55;
     const FANOUT_DELIVERIES: f64 = 1.25;
@@ -211,8 +217,17 @@ pub fn goals(ingest: &phases::Ingest, fanout: &Fanout, memory: &Memory, one: &Ho
         ),
     }
     let e2e_share = one.e2e.run.rate / ingest.base_rate();
+    // The same source without the event log, as a share of the same
+    // ceiling: what routes cost apart from keeping history.
+    let without_log = match log.searched() {
+        (Some(rate), _) => format!(
+            "; without the event log, searching in turns with it: {:.0}% ({rate:.0}/s)",
+            100.0 * rate / ingest.base_rate()
+        ),
+        _ => String::new(),
+    };
     println!(
-        "| end to end, 1 destination ≥ {:.0}% of the baseline's ingest ceiling | {:.0}% ({:.0}/s, {}, {} lost) | {} |",
+        "| end to end, 1 destination ≥ {:.0}% of the baseline's ingest ceiling | {:.0}% ({:.0}/s, {}, {} lost){without_log} | {} |",
         100.0 * ONE_E2E,
         100.0 * e2e_share,
         one.e2e.run.rate,
