@@ -15,9 +15,9 @@
 //! turns at the same deliveries/s (their machine CPU per delivery), the
 //! event log's cost (`load/log.rs`: end to end with and without it, taking
 //! turns at 80% of the hold's rate, then each searching for its capacity,
-//! Redis memory per retained event,
-//! listing latency with 100k retained), the spool (`load/spool.rs`:
-//! ingest while Redis hangs, then the drain), and an optional memory soak.
+//! Redis memory per retained event, listing latency with 100k retained),
+//! the spool (`load/spool.rs`: ingest while Redis hangs, then the drain),
+//! and an optional memory soak.
 //! `--instructions` counts instructions per event under callgrind instead
 //! (`load/instructions.rs`).
 //!

@@ -1,8 +1,9 @@
 //! What the event log costs: Redis memory per retained event (delivered,
 //! with its attempt record), `GET /admin/events` latency with 100k
 //! events retained, and end to end with the log against the same source
-//! without it (`max_events = 0`), at one rate and each at its capacity. Ingest with the log on is the ingest
-//! rounds' hookd figure: every bench source keeps the default history.
+//! without it (`max_events = 0`), at one rate and each at its capacity.
+//! Ingest with the log on is the ingest rounds' hookd figure: every bench
+//! source keeps the default history.
 
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};

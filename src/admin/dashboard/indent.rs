@@ -26,20 +26,17 @@ pub(super) fn indent_json(text: &str) -> Option<String> {
             '{' | '[' => {
                 skip_whitespace(&mut chars);
                 out.push(c);
-                if matches!(chars.peek(), Some('}' | ']')) {
+                if let Some(close) = chars.next_if(|n| matches!(n, '}' | ']')) {
                     // An empty object or array stays on its line: `{}`.
+                    out.push(close);
                     continue;
                 }
                 depth += 1;
                 new_line(&mut out, depth);
             }
             '}' | ']' => {
-                // After an opening bracket nothing but its partner can
-                // close at once (handled above): here a member ended.
-                if !out.ends_with(['{', '[']) {
-                    depth = depth.saturating_sub(1);
-                    new_line(&mut out, depth);
-                }
+                depth = depth.saturating_sub(1);
+                new_line(&mut out, depth);
                 out.push(c);
             }
             ',' => {
