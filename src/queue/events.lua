@@ -38,9 +38,9 @@ end
 
 local function status_of(d, id)
   local record = redis.call('HGET', d.attempts, id)
-  local _, outcome, history = parse_attempts(record, not detail)
+  local counted, outcome, history = parse_attempts(record, not detail)
   -- What the history shows, the breaker's probes included.
-  local made = attempts_tried(record)
+  local made = math.max(counted, history_lines(record))
   if outcome == 'delivered' or outcome == 'dead' then return outcome, made, history end
   local waiting = nil
   if redis.call('ZSCORE', d.retry, id) then

@@ -63,15 +63,20 @@ local function parse_attempts(record, without_history)
   return made, string.sub(record, a + 1, b - 1), string.sub(record, b + 1)
 end
 
--- Attempts made at an entry, the breaker's probes included: one history
--- line each, where `made` counts only those held against max_attempts. The
--- next attempt is numbered after them, and the event log counts them. A
--- record without history lines is its count alone.
-local function attempts_tried(record)
+-- Lines of an attempt record's history: one per attempt made, the
+-- breaker's probes included, where its `made` counts only those held
+-- against max_attempts.
+local function history_lines(record)
   if not record then return 0 end
-  local made = parse_attempts(record, true)
   local _, newlines = string.gsub(record, '\n', '\n')
-  return math.max(made, newlines - 2)
+  return math.max(0, newlines - 2)
+end
+
+-- Attempts made at an entry, probes included: the next attempt is
+-- numbered after them, and the event log counts them. A record without
+-- history lines is its count alone.
+local function attempts_tried(record)
+  return math.max(parse_attempts(record, true), history_lines(record))
 end
 
 local function attempt_record(made, outcome, history)
