@@ -183,6 +183,9 @@ async fn list(admin: &AdminHandle, query: &HashMap<String, String>) -> ApiResult
     Ok(json(StatusCode::OK, &page))
 }
 
+/// The answer for a DLQ id that is not (or no longer) there.
+const NOT_IN_DLQ: &str = "not in the dead-letter queue";
+
 async fn show(
     admin: &AdminHandle,
     source: &str,
@@ -193,7 +196,7 @@ async fn show(
     let source = admin.named_source(source)?;
     Ok(match dlq::find(&admin.queue, [&source.keys], id).await? {
         Some(item) => json(StatusCode::OK, &item.detail()),
-        None => error(StatusCode::NOT_FOUND, "not in the dead-letter queue"),
+        None => error(StatusCode::NOT_FOUND, NOT_IN_DLQ),
     })
 }
 
@@ -206,7 +209,7 @@ async fn replay_one(
     only_params(query, &[])?;
     let found = admin.named_source(source)?;
     let Some(item) = dlq::find(&admin.queue, [&found.keys], id).await? else {
-        return Ok(error(StatusCode::NOT_FOUND, "not in the dead-letter queue"));
+        return Ok(error(StatusCode::NOT_FOUND, NOT_IN_DLQ));
     };
     if !admin.targets.delivers_to(source, &item.destination) {
         return Ok(error(
@@ -225,7 +228,7 @@ async fn replay_one(
                 &serde_json::json!({"replayed": true, "source": source, "id": id, "entry_id": entry_id}),
             )
         }
-        None => error(StatusCode::NOT_FOUND, "not in the dead-letter queue"),
+        None => error(StatusCode::NOT_FOUND, NOT_IN_DLQ),
     })
 }
 
@@ -244,7 +247,7 @@ async fn delete_one(
             &serde_json::json!({"deleted": true, "source": source, "id": id}),
         )
     } else {
-        error(StatusCode::NOT_FOUND, "not in the dead-letter queue")
+        error(StatusCode::NOT_FOUND, NOT_IN_DLQ)
     })
 }
 
