@@ -277,17 +277,11 @@ pub fn rows(memory: &Memory, listing: &Listing, compare: &Compare) {
             if compare.kept_up() { "yes" } else { "no" }
         ),
     );
-    let capacity = &compare.capacity;
     row(
         &format!(
             "end to end without and with the log taking turns, each searching for its capacity ({COMPARE_SECONDS}s steps, events/s): without; with; lost"
         ),
-        format!(
-            "{}; {}; {}",
-            capacity.first.describe(),
-            capacity.second.describe(),
-            capacity.lost
-        ),
+        compare.capacity.describe(),
     );
 }
 

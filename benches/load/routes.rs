@@ -143,17 +143,11 @@ pub fn fanout_rows(fanout: &Fanout, one: &Hold) {
     if e2e.run.accepted_nothing().is_none() && one.e2e.run.accepted_nothing().is_none() {
         per_delivery_row(fanout, one);
     }
-    let turns = &fanout.turns;
     row(
         &format!(
             "1 and 2 destinations taking turns, each searching for its capacity ({TURN_SECONDS}s steps, events/s): 1 destination; 2 destinations; lost"
         ),
-        format!(
-            "{}; {}; {}",
-            turns.first.describe(),
-            turns.second.describe(),
-            turns.lost
-        ),
+        fanout.turns.describe(),
     );
 }
 

@@ -229,6 +229,16 @@ impl<'a> Turns<'a> {
             / self.second.machine_per_delivery().max(f64::MIN_POSITIVE)
     }
 
+    /// "first side's steps; second side's steps; lost", for a row.
+    pub fn describe(&self) -> String {
+        format!(
+            "{}; {}; {}",
+            self.first.describe(),
+            self.second.describe(),
+            self.lost
+        )
+    }
+
     /// Every step kept up.
     pub fn kept_up(&self) -> bool {
         self.first
