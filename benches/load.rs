@@ -28,10 +28,11 @@
 //! destination's max_in_flight), E2E_CONNECTIONS (64), E2E_TRACE (set:
 //! print every backlog sample, and each step's verdict with its reasons
 //! and its CPU µs per event by process), SOAK_SECONDS (0 = skip the soak).
-//! LOAD_PHASES (unset = all; any of `e2e`, `log`, `spool`, comma-separated:
-//! only those phases, without the baseline; `e2e` is the end-to-end search
-//! and hold with one destination, then with two, starting the search at
-//! E2E_RATE or PARTIAL_E2E_START).
+//! LOAD_PHASES (unset = all; any of `e2e`, `log`, `log_cost`, `spool`,
+//! comma-separated: only those phases, without the baseline; `e2e` is the
+//! end-to-end search and hold with one destination, then with two, starting
+//! the search at E2E_RATE or PARTIAL_E2E_START; `log_cost` is end to end
+//! with and without the event log taking turns, searching from there).
 //! hookd inherits the environment, so TOKIO_WORKER_THREADS sizes its
 //! runtime (and the baseline's) as it would in production.
 
@@ -198,6 +199,16 @@ async fn run_some(knobs: Knobs, phases: &str) {
         let memory = log::memory(&knobs, &hookd, &redis).await;
         let listing = log::listing(&knobs, &hookd, &redis).await;
         log::partial_rows(&memory, &listing);
+    }
+    if wanted("log_cost") {
+        let redis = support::TestRedis::start();
+        let delivered = Arc::new(AtomicU64::new(0));
+        let sink = servers::start_sink(delivered.clone());
+        let hookd = servers::Hookd::start(redis.port, sink, knobs.e2e_in_flight);
+        let start = knobs.e2e_rate.unwrap_or(PARTIAL_E2E_START);
+        let rate = (turns::TURN_SHARE * start).round();
+        let compare = log::compare(&knobs, &hookd, &redis, &delivered, rate, start).await;
+        log::compare_rows(&compare);
     }
     if wanted("spool") {
         let run = spool::measure(&knobs).await;

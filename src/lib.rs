@@ -131,6 +131,7 @@ pub fn start_ingestors<'a>(
                 s.keys.clone(),
                 destinations,
                 s.heir(),
+                s.entry_ids(),
                 settings,
                 tasks,
             );

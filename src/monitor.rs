@@ -216,11 +216,12 @@ enum Tidied {
 
 /// How long one source's trimming may take per tick.
 const TRIM_LIMIT: Duration = Duration::from_millis(800);
-/// Entries one trim step examines.
-const TRIM_BUDGET: usize = 4096;
+/// Entries one trim step examines: about a millisecond of Redis's time,
+/// so ingest and acknowledgements slip in between steps.
+const TRIM_BUDGET: usize = 1024;
 /// Steps one tick takes per source at most: ~160k entries a second keeps
 /// up with any ingest rate this daemon reaches; the rest waits a tick.
-const TRIM_STEPS: usize = 40;
+const TRIM_STEPS: usize = 160;
 
 /// The event log's retention for one source: removes the entries every
 /// destination is done with that are outside `history` (all of them with

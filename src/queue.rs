@@ -40,7 +40,9 @@ pub use events::{
     EventMatch, EventScanFilter, EventScanStep, EventStatus, LoggedDestination, TrimStep,
 };
 pub use groups::{DestinationDepth, OrphanGroup, SourceDepths};
-pub use ingest::{DirectIngest, INGEST_TIMEOUT, IngestOutcome, IngestSettings, Ingestor, NewEvent};
+pub use ingest::{
+    DirectIngest, EntryIds, INGEST_TIMEOUT, IngestOutcome, IngestSettings, Ingestor, NewEvent,
+};
 pub use keys::{DestinationKeys, LEGACY_GROUP, SourceKeys};
 pub use reachability::ConnectionErrors;
 pub use state::{Breaker, DestinationState, DestinationStatus, Gate};

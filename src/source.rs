@@ -9,7 +9,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::{DestinationConfig, FieldSource, HistoryConfig, SourceConfig, VerifyConfig};
 use crate::filter::{Filter, FilterError};
-use crate::queue::{DestinationKeys, SourceKeys};
+use crate::queue::{DestinationKeys, EntryIds, SourceKeys};
 use crate::telemetry::{DestinationMetrics, SourceMetrics};
 use crate::verify::{KeyError, Verifier, standard_webhooks};
 
@@ -149,6 +149,15 @@ impl Source {
         self.destination(crate::config::DEFAULT_DESTINATION)
             .or_else(|| self.destinations.first())
             .map_or(crate::config::DEFAULT_DESTINATION, |d| d.name.as_str())
+    }
+
+    /// Whether ingest lists the new entries' ids for the log's trimming.
+    pub fn entry_ids(&self) -> EntryIds {
+        if self.history.enabled() {
+            EntryIds::Listed
+        } else {
+            EntryIds::Unlisted
+        }
     }
 }
 

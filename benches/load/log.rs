@@ -266,6 +266,11 @@ fn row(measure: &str, value: impl std::fmt::Display) {
 /// The measures table's rows.
 pub fn rows(memory: &Memory, listing: &Listing, compare: &Compare) {
     partial_rows(memory, listing);
+    compare_rows(compare);
+}
+
+/// The rows of end to end with and without the log.
+pub fn compare_rows(compare: &Compare) {
     let (with, without) = compare.per_event();
     row(
         &format!(

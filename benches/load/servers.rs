@@ -55,6 +55,8 @@ pub mod baseline {
             keys(),
             vec!["default".to_owned()],
             "default",
+            // As hookd's sources, which keep the default event log.
+            hookd::queue::EntryIds::Listed,
             settings,
             &tokio_util::task::TaskTracker::new(),
         );

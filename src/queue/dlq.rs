@@ -137,7 +137,13 @@ impl Queue {
             .eval(
                 OP,
                 &self.scripts.replay,
-                vec![&keys.stream, &keys.dlq, &keys.dlq_counts, &keys.heir],
+                vec![
+                    &keys.stream,
+                    &keys.dlq,
+                    &keys.dlq_counts,
+                    &keys.heir,
+                    &keys.ids,
+                ],
                 || dlq_ids.iter().map(|id| Value::from(*id)).collect(),
                 None,
             )

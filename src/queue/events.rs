@@ -198,7 +198,7 @@ impl Queue {
         budget: usize,
     ) -> Result<TrimStep, QueueError> {
         const OP: &str = "trim";
-        let mut script_keys = vec![keys.stream.as_str()];
+        let mut script_keys = vec![keys.stream.as_str(), keys.ids.as_str()];
         script_keys.extend(destinations.iter().map(|d| d.attempts.as_str()));
         let result = self
             .eval(
@@ -306,7 +306,7 @@ impl Queue {
             .eval(
                 OP,
                 &self.scripts.replay_events,
-                vec![&keys.stream],
+                vec![&keys.stream, &keys.ids],
                 || {
                     let mut args = vec![Value::from(destination.unwrap_or(""))];
                     args.extend(entry_ids.iter().map(|id| Value::from(*id)));

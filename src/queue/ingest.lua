@@ -3,10 +3,12 @@
 -- and append in one atomic step, so a dedup key never exists without its
 -- stream entry (and vice versa). A batch of one is the plain case. One copy
 -- of each event; every destination reads it through its consumer group.
--- KEYS[1] stream, KEYS[2] this minute's counters hash, KEYS[2 + i]
--- seen:<event id> of event i
+-- KEYS[1] stream, KEYS[2] this minute's counters hash, KEYS[3] the
+-- stream's ids list (trim.lua), KEYS[3 + i] seen:<event id> of event i
 -- ARGV[1] dedup ttl (s), ARGV[2] max backlog, ARGV[3] counters' time to
--- live (s), ARGV[4] n destinations, ARGV[5 .. 4 + n] their names (=
+-- live (s), ARGV[4] '1' to list the new entries' ids (the source keeps an
+-- event log; without one, acknowledgements delete entries and trimming
+-- finds few), ARGV[5] n destinations, ARGV[6 .. 5 + n] their names (=
 -- groups), then per event six items:
 --   event id, event type, content type ('' = none), headers, body,
 --   received unix ms
@@ -17,12 +19,12 @@
 -- or {"setup"} when a destination's group does not exist yet (nothing is
 -- written then; the caller creates the groups and sends the batch again).
 local max_backlog = tonumber(ARGV[2])
-local n = tonumber(ARGV[4])
+local n = tonumber(ARGV[5])
 local backlog = nil
 local out = {}
-local accepted = 0
-local at = 5 + n
-for i = 3, #KEYS do
+local added = {}
+local at = 6 + n
+for i = 4, #KEYS do
   local seen = redis.call('GET', KEYS[i])
   if seen then
     out[#out + 1] = 'dup'
@@ -33,7 +35,7 @@ for i = 3, #KEYS do
       -- them has not finished (unread, in flight, waiting for a retry).
       local groups = groups_of(KEYS[1])
       backlog = 0
-      for d = 5, 4 + n do
+      for d = 6, 5 + n do
         local g = groups[ARGV[d]]
         if not g then return {'setup'} end
         local unread = g.lag
@@ -56,15 +58,16 @@ for i = 3, #KEYS do
       end
       redis.call('SET', KEYS[i], id, 'EX', ARGV[1])
       backlog = backlog + 1
-      accepted = accepted + 1
+      added[#added + 1] = id
       out[#out + 1] = 'ok'
       out[#out + 1] = id
     end
   end
   at = at + 6
 end
-if accepted > 0 then
-  redis.call('HINCRBY', KEYS[2], 'accepted', accepted)
+if #added > 0 then
+  if ARGV[4] == '1' then redis.call('RPUSH', KEYS[3], unpack(added)) end
+  redis.call('HINCRBY', KEYS[2], 'accepted', #added)
   redis.call('EXPIRE', KEYS[2], ARGV[3], 'NX')
 end
 return out

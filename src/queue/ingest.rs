@@ -61,6 +61,16 @@ pub struct IngestSettings {
     pub timeout: Duration,
 }
 
+/// Whether a source's ingest lists its new entries' ids
+/// ([`SourceKeys::ids`]), which the event log's trimming takes instead of
+/// reading the events. Without an event log, acknowledgements delete the
+/// entries and the ids would be written only to be thrown away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryIds {
+    Listed,
+    Unlisted,
+}
+
 /// A new event as the ingest path hands it over.
 pub struct NewEvent<'a> {
     pub event_id: &'a str,
@@ -135,6 +145,8 @@ struct Writer {
     queue: Queue,
     keys: Arc<SourceKeys>,
     stream: Key,
+    ids: Key,
+    entry_ids: EntryIds,
     /// The destinations' names: their groups must exist before an event
     /// goes in, or a destination created later would start after it.
     destinations: Arc<[String]>,
@@ -154,6 +166,7 @@ impl Ingestor {
         keys: SourceKeys,
         destinations: Vec<String>,
         heir: &str,
+        entry_ids: EntryIds,
         settings: IngestSettings,
         tasks: &TaskTracker,
     ) -> Self {
@@ -166,6 +179,8 @@ impl Ingestor {
             queue: queue.clone(),
             keys: keys.clone(),
             stream: Key::from(keys.stream.as_str()),
+            ids: Key::from(keys.ids.as_str()),
+            entry_ids,
             destinations,
             heir,
             dedup_ttl_secs: i64::try_from(settings.dedup_ttl.as_secs()).unwrap_or(i64::MAX),
@@ -277,16 +292,21 @@ impl Writer {
     /// (`setup.lua`) and goes again, once.
     async fn store(&self, batch: &mut Vec<Waiting>, answers: &mut Vec<oneshot::Sender<Answer>>) {
         const OP: &str = "ingest";
-        let mut keys = Vec::with_capacity(2 + batch.len());
+        let mut keys = Vec::with_capacity(3 + batch.len());
         keys.push(self.stream.clone());
         keys.push(Key::from(
             self.keys.counters(minute_of(crate::clock::unix_ms())),
         ));
+        keys.push(self.ids.clone());
         let mut args =
-            Vec::with_capacity(4 + self.destinations.len() + batch.len() * ARGS_PER_EVENT);
+            Vec::with_capacity(5 + self.destinations.len() + batch.len() * ARGS_PER_EVENT);
         args.push(Value::Integer(self.dedup_ttl_secs));
         args.push(Value::Integer(self.max_backlog));
         args.push(ttl_arg());
+        args.push(Value::from(match self.entry_ids {
+            EntryIds::Listed => "1",
+            EntryIds::Unlisted => "0",
+        }));
         args.push(Value::Integer(self.destinations.len() as i64));
         args.extend(self.destinations.iter().map(|d| Value::from(d.as_str())));
         for waiting in batch.drain(..) {

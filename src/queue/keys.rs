@@ -6,6 +6,7 @@
 //! | key | type | holds |
 //! |---|---|---|
 //! | `{prefix}:{<source>}:stream` | stream, one consumer group per destination | one copy of each event, until every destination is done with it |
+//! | `{prefix}:{<source>}:ids` | list | the stream's entry ids in stream order, so trimming finds the oldest without reading the events |
 //! | `{prefix}:{<source>}:d:<destination>:retry` | zset, score = due ms | entries waiting for a retry (still pending for the group) |
 //! | `{prefix}:{<source>}:d:<destination>:attempts` | hash, entry id → attempts + history | failed attempts of entries not yet finished |
 //! | `{prefix}:{<source>}:d:<destination>:state` | hash | breaker, pause, last success and failure, shared by every instance |
@@ -26,6 +27,11 @@ pub const LEGACY_GROUP: &str = "hookd";
 pub struct SourceKeys {
     pub source: String,
     pub stream: String,
+    /// Every id appended to `stream` since the list exists, oldest first
+    /// (ids deleted from the middle of the stream stay until trimming
+    /// passes them): the ids of the oldest entries, without the events,
+    /// which Redis would otherwise have to hand over to be read.
+    pub ids: String,
     pub dlq: String,
     pub dlq_counts: String,
     /// The single-destination layout's retry set (migrated, then gone).
@@ -53,6 +59,7 @@ impl SourceKeys {
         Self {
             source: source.to_owned(),
             stream: format!("{base}:stream"),
+            ids: format!("{base}:ids"),
             dlq: format!("{base}:dlq"),
             dlq_counts: format!("{base}:dlq:counts"),
             legacy_delayed: format!("{base}:delayed"),
@@ -95,6 +102,7 @@ mod tests {
     fn keys_share_one_hash_tag() {
         let keys = SourceKeys::new("hookd", "stripe");
         assert_eq!(keys.stream, "hookd:{stripe}:stream");
+        assert_eq!(keys.ids, "hookd:{stripe}:ids");
         assert_eq!(keys.dlq, "hookd:{stripe}:dlq");
         assert_eq!(keys.dlq_counts, "hookd:{stripe}:dlq:counts");
         assert_eq!(keys.legacy_delayed, "hookd:{stripe}:delayed");

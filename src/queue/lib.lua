@@ -97,6 +97,15 @@ local function stored_fields(src)
   return fields
 end
 
+-- Appends an event to a source's stream and its id to the stream's ids
+-- list, where trim.lua finds the oldest entries without reading them.
+-- Every entry goes in this way, or batched the same way by ingest.lua.
+local function append_entry(stream, ids, fields)
+  local id = redis.call('XADD', stream, '*', unpack(fields))
+  redis.call('RPUSH', ids, id)
+  return id
+end
+
 -- One dead-lettered entry of `dest` fewer; never below zero, so entries
 -- written behind hookd's back cannot turn a count negative.
 local function uncount(counts, dest)

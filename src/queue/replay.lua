@@ -4,7 +4,8 @@
 -- destination alone ('to'; the others skip it), with attempts reset; the
 -- DLQ entry goes in the same step, so replaying twice cannot enqueue an
 -- event twice.
--- KEYS[1] stream, KEYS[2] dlq, KEYS[3] dlq counts hash, KEYS[4] heir record
+-- KEYS[1] stream, KEYS[2] dlq, KEYS[3] dlq counts hash, KEYS[4] heir record,
+-- KEYS[5] the stream's ids list
 -- ARGV dlq entry ids
 -- Returns, per id in order, the new stream entry id, or false if that DLQ
 -- entry is gone.
@@ -29,7 +30,7 @@ for n, dlq_id in ipairs(ARGV) do
       fields[#fields + 1] = dest
       uncount(KEYS[3], dest)
     end
-    out[n] = redis.call('XADD', KEYS[1], '*', unpack(fields))
+    out[n] = append_entry(KEYS[1], KEYS[5], fields)
     redis.call('XDEL', KEYS[2], dlq_id)
   end
 end

@@ -3,7 +3,7 @@
 -- the stream, attempts reset, addressed to one destination ('to'; the
 -- others skip it) or, without one, to every destination whose filter
 -- wants it. The original stays in the log as it was.
--- KEYS[1] stream; ARGV[1] destination ('' = all), ARGV[2..] entry ids
+-- KEYS[1] stream, KEYS[2] its ids list; ARGV[1] destination ('' = all), ARGV[2..] entry ids
 -- Returns, per id in order, the copy's entry id, or false if that entry
 -- is no longer in the log.
 local out = {}
@@ -25,7 +25,7 @@ for n = 2, #ARGV do
       fields[#fields + 1] = 'to'
       fields[#fields + 1] = ARGV[1]
     end
-    out[n - 1] = redis.call('XADD', KEYS[1], '*', unpack(fields))
+    out[n - 1] = append_entry(KEYS[1], KEYS[2], fields)
   end
 end
 return out

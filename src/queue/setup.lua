@@ -10,11 +10,15 @@
 -- A new destination added later starts at '$' like any other.
 -- KEYS[1] stream, KEYS[2] the old layout's delayed zset, KEYS[3] dlq,
 -- KEYS[4] dlq counts hash, KEYS[5] heir record (the destination old DLQ
--- entries, which name none, belong to)
+-- entries, which name none, belong to), KEYS[6] the stream's ids list
 -- ARGV[1] old group ('hookd'), ARGV[2] heir destination, ARGV[3..] destinations
 -- Returns {events migrated, {groups created...}}
 local stream = KEYS[1]
 local legacy, heir = ARGV[1], ARGV[2]
+-- A stream that is not there (new, or lost with Redis's data) starts a
+-- new ids list: ids left from an earlier stream could sort after the new
+-- stream's, and trim.lua relies on the list's order.
+if redis.call('EXISTS', stream) == 0 then redis.call('DEL', KEYS[6]) end
 local groups = groups_of(stream)
 local created, migrated = {}, 0
 if groups[legacy] and legacy ~= heir and not groups[heir] then
@@ -44,7 +48,7 @@ for _, member in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
   local fields = stored_fields(src)
   fields[#fields + 1] = 'to'
   fields[#fields + 1] = heir
-  redis.call('XADD', stream, '*', unpack(fields))
+  append_entry(stream, KEYS[6], fields)
   migrated = migrated + 1
 end
 redis.call('DEL', KEYS[2])

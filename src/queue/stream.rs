@@ -146,6 +146,7 @@ impl Queue {
                     &keys.dlq,
                     &keys.dlq_counts,
                     &keys.heir,
+                    &keys.ids,
                 ],
                 || {
                     let mut args: Vec<Value> = vec![LEGACY_GROUP.into(), heir.into()];

@@ -6,13 +6,17 @@
 -- the finished head with one XTRIM, the step walks on past an unfinished
 -- entry and deletes the finished ones behind it. Attempt records of the
 -- entries that go are deleted with them.
--- KEYS[1] stream, KEYS[2..] the destinations' attempts hashes
+-- The head's ids come from the stream's ids list (appended with every
+-- entry), not from reading the head: Redis hands each entry to Lua whole,
+-- which for 1 KiB events costs several times what deleting it does.
+-- KEYS[1] stream, KEYS[2] its ids list, KEYS[3..] the destinations'
+-- attempts hashes
 -- ARGV[1] max events (0 = keep none), ARGV[2] max age (ms, 0 = keep none),
 -- ARGV[3] most entries to examine, ARGV[4] share of maxmemory (percent)
 -- from which the log keeps nothing finished
 -- Returns {entries deleted, 1 if the budget ran out before the end,
 -- 1 if the log was shed because Redis is near maxmemory}
-local stream = KEYS[1]
+local stream, ids_key = KEYS[1], KEYS[2]
 local max_events, max_age, budget = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local keep_none = max_events == 0 or max_age == 0
 
@@ -29,7 +33,11 @@ if not keep_none then
   end
 end
 local remaining = redis.call('XLEN', stream)
-if remaining == 0 then return {0, 0, shed} end
+if remaining == 0 then
+  -- Whatever the ids list still holds was deleted already.
+  redis.call('DEL', ids_key)
+  return {0, 0, shed}
+end
 local groups = groups_of(stream)
 if next(groups) == nil then return {0, 0, shed} end
 
@@ -66,16 +74,55 @@ local function outside(id)
   return ms < cut_ms
 end
 local function forget_records(ids)
-  for k = 2, #KEYS do redis.call('HDEL', KEYS[k], unpack(ids)) end
+  for k = 3, #KEYS do redis.call('HDEL', KEYS[k], unpack(ids)) end
 end
 
 local deleted, examined = 0, 0
 local CHUNK = 256
--- The finished head, cut with XTRIM. Each read asks only for entries
--- outside history (the oldest beyond max_events, then those older than
--- max_age), so a log within its bounds reads none, and none is read only
--- to be kept.
-local start = '-'
+
+-- Cuts up to `want` of the oldest entries below `upper`, with their
+-- records; returns how many it took (0: none is below `upper`). Their ids
+-- come off the ids list, which holds every id appended since it exists,
+-- in stream order (and ids already deleted further in, until they reach
+-- its head). Entries older than the list's head (written before it
+-- existed) are read from the stream.
+local function cut_oldest(want, upper)
+  local listed = redis.call('LINDEX', ids_key, 0)
+  local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
+  local ids, from_list
+  if first and (not listed or id_lt(first[1], listed)) then
+    local to = upper
+    if listed and id_lt(listed, to) then to = listed end
+    local entries = redis.call('XRANGE', stream, '-', '(' .. to, 'COUNT', want)
+    ids, from_list = {}, false
+    for k = 1, #entries do ids[k] = entries[k][1] end
+  else
+    ids, from_list = redis.call('LRANGE', ids_key, 0, want - 1), true
+    -- In stream order (setup.lua starts a new list with a new stream):
+    -- the ids below `upper` are a prefix, found by bisection.
+    local below, above = 0, #ids
+    while below < above do
+      local mid = math.floor((below + above + 1) / 2)
+      if id_lt(ids[mid], upper) then below = mid else above = mid - 1 end
+    end
+    for k = #ids, below + 1, -1 do ids[k] = nil end
+  end
+  local n = #ids
+  if n == 0 then return 0 end
+  -- Every entry up to the last id is among these (the list lacks none
+  -- since it began), so one XTRIM takes exactly the live ones. (An older
+  -- hookd writing beside this one, mid-upgrade, adds entries the list
+  -- lacks: they go with the listed ones around them.)
+  local gone = redis.call('XTRIM', stream, 'MINID', successor(ids[n]))
+  if from_list then redis.call('LTRIM', ids_key, n, -1) end
+  forget_records(ids)
+  deleted, remaining = deleted + gone, remaining - gone
+  return n
+end
+
+-- The finished head. Each cut asks only for entries outside history (the
+-- oldest beyond max_events, then those older than max_age), so a log
+-- within its bounds reads none, and none is read only to be kept.
 local reached_bound = false
 while examined < budget do
   local upper, want, by_age = bound, math.min(CHUNK, budget - examined), false
@@ -88,17 +135,9 @@ while examined < budget do
       upper, by_age = age_cut, true
     end
   end
-  local entries = redis.call('XRANGE', stream, start, '(' .. upper, 'COUNT', want)
-  local n = #entries
-  if n > 0 then
-    local ids = {}
-    for k = 1, n do ids[k] = entries[k][1] end
-    redis.call('XTRIM', stream, 'MINID', successor(ids[n]))
-    forget_records(ids)
-    deleted, examined, remaining = deleted + n, examined + n, remaining - n
-    start = '(' .. ids[n]
-  end
-  if n < want then
+  local n = cut_oldest(want, upper)
+  examined = examined + n
+  if n == 0 then
     -- Past the age cut everything is younger: inside history. At the
     -- bound the walk goes on past the oldest unfinished entry.
     if by_age then return {deleted, 0, shed} end
@@ -111,7 +150,7 @@ if not reached_bound then return {deleted, 1, shed} end
 -- Past the oldest unfinished entry, up to what every group has read:
 -- finished ones outside history go one by one; unfinished ones stay.
 if not id_lt(bound, read_bound) then return {deleted, 0, shed} end
-start = bound
+local start = bound
 while examined < budget do
   -- Within max_events only entries older than max_age can go: none is
   -- read past the age cut.

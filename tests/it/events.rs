@@ -434,6 +434,8 @@ async fn replay_from_the_log_reaches_one_destination_or_all() {
     assert_eq!(replay.status, 200);
     assert!(h.sinks[1].wait_for(3, Duration::from_secs(10)).await);
     assert!(h.sinks[0].wait_for(4, Duration::from_secs(10)).await);
+    // The copies' ids went into the ids list like an ingested event's.
+    assert_eq!(h.redis.listed_ids("s"), h.redis.stream_ids("s"));
 
     // Refusals.
     let unknown = h

@@ -534,6 +534,8 @@ async fn a_dead_letter_replay_reaches_only_its_destination() {
     assert_eq!(h.sinks[0].ids(), vec!["evt_x", "evt_x", "after"]);
     assert!(h.settled("s").await);
     assert_eq!(h.redis.dlq_len("s"), 0);
+    // The copy's id went into the ids list like an ingested event's.
+    assert_eq!(h.redis.listed_ids("s"), h.redis.stream_ids("s"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

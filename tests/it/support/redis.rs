@@ -265,15 +265,24 @@ impl TestRedis {
     }
 
     pub fn keys(&self, pattern: &str) -> Vec<String> {
-        self.cli(&["--scan", "--pattern", pattern])
-            .lines()
-            .map(str::to_owned)
-            .filter(|l| !l.is_empty())
-            .collect()
+        lines(&self.cli(&["--scan", "--pattern", pattern]))
     }
 
     pub fn stream_len(&self, source: &str) -> i64 {
         self.int(&["XLEN", &format!("hookd:{{{source}}}:stream")])
+    }
+
+    /// The ids of `source`'s stream entries, oldest first.
+    pub fn stream_ids(&self, source: &str) -> Vec<String> {
+        let script = "local ids = {} \
+            for _, e in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do ids[#ids + 1] = e[1] end \
+            return ids";
+        lines(&self.cli(&["EVAL", script, "1", &format!("hookd:{{{source}}}:stream")]))
+    }
+
+    /// What `source`'s ids list holds, oldest first.
+    pub fn listed_ids(&self, source: &str) -> Vec<String> {
+        lines(&self.cli(&["LRANGE", &format!("hookd:{{{source}}}:ids"), "0", "-1"]))
     }
 
     pub fn dlq_len(&self, source: &str) -> i64 {
@@ -420,4 +429,13 @@ impl TestCluster {
         }
         url
     }
+}
+
+/// redis-cli's answer as one value per line.
+fn lines(out: &str) -> Vec<String> {
+    out.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
