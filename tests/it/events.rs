@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::routes::{QUICK_RETRY, arrived, event, send_all};
 use crate::support::*;
 
-async fn events(h: &Harness, query: &str) -> Value {
+pub(crate) async fn events(h: &Harness, query: &str) -> Value {
     let reply = h.api(Method::GET, &format!("/admin/events?{query}")).await;
     assert_eq!(
         reply.status,
@@ -22,7 +22,7 @@ async fn events(h: &Harness, query: &str) -> Value {
     reply.json()
 }
 
-fn event_ids(page: &Value) -> Vec<String> {
+pub(crate) fn event_ids(page: &Value) -> Vec<String> {
     page["items"]
         .as_array()
         .unwrap()

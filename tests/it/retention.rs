@@ -7,6 +7,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use crate::events::{event_ids, events};
 use crate::support::*;
 
 const STREAM: &str = "hookd:{s}:stream";
@@ -71,15 +72,8 @@ async fn trimmed_to(h: &Harness, kept: usize) -> BTreeSet<String> {
         h.redis.stream_ids("s"),
         h.redis.listed_ids("s")
     );
-    let page = h
-        .api(http::Method::GET, "/admin/events?source=s&limit=100")
-        .await
-        .json();
-    page["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["id"].as_str().unwrap().to_owned())
+    event_ids(&events(h, "source=s&limit=100").await)
+        .into_iter()
         .collect()
 }
 
