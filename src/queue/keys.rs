@@ -6,7 +6,7 @@
 //! | key | type | holds |
 //! |---|---|---|
 //! | `{prefix}:{<source>}:stream` | stream, one consumer group per destination | one copy of each event, until every destination is done with it |
-//! | `{prefix}:{<source>}:ids` | list | the stream's entry ids in stream order, so trimming finds the oldest without reading the events |
+//! | `{prefix}:{<source>}:ids` | list | the stream's entry ids in stream order (while the source keeps an event log), so trimming finds the oldest without reading the events |
 //! | `{prefix}:{<source>}:d:<destination>:retry` | zset, score = due ms | entries waiting for a retry (still pending for the group) |
 //! | `{prefix}:{<source>}:d:<destination>:attempts` | hash, entry id → attempts + history | failed attempts of entries not yet finished |
 //! | `{prefix}:{<source>}:d:<destination>:state` | hash | breaker, pause, last success and failure, shared by every instance |

@@ -99,7 +99,9 @@ end
 
 -- Appends an event to a source's stream and its id to the stream's ids
 -- list, where trim.lua finds the oldest entries without reading them.
--- Every entry goes in this way, or batched the same way by ingest.lua.
+-- Replays and the migration append this way; ingest.lua lists its batch
+-- with one RPUSH, and none while the source keeps no event log (trimming
+-- then drops what replays listed as the entries go).
 local function append_entry(stream, ids, fields)
   local id = redis.call('XADD', stream, '*', unpack(fields))
   redis.call('RPUSH', ids, id)
