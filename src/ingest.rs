@@ -203,8 +203,8 @@ async fn store(
     }
 
     let scheme = &source.verify;
-    let mut parsed = Body::new(&body);
-    let event_id = match extract::event_id(&source.id_from, scheme, &parts.headers, &mut parsed) {
+    let parsed = Body::new(&body);
+    let event_id = match extract::event_id(&source.id_from, scheme, &parts.headers, &parsed) {
         Ok(id) => id,
         Err(e) => {
             return (
@@ -213,8 +213,7 @@ async fn store(
             );
         }
     };
-    let event_type =
-        extract::event_type(&source.event_type_from, scheme, &parts.headers, &mut parsed);
+    let event_type = extract::event_type(&source.event_type_from, scheme, &parts.headers, &parsed);
     tracing::Span::current().record("event_id", event_id.as_str());
 
     let event = NewEvent {

@@ -305,6 +305,19 @@ id_from = "json:/data/id""#
     .await;
     assert_eq!(reply.status, 202);
     assert_eq!(reply.json()["id"], "x1");
+    // Numeric ids are taken as written: these two differ only past a
+    // float's precision, and are two events, not a duplicate.
+    for id in ["123456789012345678901234", "123456789012345678901235"] {
+        let body = format!(r#"{{"data":{{"id":{id}}}}}"#);
+        let reply = request(Method::POST, &url, &[], Bytes::from(body)).await;
+        assert_eq!(reply.status, 202, "{id}");
+        assert_eq!(reply.json()["id"], id);
+    }
+    assert_eq!(
+        redis.keys("hookd:{demo}:seen:1234*").len(),
+        2,
+        "one dedup key per numeric id"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
