@@ -104,6 +104,27 @@ impl<'de> DeserializeSeed<'de> for Step<'_> {
     }
 }
 
+/// Whether a member's name is the token, compared where it lies in the
+/// body instead of copied out first.
+struct NameIs<'t>(&'t str);
+
+impl<'de> DeserializeSeed<'de> for NameIs<'_> {
+    type Value = bool;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for NameIs<'_> {
+    type Value = bool;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a member name")
+    }
+    fn visit_str<E>(self, name: &str) -> Result<bool, E> {
+        Ok(name == self.0)
+    }
+}
+
 impl<'de> Visitor<'de> for Step<'_> {
     type Value = Option<&'de RawValue>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -111,8 +132,8 @@ impl<'de> Visitor<'de> for Step<'_> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut found = None;
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            if key == self.0 {
+        while let Some(named) = map.next_key_seed(NameIs(self.0))? {
+            if named {
                 found = Some(map.next_value::<&'de RawValue>()?);
             } else {
                 map.next_value::<IgnoredAny>()?;
