@@ -75,10 +75,10 @@ impl AdminHandle {
         }
     }
 
-    pub async fn route(&self, req: Request<Incoming>) -> HttpResponse {
-        let path = req.uri().path().to_owned();
+    /// Answers `req`, whose path (normalized by the listener) is `path`.
+    pub async fn route(&self, path: &str, req: Request<Incoming>) -> HttpResponse {
         let method = req.method().clone();
-        match (&method, path.as_str()) {
+        match (&method, path) {
             (&Method::GET, "/assets/app.css") => {
                 return asset("text/css; charset=utf-8", dashboard::CSS);
             }
@@ -107,7 +107,7 @@ impl AdminHandle {
             );
         }
         let query = query_map(req.uri().query());
-        if method == Method::GET && reads_redis(&path) && self.status.redis_known_down() {
+        if method == Method::GET && reads_redis(path) && self.status.redis_known_down() {
             let why = self.status.redis_error();
             return if is_api {
                 api::redis_away(why.as_deref())
@@ -116,7 +116,7 @@ impl AdminHandle {
             };
         }
         if !is_api {
-            return match (&method, path.as_str()) {
+            return match (&method, path) {
                 (&Method::GET, "/") => dashboard::overview(self, &query).await,
                 (&Method::GET, "/events") => dashboard::events(self, &query).await,
                 (&Method::GET, "/dlq") => dashboard::dlq(self, &query).await,

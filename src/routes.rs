@@ -3,6 +3,8 @@
 //! admin API and dashboard), probes, and the demo sink. Both export
 //! `/metrics`.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Limited};
@@ -33,25 +35,24 @@ pub struct AdminRoutes {
 
 impl Handler for PublicRoutes {
     async fn handle(&self, req: Request<Incoming>) -> HttpResponse {
-        let path = req.uri().path();
+        let path = normalized_path(req.uri().path()).into_owned();
         if let Some(name) = path.strip_prefix("/webhooks/") {
-            let name = name.to_owned();
-            return self.ingest.handle(&name, req).await;
+            return self.ingest.handle(name, req).await;
         }
-        probes_and_metrics(&self.health, &self.metrics, path).await
+        probes_and_metrics(&self.health, &self.metrics, &path).await
     }
 }
 
 impl Handler for AdminRoutes {
     async fn handle(&self, req: Request<Incoming>) -> HttpResponse {
-        let path = req.uri().path();
-        if crate::admin::handles(path) {
-            return self.admin.route(req).await;
+        let path = normalized_path(req.uri().path()).into_owned();
+        if crate::admin::handles(&path) {
+            return self.admin.route(&path, req).await;
         }
         if path == DEMO_SINK_PATH {
             return demo_sink(req).await;
         }
-        probes_and_metrics(&self.health, &self.metrics, path).await
+        probes_and_metrics(&self.health, &self.metrics, &path).await
     }
 }
 
@@ -108,6 +109,41 @@ async fn demo_sink(req: Request<Incoming>) -> HttpResponse {
     empty(StatusCode::NO_CONTENT)
 }
 
+/// `path` with percent-encoded unreserved characters decoded, as RFC 3986
+/// §6.2.2.2 makes them equivalent (`/webhooks/st%72ipe` is
+/// `/webhooks/stripe`). Anything else stays encoded: a `%2F` never splits a
+/// segment.
+fn normalized_path(path: &str) -> Cow<'_, str> {
+    if !path.contains('%') {
+        return Cow::Borrowed(path);
+    }
+    let hex = |b: u8| char::from(b).to_digit(16);
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let decoded = match (bytes[at], bytes.get(at + 1), bytes.get(at + 2)) {
+            (b'%', Some(&high), Some(&low)) => hex(high)
+                .zip(hex(low))
+                .map(|(high, low)| (high * 16 + low) as u8)
+                .filter(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')),
+            _ => None,
+        };
+        match decoded {
+            Some(b) => {
+                out.push(b);
+                at += 3;
+            }
+            None => {
+                out.push(bytes[at]);
+                at += 1;
+            }
+        }
+    }
+    // ASCII replaced ASCII, so the bytes are still UTF-8.
+    String::from_utf8(out).map_or(Cow::Borrowed(path), Cow::Owned)
+}
+
 /// `text` with control characters escaped: a body is the sender's, and a
 /// raw newline in it would start what looks like a log line of its own.
 fn printable(text: &str) -> std::borrow::Cow<'_, str> {
@@ -128,7 +164,21 @@ fn printable(text: &str) -> std::borrow::Cow<'_, str> {
 
 #[cfg(test)]
 mod tests {
-    use super::printable;
+    use super::{normalized_path, printable};
+
+    #[test]
+    fn percent_encoded_unreserved_characters_are_decoded_and_nothing_else() {
+        assert_eq!(normalized_path("/webhooks/stripe"), "/webhooks/stripe");
+        assert_eq!(normalized_path("/webhooks/st%72ipe"), "/webhooks/stripe");
+        assert_eq!(
+            normalized_path("/webhooks/a%2Db%2ec%5F%7e"),
+            "/webhooks/a-b.c_~"
+        );
+        assert_eq!(normalized_path("/webhooks/a%2Fb"), "/webhooks/a%2Fb");
+        assert_eq!(normalized_path("/webhooks/a%20b%25"), "/webhooks/a%20b%25");
+        assert_eq!(normalized_path("/webhooks/a%7"), "/webhooks/a%7");
+        assert_eq!(normalized_path("/webhooks/a%zz%"), "/webhooks/a%zz%");
+    }
 
     #[test]
     fn a_body_cannot_start_a_log_line_of_its_own() {

@@ -255,6 +255,28 @@ async fn wrong_method_unknown_source_and_unknown_path() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_percent_encoded_name_is_the_same_name() {
+    let h = setup("").await;
+    let (redis, daemon) = (&h.redis, &h.daemon);
+    // `%6D` is `m`: the same source. An encoded slash is no name at all.
+    let reply = send_event(daemon, "de%6Do", "evt_encoded", "{}").await;
+    assert_eq!(reply.status, 202);
+    assert_eq!(reply.json()["source"], "demo");
+    assert_stored_eventually(redis, 1).await;
+    let reply = send_event(daemon, "demo%2Fx", "evt_slash", "{}").await;
+    assert_eq!(reply.status, 404);
+    // The admin listener reads its paths the same way.
+    let paused = h
+        .api(
+            Method::POST,
+            "/admin/sources/de%6Do/destinations/def%61ult/pause",
+        )
+        .await;
+    assert_eq!(paused.status, 200);
+    assert_eq!(paused.json()["state"], "paused");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn garbage_requests_get_400_and_store_nothing() {
     let h = setup("").await;
     let (redis, daemon) = (&h.redis, &h.daemon);
