@@ -62,8 +62,6 @@ mod spool;
 #[path = "load/turns.rs"]
 mod turns;
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 // The same allocator as the hookd binary, so the baseline (and the
@@ -180,34 +178,34 @@ async fn run_some(knobs: Knobs, phases: &str) {
     println!("|---|---|");
     let wanted = |name: &str| phases.split(',').any(|p| p.trim() == name);
     if wanted("e2e") {
-        let redis = support::TestRedis::start();
-        let delivered = Arc::new(AtomicU64::new(0));
-        let sink = servers::start_sink(delivered.clone());
-        let hookd = servers::Hookd::start(redis.port, sink, knobs.e2e_in_flight);
-        let target = e2e::Target::e2e(&hookd, &redis, &delivered, knobs.e2e_connections);
+        let servers::Stack {
+            hookd,
+            delivered,
+            redis,
+        } = &servers::Stack::start(knobs.e2e_in_flight);
+        let target = e2e::Target::e2e(hookd, redis, delivered, knobs.e2e_connections);
         let search = phases::e2e_search(&knobs, &target, PARTIAL_E2E_START).await;
         let hold = phases::e2e_hold(&target, search.rate, knobs.e2e_seconds).await;
-        let two = e2e::Target::fanout(&hookd, &redis, &delivered, knobs.e2e_connections);
+        let two = e2e::Target::fanout(hookd, redis, delivered, knobs.e2e_connections);
         let fanout = routes::fanout(&knobs, &target, &two, &hold).await;
         report::partial_e2e_rows(&knobs, &search, &hold);
         routes::fanout_rows(&fanout, &hold);
     }
     if wanted("log") {
-        let redis = support::TestRedis::start();
-        let sink = servers::start_sink(Arc::new(AtomicU64::new(0)));
-        let hookd = servers::Hookd::start(redis.port, sink, knobs.e2e_in_flight);
-        let memory = log::memory(&knobs, &hookd, &redis).await;
-        let listing = log::listing(&knobs, &hookd, &redis).await;
+        let servers::Stack { hookd, redis, .. } = &servers::Stack::start(knobs.e2e_in_flight);
+        let memory = log::memory(&knobs, hookd, redis).await;
+        let listing = log::listing(&knobs, hookd, redis).await;
         log::partial_rows(&memory, &listing);
     }
     if wanted("log_cost") {
-        let redis = support::TestRedis::start();
-        let delivered = Arc::new(AtomicU64::new(0));
-        let sink = servers::start_sink(delivered.clone());
-        let hookd = servers::Hookd::start(redis.port, sink, knobs.e2e_in_flight);
+        let servers::Stack {
+            hookd,
+            delivered,
+            redis,
+        } = &servers::Stack::start(knobs.e2e_in_flight);
         let start = knobs.e2e_rate.unwrap_or(PARTIAL_E2E_START);
         let rate = (turns::TURN_SHARE * start).round();
-        let compare = log::compare(&knobs, &hookd, &redis, &delivered, rate, start).await;
+        let compare = log::compare(&knobs, hookd, redis, delivered, rate, start).await;
         log::compare_rows(&compare);
     }
     if wanted("spool") {
@@ -225,36 +223,30 @@ async fn run(knobs: Knobs) {
     // drifts by tens of percent within minutes, and alternating keeps that
     // drift out of the ratio.
     let baseline = phases::Baseline::start();
-    let redis = support::TestRedis::start();
-    let delivered = Arc::new(AtomicU64::new(0));
-    let sink = servers::start_sink(delivered.clone());
-    let hookd = servers::Hookd::start(redis.port, sink, knobs.e2e_in_flight);
+    let servers::Stack {
+        hookd,
+        delivered,
+        redis,
+    } = &servers::Stack::start(knobs.e2e_in_flight);
 
-    let ingest = phases::ingest_rounds(&knobs, &baseline, &redis, &hookd).await;
+    let ingest = phases::ingest_rounds(&knobs, &baseline, redis, hookd).await;
     drop(baseline);
-    let memory = routes::memory(&knobs, &hookd, &redis).await;
-    let half = phases::half_rate(&knobs, &hookd, ingest.max_rate() / 2.0).await;
-    let mixed = phases::mixed(&knobs, &hookd).await;
-    let e2e = e2e::Target::e2e(&hookd, &redis, &delivered, knobs.e2e_connections);
+    let memory = routes::memory(&knobs, hookd, redis).await;
+    let half = phases::half_rate(&knobs, hookd, ingest.max_rate() / 2.0).await;
+    let mixed = phases::mixed(&knobs, hookd).await;
+    let e2e = e2e::Target::e2e(hookd, redis, delivered, knobs.e2e_connections);
     let search = phases::e2e_search(&knobs, &e2e, ingest.max_rate() * 0.6).await;
     let hold = phases::e2e_hold(&e2e, search.rate, knobs.e2e_seconds).await;
     let census = phases::census(&e2e, hold.e2e.offered).await;
-    let two = e2e::Target::fanout(&hookd, &redis, &delivered, knobs.e2e_connections);
+    let two = e2e::Target::fanout(hookd, redis, delivered, knobs.e2e_connections);
     let fanout = routes::fanout(&knobs, &e2e, &two, &hold).await;
     let log_rate = (turns::TURN_SHARE * hold.deliveries_per_second()).round();
-    let log_compare = log::compare(
-        &knobs,
-        &hookd,
-        &redis,
-        &delivered,
-        log_rate,
-        hold.e2e.run.rate,
-    )
-    .await;
-    let log_memory = log::memory(&knobs, &hookd, &redis).await;
-    let listing = log::listing(&knobs, &hookd, &redis).await;
+    let log_compare =
+        log::compare(&knobs, hookd, redis, delivered, log_rate, hold.e2e.run.rate).await;
+    let log_memory = log::memory(&knobs, hookd, redis).await;
+    let listing = log::listing(&knobs, hookd, redis).await;
     let spool = spool::measure(&knobs).await;
-    let soak = phases::soak(&knobs, &hookd, hold.e2e.offered).await;
+    let soak = phases::soak(&knobs, hookd, hold.e2e.offered).await;
 
     report::Report {
         knobs: &knobs,

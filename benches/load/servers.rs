@@ -353,6 +353,30 @@ impl Drop for Hookd {
     }
 }
 
+/// A hookd on a Redis of its own, delivering to a counting sink: what
+/// every phase that runs hookd natively starts from.
+pub struct Stack {
+    // First, so it stops before the Redis it writes to.
+    pub hookd: Hookd,
+    /// Requests the sink has answered.
+    pub delivered: Arc<AtomicU64>,
+    pub redis: TestRedis,
+}
+
+impl Stack {
+    pub fn start(in_flight: u64) -> Self {
+        let redis = TestRedis::start();
+        let delivered = Arc::new(AtomicU64::new(0));
+        let sink = start_sink(delivered.clone());
+        let hookd = Hookd::start(redis.port, sink, in_flight);
+        Self {
+            hookd,
+            delivered,
+            redis,
+        }
+    }
+}
+
 /// A tiny blocking GET for status probes (keeps the async driver clean).
 pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};

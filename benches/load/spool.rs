@@ -4,8 +4,6 @@
 //! phases' figures are not touched. (Ingest with the spool on and empty is
 //! the ingest rounds' hookd: the bench's hookd always has it on.)
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use crate::Knobs;
@@ -65,13 +63,11 @@ fn redis_down(hookd: &Hookd) -> bool {
 }
 
 pub async fn measure(knobs: &Knobs) -> SpoolRun {
-    let redis = TestRedis::start();
-    let sink = servers::start_sink(Arc::new(AtomicU64::new(0)));
-    let hookd = Hookd::start(redis.port, sink, knobs.e2e_in_flight);
+    let servers::Stack { hookd, redis, .. } = &servers::Stack::start(knobs.e2e_in_flight);
     // Hung, not refusing: the harder case (every call must time out).
     redis.freeze();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !redis_down(&hookd) && Instant::now() < deadline {
+    while !redis_down(hookd) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let before = hookd.ingest_outcomes("ingest");
@@ -91,13 +87,13 @@ pub async fn measure(knobs: &Knobs) -> SpoolRun {
             .unwrap_or(0)
     };
     let spooled_answers = spooled_since_hung();
-    let held = spool_events(&hookd).unwrap_or(0);
+    let held = spool_events(hookd).unwrap_or(0);
     redis.thaw();
     let thawed = Instant::now();
     let mut first = None;
     let deadline = thawed + Duration::from_secs(180);
     loop {
-        let left = spool_events(&hookd).unwrap_or(held);
+        let left = spool_events(hookd).unwrap_or(held);
         if first.is_none() && left < held {
             first = Some(Instant::now());
         }
@@ -111,7 +107,7 @@ pub async fn measure(knobs: &Knobs) -> SpoolRun {
     // Every entry the stream ever took: the log trims delivered ones and
     // deliveries go on meanwhile, so its length plus the deliveries would
     // count an event delivered but not yet trimmed twice.
-    let in_redis = stream_entries_added(&redis, "hookd:{ingest}:stream");
+    let in_redis = stream_entries_added(redis, "hookd:{ingest}:stream");
     let spooled_in_all = spooled_since_hung();
     SpoolRun {
         spooled_in_all,
