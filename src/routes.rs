@@ -146,7 +146,7 @@ fn normalized_path(path: &str) -> Cow<'_, str> {
 
 /// `text` with control characters escaped: a body is the sender's, and a
 /// raw newline in it would start what looks like a log line of its own.
-fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+fn printable(text: &str) -> Cow<'_, str> {
     if !text.chars().any(char::is_control) {
         return text.into();
     }
