@@ -21,7 +21,7 @@ use crate::response::{HttpResponse, error, json, unavailable};
 use crate::source::{Source, Sources};
 use crate::spool::{Appended, Divert, Spool, SpoolError};
 use crate::status::Status;
-use crate::telemetry::{self, IngestOutcome as Outcome};
+use crate::telemetry::{self, IngestOutcome as Outcome, SourceMetrics};
 use crate::verify::SignedRequest;
 
 /// Seconds a client should wait before retrying after a 503.
@@ -94,9 +94,10 @@ impl IngestHandle {
         let span = info_span!("ingest", source = %name, event_id = tracing::field::Empty);
         async {
             let started = Instant::now();
-            let (outcome, response) = store(self, entry, req).await;
             let metrics = &entry.source.metrics;
-            metrics.ingest(outcome);
+            let unanswered = Unanswered { metrics };
+            let (outcome, response) = store(self, entry, req).await;
+            unanswered.answered(outcome);
             metrics
                 .ingest_duration
                 .record(started.elapsed().as_secs_f64());
@@ -104,6 +105,29 @@ impl IngestHandle {
         }
         .instrument(span)
         .await
+    }
+}
+
+/// Counts a request whose handler is dropped before it answers as
+/// `abandoned`. hyper drops it when the client closes the connection (or
+/// resets its HTTP/2 stream) mid-request, by which time the event may be
+/// stored; without this the request would be in no outcome at all.
+struct Unanswered<'a> {
+    metrics: &'a SourceMetrics,
+}
+
+impl Unanswered<'_> {
+    fn answered(self, outcome: Outcome) {
+        self.metrics.ingest(outcome);
+        // Counted once: the guard only borrows, so forgetting it frees
+        // nothing.
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        self.metrics.ingest(Outcome::Abandoned);
     }
 }
 

@@ -123,10 +123,14 @@ pub enum IngestOutcome {
     Timeout,
     /// Accepted into the local spool (Redis unreachable).
     Spooled,
+    /// The client went away mid-request (closed the connection or reset
+    /// its HTTP/2 stream before the answer): the event may be stored, and
+    /// the provider's retry is then answered as a duplicate.
+    Abandoned,
 }
 
 impl IngestOutcome {
-    const ALL: [IngestOutcome; 11] = [
+    const ALL: [IngestOutcome; 12] = [
         Self::Queued,
         Self::Spooled,
         Self::Duplicate,
@@ -138,6 +142,7 @@ impl IngestOutcome {
         Self::BacklogFull,
         Self::Draining,
         Self::Timeout,
+        Self::Abandoned,
     ];
 
     pub fn label(self) -> &'static str {
@@ -153,6 +158,7 @@ impl IngestOutcome {
             Self::Draining => "draining",
             Self::Timeout => "timeout",
             Self::Spooled => "spooled",
+            Self::Abandoned => "abandoned",
         }
     }
 }

@@ -277,6 +277,64 @@ async fn a_percent_encoded_name_is_the_same_name() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_client_gone_before_the_answer_is_counted_as_abandoned() {
+    let h = setup("").await;
+    let (redis, daemon) = (&h.redis, &h.daemon);
+    let abandoned = r#"hookd_ingest_requests_total{source="demo",outcome="abandoned"}"#;
+    let count = |text: &str, series: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(series))
+            .map(|value| value.trim().to_owned())
+    };
+    let metrics = get(&daemon.url("/metrics")).await;
+    assert_eq!(
+        count(&String::from_utf8_lossy(&metrics.body), abandoned).as_deref(),
+        Some("0")
+    );
+    // Scripts that write wait while PING and reads go on: hookd still sees
+    // Redis up, and the event's store call hangs until the pause ends.
+    redis.cli(&["CLIENT", "PAUSE", "5000", "WRITE"]);
+    let body = br#"{"type":"a.b"}"#;
+    let mut stream = tokio::net::TcpStream::connect(daemon.public).await.unwrap();
+    let mut head = format!(
+        "POST /webhooks/demo HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in signed("evt_gone", body) {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    // The ingest script waiting in Redis: the request is being stored.
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            redis
+                .cli(&["CLIENT", "LIST"])
+                .lines()
+                .any(|client| client.contains("flags=b ") && client.contains("cmd=evalsha"))
+        })
+        .await,
+        "the store call never reached Redis"
+    );
+    drop(stream);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            let text = get(&daemon.url("/metrics")).await.body;
+            count(&String::from_utf8_lossy(&text), abandoned).as_deref() == Some("1")
+        })
+        .await,
+        "the abandoned request was not counted"
+    );
+    redis.cli(&["CLIENT", "UNPAUSE"]);
+    // The event may have been stored meanwhile: the provider's retry then
+    // finds it, and is answered like any duplicate.
+    let again = send_event(daemon, "demo", "evt_gone", r#"{"type":"a.b"}"#).await;
+    assert!(matches!(again.status, 200 | 202), "{}", again.status);
+    assert_stored_eventually(redis, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn garbage_requests_get_400_and_store_nothing() {
     let h = setup("").await;
     let (redis, daemon) = (&h.redis, &h.daemon);
