@@ -37,6 +37,17 @@ async fn assert_stored_eventually(redis: &TestRedis, n: i64) {
     );
 }
 
+/// The head of a signed POST of `body` to `/webhooks/demo`, for a raw
+/// socket: `framing` is its Content-Length or Transfer-Encoding line.
+fn signed_head(framing: &str, id: &str, body: &[u8]) -> String {
+    let mut head = format!("POST /webhooks/demo HTTP/1.1\r\nHost: x\r\n{framing}\r\n");
+    for (k, v) in signed(id, body) {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    head
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn accepts_a_signed_event_and_stores_it_once() {
     let h = setup("").await;
@@ -155,12 +166,7 @@ async fn oversized_bodies_get_413_and_store_nothing() {
 
     // Chunked, so no Content-Length to check up front.
     let mut stream = tokio::net::TcpStream::connect(daemon.public).await.unwrap();
-    let mut head =
-        String::from("POST /webhooks/demo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n");
-    for (k, v) in signed("evt_big", &big) {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
+    let head = signed_head("Transfer-Encoding: chunked", "evt_big", &big);
     stream.write_all(head.as_bytes()).await.unwrap();
     for chunk in big.chunks(512) {
         let _ = stream
@@ -280,30 +286,18 @@ async fn a_percent_encoded_name_is_the_same_name() {
 async fn a_client_gone_before_the_answer_is_counted_as_abandoned() {
     let h = setup("").await;
     let (redis, daemon) = (&h.redis, &h.daemon);
-    let abandoned = r#"hookd_ingest_requests_total{source="demo",outcome="abandoned"}"#;
-    let count = |text: &str, series: &str| {
-        text.lines()
-            .find_map(|line| line.strip_prefix(series))
-            .map(|value| value.trim().to_owned())
-    };
-    let metrics = get(&daemon.url("/metrics")).await;
-    assert_eq!(
-        count(&String::from_utf8_lossy(&metrics.body), abandoned).as_deref(),
-        Some("0")
-    );
+    let abandoned =
+        |n: u64| format!(r#"hookd_ingest_requests_total{{source="demo",outcome="abandoned"}} {n}"#);
+    let metrics =
+        || async { String::from_utf8_lossy(&get(&daemon.url("/metrics")).await.body).into_owned() };
+    assert!(metrics().await.contains(&abandoned(0)));
     // Scripts that write wait while PING and reads go on: hookd still sees
     // Redis up, and the event's store call hangs until the pause ends.
     redis.cli(&["CLIENT", "PAUSE", "5000", "WRITE"]);
     let body = br#"{"type":"a.b"}"#;
     let mut stream = tokio::net::TcpStream::connect(daemon.public).await.unwrap();
-    let mut head = format!(
-        "POST /webhooks/demo HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in signed("evt_gone", body) {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
+    let length = format!("Content-Length: {}", body.len());
+    let head = signed_head(&length, "evt_gone", body);
     stream.write_all(head.as_bytes()).await.unwrap();
     stream.write_all(body).await.unwrap();
     // The ingest script waiting in Redis: the request is being stored.
@@ -320,8 +314,7 @@ async fn a_client_gone_before_the_answer_is_counted_as_abandoned() {
     drop(stream);
     assert!(
         eventually(Duration::from_secs(5), || async {
-            let text = get(&daemon.url("/metrics")).await.body;
-            count(&String::from_utf8_lossy(&text), abandoned).as_deref() == Some("1")
+            metrics().await.contains(&abandoned(1))
         })
         .await,
         "the abandoned request was not counted"
@@ -428,14 +421,8 @@ async fn slow_headers_and_slow_bodies_are_cut_off() {
     // Body announced but never sent: 408.
     let body = b"{\"slow\":true}";
     let mut stream = tokio::net::TcpStream::connect(daemon.public).await.unwrap();
-    let mut head = format!(
-        "POST /webhooks/demo HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in signed("evt_slow", body) {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
+    let length = format!("Content-Length: {}", body.len());
+    let head = signed_head(&length, "evt_slow", body);
     stream.write_all(head.as_bytes()).await.unwrap();
     stream.write_all(&body[..3]).await.unwrap();
     let mut answer = vec![0u8; 1024];
