@@ -48,6 +48,17 @@ fn signed_head(framing: &str, id: &str, body: &[u8]) -> String {
     head
 }
 
+/// Writes `raw` on a new connection and reads until the server closes it
+/// (or for 5 s): the whole answer, as text. A server that answers early
+/// may close before all of `raw` is written; its answer is still read.
+async fn exchange(daemon: &Daemon, raw: &[u8]) -> String {
+    let mut stream = tokio::net::TcpStream::connect(daemon.public).await.unwrap();
+    let _ = stream.write_all(raw).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn accepts_a_signed_event_and_stores_it_once() {
     let h = setup("").await;
@@ -165,20 +176,14 @@ async fn oversized_bodies_get_413_and_store_nothing() {
     assert!(reply.json()["error"].is_string());
 
     // Chunked, so no Content-Length to check up front.
-    let mut stream = tokio::net::TcpStream::connect(daemon.public).await.unwrap();
-    let head = signed_head("Transfer-Encoding: chunked", "evt_big", &big);
-    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut raw = signed_head("Transfer-Encoding: chunked", "evt_big", &big).into_bytes();
     for chunk in big.chunks(512) {
-        let _ = stream
-            .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
-            .await;
-        let _ = stream.write_all(chunk).await;
-        let _ = stream.write_all(b"\r\n").await;
+        raw.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        raw.extend_from_slice(chunk);
+        raw.extend_from_slice(b"\r\n");
     }
-    let _ = stream.write_all(b"0\r\n\r\n").await;
-    let mut answer = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
-    let answer = String::from_utf8_lossy(&answer);
+    raw.extend_from_slice(b"0\r\n\r\n");
+    let answer = exchange(daemon, &raw).await;
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
 
     // Over HTTP/2 the answer comes while the client is still sending, and
@@ -328,9 +333,10 @@ async fn a_client_gone_before_the_answer_is_counted_as_abandoned() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn garbage_requests_get_400_and_store_nothing() {
+async fn unreadable_requests_get_400_or_431_and_store_nothing() {
     let h = setup("").await;
     let (redis, daemon) = (&h.redis, &h.daemon);
+    // Heads HTTP cannot parse: the HTTP layer answers before routing.
     for garbage in [
         &b"POST /webhooks/demo HTTP/1.1\r\nHost: x\r\nBad Header Line\r\n\r\n"[..],
         &b"POST /webhooks/demo HTTP/1.1\r\nHost: x\r\nX-A: \x01\x02\r\nContent-Length: 2\r\n\r\n{}"
@@ -338,16 +344,41 @@ async fn garbage_requests_get_400_and_store_nothing() {
         &b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03 not http at all\r\n\r\n"[..],
         &b"POST /webhooks/demo HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n{}"[..],
     ] {
-        let mut stream = tokio::net::TcpStream::connect(daemon.public).await.unwrap();
-        stream.write_all(garbage).await.unwrap();
-        let mut answer = Vec::new();
-        let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
-        let answer = String::from_utf8_lossy(&answer);
+        let answer = exchange(daemon, garbage).await;
         assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
     }
-    // An id that cannot be an id (explicit json pointer missing) is 400 too.
+
+    // A signed request whose chunked body is broken: the handler's own
+    // JSON answer.
+    let body = br#"{"type":"a.b"}"#;
+    let mut raw = signed_head("Transfer-Encoding: chunked", "evt_broken", body).into_bytes();
+    raw.extend_from_slice(b"zz\r\n{}\r\n0\r\n\r\n");
+    let answer = exchange(daemon, &raw).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(
+        answer.contains(r#"{"error":"unreadable request body"}"#),
+        "{answer}"
+    );
+
+    // More than 100 header fields: refused whole, signed or not.
+    let length = format!("Content-Length: {}", body.len());
+    let head = signed_head(&length, "evt_crowded", body);
+    let mut raw = head.trim_end_matches("\r\n").to_owned() + "\r\n";
+    for n in 0..100 {
+        raw.push_str(&format!("X-Extra-{n}: v\r\n"));
+    }
+    raw.push_str("\r\n");
+    let mut raw = raw.into_bytes();
+    raw.extend_from_slice(body);
+    let answer = exchange(daemon, &raw).await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
     redis.assert_nothing_stored("demo");
-    assert_eq!(get(&daemon.url("/health/live")).await.status, 200);
+
+    // The listener still serves, and the refused event left no dedup key:
+    // the same event, readable, is taken as new.
+    let reply = send_event(daemon, "demo", "evt_crowded", r#"{"type":"a.b"}"#).await;
+    assert_eq!(reply.status, 202);
+    assert_stored_eventually(redis, 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
