@@ -360,7 +360,8 @@ async fn unreadable_requests_get_400_or_431_and_store_nothing() {
         "{answer}"
     );
 
-    // More than 100 header fields: refused whole, signed or not.
+    // More than 100 header fields over HTTP/1.1: refused whole, signed or
+    // not.
     let length = format!("Content-Length: {}", body.len());
     let head = signed_head(&length, "evt_crowded", body);
     let mut raw = head.trim_end_matches("\r\n").to_owned() + "\r\n";
@@ -372,6 +373,12 @@ async fn unreadable_requests_get_400_or_431_and_store_nothing() {
     raw.extend_from_slice(body);
     let answer = exchange(daemon, &raw).await;
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    // HTTP/2 limits the header list's size instead (16 KiB, each field
+    // counted as its name and value plus 32 bytes): 100 fields of 200
+    // bytes go over it (150 small ones do not: below).
+    let mut headers = signed("evt_crowded", body);
+    headers.extend((0..100).map(|n| (format!("x-extra-{n}"), "v".repeat(200))));
+    assert_eq!(h2_post(daemon, &headers, body, true).await, Ok(431));
     redis.assert_nothing_stored("demo");
 
     // The listener still serves, and the refused event left no dedup key:
@@ -379,6 +386,10 @@ async fn unreadable_requests_get_400_or_431_and_store_nothing() {
     let reply = send_event(daemon, "demo", "evt_crowded", r#"{"type":"a.b"}"#).await;
     assert_eq!(reply.status, 202);
     assert_stored_eventually(redis, 1).await;
+    let mut headers = signed("evt_many_fields", body);
+    headers.extend((0..150).map(|n| (format!("x-extra-{n}"), "v".to_owned())));
+    assert_eq!(h2_post(daemon, &headers, body, true).await, Ok(202));
+    assert_stored_eventually(redis, 2).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
