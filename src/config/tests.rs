@@ -96,6 +96,13 @@ fn bad_values_name_the_key() {
     );
 }
 
+/// Why a config with only `[section] key = value` is refused.
+fn refusal(section: &str, key: &str, value: &str) -> String {
+    Config::from_toml_str(&format!("[{section}]\n{key} = {value}\n"))
+        .expect_err(key)
+        .to_string()
+}
+
 #[test]
 fn zero_limits_and_timeouts_are_refused_by_name() {
     for (section, key, value) in [
@@ -109,9 +116,7 @@ fn zero_limits_and_timeouts_are_refused_by_name() {
         ("worker", "claim_interval", "\"0s\""),
         ("ingest", "max_backlog", "0"),
     ] {
-        let err = Config::from_toml_str(&format!("[{section}]\n{key} = {value}\n"))
-            .expect_err(key)
-            .to_string();
+        let err = refusal(section, key, value);
         assert!(err.contains(&format!("{section}.{key} must be")), "{err}");
     }
 }
@@ -130,9 +135,7 @@ fn limits_and_durations_too_large_are_refused_by_name() {
         ("worker", "claim_idle", "\"11y\""),
         ("shutdown", "timeout", "\"500000000y\""),
     ] {
-        let err = Config::from_toml_str(&format!("[{section}]\n{key} = {value}\n"))
-            .expect_err(key)
-            .to_string();
+        let err = refusal(section, key, value);
         assert!(err.contains(&format!("{section}.{key}")), "{err}");
     }
     let destination = |extra: &str| {
