@@ -13,6 +13,23 @@ pub fn unix_secs() -> i64 {
     (unix_ms() / 1000) as i64
 }
 
+/// A span of time for operators, in the largest unit that fits and
+/// rounded down ("350 ms", "42 s", "5 min", "3 h", "12 d"): the dashboard
+/// and the CLI show ages and "last success" alike.
+pub fn elapsed_text(ms: u64) -> String {
+    const SECOND: u64 = 1000;
+    const MINUTE: u64 = 60 * SECOND;
+    const HOUR: u64 = 60 * MINUTE;
+    const DAY: u64 = 24 * HOUR;
+    match ms {
+        0..SECOND => format!("{ms} ms"),
+        SECOND..MINUTE => format!("{} s", ms / SECOND),
+        MINUTE..HOUR => format!("{} min", ms / MINUTE),
+        HOUR..DAY => format!("{} h", ms / HOUR),
+        _ => format!("{} d", ms / DAY),
+    }
+}
+
 /// A time an operator gives (a search's `since` / `until`): unix ms, an
 /// RFC 3339 time with `Z` or an offset (`2026-12-06T22:00:00+01:00`, as
 /// `date -Iseconds` prints it), the same with a space for the `T`, without
@@ -67,6 +84,16 @@ fn split_offset(text: &str) -> Option<(&str, i64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spans_read_in_the_largest_unit_that_fits() {
+        assert_eq!(elapsed_text(0), "0 ms");
+        assert_eq!(elapsed_text(999), "999 ms");
+        assert_eq!(elapsed_text(4_200), "4 s");
+        assert_eq!(elapsed_text(125_000), "2 min");
+        assert_eq!(elapsed_text(7_300_000), "2 h");
+        assert_eq!(elapsed_text(3 * 86_400_000 + 1), "3 d");
+    }
 
     #[test]
     fn times_are_unix_ms_or_rfc3339() {

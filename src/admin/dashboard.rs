@@ -198,13 +198,7 @@ pub(super) fn when(ms: u64) -> String {
 }
 
 pub(super) fn age(ms: Option<u64>) -> String {
-    match ms {
-        None => "—".into(),
-        Some(ms) if ms < 1000 => format!("{ms} ms"),
-        Some(ms) if ms < 120_000 => format!("{} s", ms / 1000),
-        Some(ms) if ms < 7_200_000 => format!("{} min", ms / 60_000),
-        Some(ms) => format!("{} h", ms / 3_600_000),
-    }
+    ms.map_or_else(|| "—".into(), crate::clock::elapsed_text)
 }
 
 pub(super) fn opt(v: Option<u64>) -> String {

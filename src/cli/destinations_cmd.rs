@@ -8,6 +8,7 @@ use anyhow::bail;
 
 use super::table::{Align, Table};
 use super::{DestinationsCommand, print_json};
+use crate::clock::elapsed_text;
 use crate::overview;
 use crate::queue::Queue;
 use crate::source::Sources;
@@ -24,16 +25,10 @@ fn dash(v: Option<u64>) -> String {
 
 /// How long ago `at_ms` was, in the largest unit that fits ("-": never).
 fn ago(at_ms: Option<u64>, now_ms: u64) -> String {
-    let Some(at_ms) = at_ms else {
-        return "-".into();
-    };
-    let seconds = now_ms.saturating_sub(at_ms) / 1000;
-    match seconds {
-        0..60 => format!("{seconds} s ago"),
-        60..3600 => format!("{} min ago", seconds / 60),
-        3600..86400 => format!("{} h ago", seconds / 3600),
-        _ => format!("{} d ago", seconds / 86400),
-    }
+    at_ms.map_or_else(
+        || "-".into(),
+        |at_ms| format!("{} ago", elapsed_text(now_ms.saturating_sub(at_ms))),
+    )
 }
 
 /// The last failure's age, with its HTTP status when it had one.
@@ -193,6 +188,6 @@ mod tests {
         assert_eq!(ago(Some(now - 7_300_000), now), "2 h ago");
         assert_eq!(ago(Some(now - 3 * 86_400_000), now), "3 d ago");
         // A clock behind another instance's is not "in the future".
-        assert_eq!(ago(Some(now + 500), now), "0 s ago");
+        assert_eq!(ago(Some(now + 500), now), "0 ms ago");
     }
 }

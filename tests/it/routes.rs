@@ -351,7 +351,7 @@ async fn the_breaker_opens_makes_only_probes_and_closes_on_success() {
         "{table}"
     );
     assert!(
-        row.contains("healthy") && row.contains(" s ago (500)"),
+        row.contains("healthy") && row.contains(" ago (500)"),
         "{table}"
     );
 }
