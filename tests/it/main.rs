@@ -17,6 +17,7 @@ mod retention;
 mod routes;
 mod shutdown;
 mod spool;
+mod storm;
 mod structure;
 mod support;
 mod upgrade;
