@@ -267,16 +267,25 @@ impl Writer {
     }
 
     /// Waits for one request, then takes those already waiting behind it.
+    /// A request that gave up while it waited (answered 503, or spooled)
+    /// is left out: sent now, its event would be stored after a refusal,
+    /// or once more behind its spooled copy, and while Redis hangs each
+    /// such call would hold the writer for the call's whole timeout.
     /// Returns false once every sender is gone.
     async fn take_batch(&self, batch: &mut Vec<Waiting>) -> bool {
         let mut waiting = self.waiting.lock().await;
-        let Some(first) = waiting.recv().await else {
-            return false;
+        let first = loop {
+            match waiting.recv().await {
+                Some(first) if first.answer.is_closed() => continue,
+                Some(first) => break first,
+                None => return false,
+            }
         };
         let mut bytes = first.bytes;
         batch.push(first);
         while batch.len() < MAX_BATCH_EVENTS && bytes < MAX_BATCH_BYTES {
             match waiting.try_recv() {
+                Ok(next) if next.answer.is_closed() => {}
                 Ok(next) => {
                     bytes += next.bytes;
                     batch.push(next);
