@@ -3,6 +3,7 @@
 //! replay and purge). The event log's endpoints are in `log_api`.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use http::{Method, StatusCode};
 use serde::Serialize;
@@ -13,7 +14,9 @@ use super::{
 };
 use crate::dlq::{self, BulkOp, Filter};
 use crate::overview::{self, SourceOverview};
+use crate::queue::DestinationState;
 use crate::response::{HttpResponse, error, json};
+use crate::source::Source;
 
 pub async fn route(
     admin: &AdminHandle,
@@ -82,24 +85,116 @@ pub struct SourcesView {
     /// Why Redis is away, while it is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis_error: Option<String>,
-    pub sources: Vec<SourceOverview>,
+    /// Every configured source, in config order.
+    pub sources: Vec<SourceListing>,
 }
 
-/// Every source's overview; a source Redis could not answer for is left
-/// out (the dashboard says so). While Redis is known away nothing is
-/// asked: each read would wait out the command timeout, and the
-/// dashboard asks every few seconds.
-pub async fn sources(admin: &AdminHandle) -> SourcesView {
-    let redis_up = admin.status.redis_up();
-    let ask = !admin.status.redis_known_down();
-    let mut out = Vec::with_capacity(admin.sources.len());
-    for source in admin.sources.iter().filter(|_| ask) {
-        if let Ok(view) = overview::source(&admin.queue, source).await {
-            out.push(view);
+/// A source as listed: its figures, or, when Redis did not answer for it
+/// in time, its configured destinations with every figure `null` and
+/// state `unknown`.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum SourceListing {
+    Read(SourceOverview),
+    Unread(UnreadSource),
+}
+
+#[derive(Serialize)]
+pub struct UnreadSource {
+    pub name: String,
+    pub backlog: Option<u64>,
+    pub pending: Option<u64>,
+    pub retrying: Option<u64>,
+    pub dlq: Option<u64>,
+    pub oldest_pending_age_ms: Option<u64>,
+    pub destinations: Vec<UnreadDestination>,
+}
+
+/// The fields of [`overview::DestinationOverview`], each unknown but the
+/// configured ones.
+#[derive(Serialize)]
+pub struct UnreadDestination {
+    pub name: String,
+    pub url: String,
+    pub state: &'static str,
+    pub in_flight: Option<u64>,
+    pub max_in_flight: usize,
+    pub backlog: Option<u64>,
+    pub pending: Option<u64>,
+    pub retrying: Option<u64>,
+    pub dlq: Option<u64>,
+    pub oldest_pending_age_ms: Option<u64>,
+    pub last_success_ms: Option<u64>,
+    pub last_failure_ms: Option<u64>,
+    pub last_failure_status: Option<u16>,
+}
+
+impl UnreadSource {
+    fn of(source: &Source) -> Self {
+        Self {
+            name: source.name.clone(),
+            backlog: None,
+            pending: None,
+            retrying: None,
+            dlq: None,
+            oldest_pending_age_ms: None,
+            destinations: source
+                .destinations
+                .iter()
+                .map(|d| UnreadDestination {
+                    name: d.name.clone(),
+                    url: d.config.url.to_string(),
+                    state: DestinationState::Unknown.as_str(),
+                    in_flight: None,
+                    max_in_flight: d.config.max_in_flight,
+                    backlog: None,
+                    pending: None,
+                    retrying: None,
+                    dlq: None,
+                    oldest_pending_age_ms: None,
+                    last_success_ms: None,
+                    last_failure_ms: None,
+                    last_failure_status: None,
+                })
+                .collect(),
         }
     }
+}
+
+/// How long the listing waits for Redis, all sources together: a Redis
+/// that hangs (before the health check calls it away) must not hold the
+/// dashboard for a command timeout per source.
+pub const LISTING_READ_LIMIT: Duration = Duration::from_secs(1);
+
+/// Every source's overview. While Redis is known away nothing is asked
+/// (each read would wait out the command timeout, and the dashboard asks
+/// every few seconds); a source Redis does not answer for within
+/// LISTING_READ_LIMIT is listed unread.
+pub async fn sources(admin: &AdminHandle) -> SourcesView {
+    let deadline = tokio::time::Instant::now() + LISTING_READ_LIMIT;
+    let ask = !admin.status.redis_known_down();
+    let mut out = Vec::with_capacity(admin.sources.len());
+    for source in admin.sources.iter() {
+        let read = if ask {
+            tokio::time::timeout_at(deadline, overview::source(&admin.queue, source))
+                .await
+                .ok()
+                .and_then(Result::ok)
+        } else {
+            None
+        };
+        out.push(match read {
+            Some(view) => SourceListing::Read(view),
+            None => SourceListing::Unread(UnreadSource::of(source)),
+        });
+    }
+    // Read after the figures: what the health check learnt meanwhile.
     SourcesView {
-        redis: if redis_up { "up" } else { "down" },
+        redis: if admin.status.redis_up() {
+            "up"
+        } else {
+            "down"
+        },
         redis_error: admin.status.redis_error(),
         sources: out,
     }

@@ -606,6 +606,75 @@ async fn why_redis_is_unreachable_is_said_and_the_password_never() {
     assert!(!daemon.logs().contains("right-pass"), "{}", daemon.logs());
 }
 
+/// Redis hangs: before the health check has called it away, the
+/// listing waits at most a second for it, and all along every configured
+/// source and destination is listed (state `unknown`, figures `null`),
+/// in the API and on the dashboard.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_redis_leaves_every_destination_listed_as_unknown_at_once() {
+    let h = Harness::builder()
+        .source(SourceSpec::standard("s", SINK))
+        .source(
+            SourceSpec::standard("t", "")
+                .route("billing", SINK, "")
+                .route("audit", SINK, ""),
+        )
+        .start()
+        .await;
+    let read = h.api(http::Method::GET, "/admin/sources").await.json();
+    assert_eq!(
+        read["sources"][1]["destinations"][1]["pending"], 0,
+        "{read}"
+    );
+    h.redis.freeze();
+    for round in ["unnoticed", "known"] {
+        if round == "known" {
+            let known = eventually(Duration::from_secs(5), || async {
+                h.api(http::Method::GET, "/admin/sources").await.json()["redis"] == "down"
+            })
+            .await;
+            assert!(known, "the hang was never noticed");
+        }
+        let asked = Instant::now();
+        let listing = h.api(http::Method::GET, "/admin/sources").await;
+        let took = asked.elapsed();
+        assert!(took < Duration::from_millis(1800), "{round}: {took:?}");
+        assert_eq!(listing.status, 200);
+        let listing = listing.json();
+        let names: Vec<_> = listing["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].clone())
+            .collect();
+        assert_eq!(names, ["s", "t"], "{round}: {listing}");
+        let destinations = &listing["sources"][1]["destinations"];
+        assert_eq!(destinations[0]["name"], "billing", "{listing}");
+        assert_eq!(destinations[1]["name"], "audit", "{listing}");
+        for d in destinations.as_array().unwrap() {
+            assert_eq!(d["state"], "unknown", "{round}: {listing}");
+            assert!(
+                d["pending"].is_null() && d["backlog"].is_null(),
+                "{listing}"
+            );
+            assert_eq!(d["max_in_flight"], 16, "{listing}");
+        }
+        assert!(listing["sources"][1]["dlq"].is_null(), "{listing}");
+
+        let asked = Instant::now();
+        let page = h.api(http::Method::GET, "/").await;
+        assert!(asked.elapsed() < Duration::from_millis(1800), "{round}");
+        let page = String::from_utf8_lossy(&page.body);
+        assert!(
+            page.contains("Redis did not answer: no figures")
+                && page.contains("data-destination=\"audit\"")
+                && page.contains("state unknown"),
+            "{round}: {page}"
+        );
+    }
+    h.redis.thaw();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn startup_warns_about_unsafe_redis_settings() {
     let risky = TestRedis::start_with(&[

@@ -7,7 +7,7 @@ use std::fmt::Write;
 use super::charts::source_charts;
 use super::{Nav, age, esc, flash, fragment, opt, page, redis_away_notice, url_encode};
 use crate::admin::AdminHandle;
-use crate::admin::api::sources;
+use crate::admin::api::{LISTING_READ_LIMIT, SourceListing, UnreadSource, sources};
 use crate::clock::unix_ms;
 use crate::events;
 use crate::overview::{DestinationOverview, SourceOverview};
@@ -34,17 +34,28 @@ pub async fn overview(admin: &AdminHandle, query: &HashMap<String, String>) -> H
     if let Some(error) = &view.redis_error {
         body.push_str(&redis_away_notice(Some(error)));
     }
-    if view.sources.is_empty() && !admin.sources.is_empty() {
-        body.push_str("<p class=\"error\">Redis does not answer: no figures.</p>");
-    }
     let now = unix_ms();
-    for (index, s) in view.sources.iter().enumerate() {
+    let deadline = tokio::time::Instant::now() + LISTING_READ_LIMIT;
+    for (index, listed) in view.sources.iter().enumerate() {
+        let s = match listed {
+            SourceListing::Read(s) => s,
+            SourceListing::Unread(s) => {
+                unread_source(&mut body, s);
+                continue;
+            }
+        };
         let Some(source) = admin.sources.get(&s.name) else {
             continue;
         };
-        let charts = match events::stats(&admin.queue, &[source], now, CHART_MINUTES).await {
-            Ok(points) => source_charts(&format!("chart-{index}"), &points),
-            Err(e) => format!("<p class=\"error\">Redis: {}</p>", esc(&e.to_string())),
+        let stats = tokio::time::timeout_at(
+            deadline,
+            events::stats(&admin.queue, &[source], now, CHART_MINUTES),
+        )
+        .await;
+        let charts = match stats {
+            Ok(Ok(points)) => source_charts(&format!("chart-{index}"), &points),
+            Ok(Err(e)) => format!("<p class=\"error\">Redis: {}</p>", esc(&e.to_string())),
+            Err(_) => "<p class=\"error\">Redis did not answer in time: no charts.</p>".into(),
         };
         let _ = write!(
             body,
@@ -71,16 +82,39 @@ pub async fn overview(admin: &AdminHandle, query: &HashMap<String, String>) -> H
     page(Nav::Overview, "Overview", &page_body)
 }
 
+const DESTINATIONS_HEAD: &str = "<table class=\"destinations\"><thead><tr><th>destination</th><th>state</th><th>in flight</th>\
+     <th>backlog</th><th>retrying</th><th>dead-lettered</th><th>last success</th><th>last failure</th>\
+     <th>url</th><th></th></tr></thead><tbody>";
+
 fn destinations_table(body: &mut String, s: &SourceOverview) {
-    body.push_str(
-        "<table class=\"destinations\"><thead><tr><th>destination</th><th>state</th><th>in flight</th>\
-         <th>backlog</th><th>retrying</th><th>dead-lettered</th><th>last success</th><th>last failure</th>\
-         <th>url</th><th></th></tr></thead><tbody>",
-    );
+    body.push_str(DESTINATIONS_HEAD);
     for d in &s.destinations {
         destination_row(body, &s.name, d);
     }
     body.push_str("</tbody></table>");
+}
+
+/// A source Redis did not answer for: its destinations as configured, in
+/// state unknown, with no figures and nothing to press.
+fn unread_source(body: &mut String, s: &UnreadSource) {
+    let _ = write!(
+        body,
+        "<section class=\"card source\" data-source=\"{name}\"><div class=\"toolbar\"><h2>{name}</h2>\
+         <span class=\"counts\">Redis did not answer: no figures</span></div>{DESTINATIONS_HEAD}",
+        name = esc(&s.name),
+    );
+    for d in &s.destinations {
+        let _ = write!(
+            body,
+            "<tr data-destination=\"{dest}\"><td>{dest}</td><td><span class=\"state {state}\">{state}</span></td>\
+             <td>—/{}</td><td>—</td><td>—</td><td>—</td><td>—</td><td>—</td><td class=\"mono url\">{}</td><td></td></tr>",
+            d.max_in_flight,
+            esc(&d.url),
+            dest = esc(&d.name),
+            state = d.state,
+        );
+    }
+    body.push_str("</tbody></table></section>");
 }
 
 fn destination_row(body: &mut String, source: &str, d: &DestinationOverview) {
