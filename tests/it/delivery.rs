@@ -443,23 +443,49 @@ async fn signs_deliveries_when_a_signing_secret_is_set() {
     assert_eq!(checked, Ok(()));
 }
 
+/// Redis comes back empty (no persistence): hookd recreates the stream
+/// and every destination's consumer group without a restart, and a
+/// destination that was paused delivers again (its pause was in Redis).
 #[tokio::test(flavor = "multi_thread")]
-async fn redis_restarted_empty_recreates_the_group() {
-    let mut h = Harness::start().await;
+async fn redis_restarted_empty_recreates_every_group() {
+    let mut h = Harness::builder()
+        .source(
+            SourceSpec::standard("s", "")
+                .route("a", SINKS[0], "")
+                .route("b", SINKS[1], ""),
+        )
+        .sinks(2)
+        .start()
+        .await;
+    let paused = h
+        .api(Method::POST, "/admin/sources/s/destinations/b/pause")
+        .await;
+    assert_eq!(paused.json()["state"], "paused");
+    // Every instance obeys within a second; this one within its next read.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(h.send("s", "before", "{}").await.status, 202);
-    assert!(h.sink.wait_for(1, Duration::from_secs(10)).await);
+    assert!(h.sinks[0].wait_for(1, Duration::from_secs(10)).await);
+    assert_eq!(h.sinks[1].count(), 0, "delivered while paused");
     h.redis.restart(); // no persistence: comes back empty, no group
-    let (sink, daemon) = (&h.sink, &h.daemon);
+    let daemon = &h.daemon;
     assert!(
         eventually(Duration::from_secs(15), || async {
             send_event(daemon, "s", "after", "{}").await.status == 202
         })
         .await
     );
+    for (name, sink, total) in [("a", &h.sinks[0], 2), ("b", &h.sinks[1], 1)] {
+        assert!(
+            sink.wait_for(total, Duration::from_secs(15)).await,
+            "{name}: not delivered after redis came back empty:\n{}",
+            h.daemon.logs()
+        );
+    }
+    assert!(h.sinks[1].ids().contains(&"after".to_owned()));
     assert!(
-        sink.wait_for(2, Duration::from_secs(15)).await,
-        "not delivered after redis came back empty:\n{}",
-        daemon.logs()
+        h.daemon
+            .logs()
+            .contains("consumer group missing (redis restarted empty?): recreating")
     );
 }
 
