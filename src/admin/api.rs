@@ -99,7 +99,7 @@ pub enum SourceListing {
     Unread(UnreadSource),
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Default)]
 pub struct UnreadSource {
     pub name: String,
     pub backlog: Option<u64>,
@@ -112,7 +112,7 @@ pub struct UnreadSource {
 
 /// The fields of [`overview::DestinationOverview`], each unknown but the
 /// configured ones.
-#[derive(Serialize)]
+#[derive(Serialize, Default)]
 pub struct UnreadDestination {
     pub name: String,
     pub url: String,
@@ -133,11 +133,6 @@ impl UnreadSource {
     fn of(source: &Source) -> Self {
         Self {
             name: source.name.clone(),
-            backlog: None,
-            pending: None,
-            retrying: None,
-            dlq: None,
-            oldest_pending_age_ms: None,
             destinations: source
                 .destinations
                 .iter()
@@ -145,18 +140,11 @@ impl UnreadSource {
                     name: d.name.clone(),
                     url: d.config.url.to_string(),
                     state: DestinationState::Unknown.as_str(),
-                    in_flight: None,
                     max_in_flight: d.config.max_in_flight,
-                    backlog: None,
-                    pending: None,
-                    retrying: None,
-                    dlq: None,
-                    oldest_pending_age_ms: None,
-                    last_success_ms: None,
-                    last_failure_ms: None,
-                    last_failure_status: None,
+                    ..Default::default()
                 })
                 .collect(),
+            ..Default::default()
         }
     }
 }

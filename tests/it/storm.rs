@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use crate::load::{Load, verify};
+use crate::load::{Load, LoadReport, verify};
 use crate::support::*;
 
 /// Entries held by a dead process are claimed after 2 s.
@@ -20,6 +20,36 @@ const DESTINATION: &str = "timeout = \"1s\"\nretry = { max_attempts = 50, base =
 fn instance_toml(redis: &TestRedis, spool: &Path, source: &SourceSpec) -> String {
     let extra = format!("{WORKER}\n[spool]\ndir = \"{}\"", spool.display());
     config(&redis.url(), &extra, std::slice::from_ref(source))
+}
+
+/// Some events went to the spools; each destination has every accepted
+/// event; the stream keeps nothing every destination is done with; no
+/// instance panicked.
+async fn all_delivered(
+    scenario: &str,
+    report: &LoadReport,
+    destinations: [(&str, &Sink); 2],
+    redis: &TestRedis,
+    instances: [&Daemon; 2],
+) {
+    println!("answers: {:?}, spooled {}", report.statuses, report.spooled);
+    assert!(report.spooled > 0, "nothing was spooled: {report:?}");
+    for (name, sink) in destinations {
+        verify(
+            &format!("{scenario}: {name}"),
+            report,
+            sink,
+            Duration::from_secs(90),
+        )
+        .await;
+    }
+    assert!(
+        eventually(Duration::from_secs(30), || async { redis.settled("s") }).await,
+        "the stream kept entries every destination was done with"
+    );
+    for daemon in instances {
+        assert!(!daemon.logs().contains("panicked"), "{}", daemon.logs());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -50,7 +80,7 @@ async fn scenario_14_redis_down_instance_killed_destination_failing_at_once() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Back while Redis is still away: it takes events into its spool and
     // keeps what the killed process had spooled.
-    let _b = Daemon::start_ready(&toml_b).await;
+    let b_again = Daemon::start_ready(&toml_b).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(!load.is_finished(), "load ended before Redis came back");
     redis.restart();
@@ -58,30 +88,15 @@ async fn scenario_14_redis_down_instance_killed_destination_failing_at_once() {
     audit.set_default(Answer::status(200));
 
     let report = load.await.unwrap();
-    println!("answers: {:?}, spooled {}", report.statuses, report.spooled);
-    assert!(report.spooled > 0, "nothing was spooled: {report:?}");
-    for (name, sink) in [("billing", &billing), ("audit", &audit)] {
-        verify(
-            &format!("14. Redis down, an instance killed, a destination failing, at once: {name}"),
-            &report,
-            sink,
-            Duration::from_secs(90),
-        )
-        .await;
-    }
-    assert!(
-        eventually(Duration::from_secs(30), || async { redis.settled("s") }).await,
-        "the stream kept entries every destination was done with"
-    );
+    all_delivered(
+        "14. Redis down, an instance killed, a destination failing, at once",
+        &report,
+        [("billing", &billing), ("audit", &audit)],
+        &redis,
+        [&a, &b_again],
+    )
+    .await;
     assert_eq!(redis.dlq_len("s"), 0, "a failing destination dead-lettered");
-    for daemon in [&a, &_b] {
-        assert_eq!(
-            daemon.logs().matches("panicked").count(),
-            0,
-            "{}",
-            daemon.logs()
-        );
-    }
 }
 
 /// Redis hangs (SIGSTOP) while one of two instances is told to stop
@@ -131,35 +146,20 @@ async fn scenario_15_redis_hung_while_an_instance_stops_under_load() {
         "stopped in {stopped_in:?}:\n{}",
         b.logs()
     );
-    let _b = Daemon::start_ready(&toml_b).await;
+    let b_again = Daemon::start_ready(&toml_b).await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert!(!load.is_finished(), "load ended before Redis woke up");
     redis.thaw();
 
     let report = load.await.unwrap();
-    println!("answers: {:?}, spooled {}", report.statuses, report.spooled);
-    assert!(report.spooled > 0, "nothing was spooled: {report:?}");
-    for (name, sink) in [("fast", &fast), ("slow", &slow)] {
-        verify(
-            &format!("15. Redis hung while an instance stops under load: {name}"),
-            &report,
-            sink,
-            Duration::from_secs(90),
-        )
-        .await;
-    }
-    assert!(
-        eventually(Duration::from_secs(30), || async { redis.settled("s") }).await,
-        "the stream kept entries every destination was done with"
-    );
-    for daemon in [&a, &_b] {
-        assert_eq!(
-            daemon.logs().matches("panicked").count(),
-            0,
-            "{}",
-            daemon.logs()
-        );
-    }
+    all_delivered(
+        "15. Redis hung while an instance stops under load",
+        &report,
+        [("fast", &fast), ("slow", &slow)],
+        &redis,
+        [&a, &b_again],
+    )
+    .await;
 }
 
 /// A burst larger than the ingest writers can take in one round trip
