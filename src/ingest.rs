@@ -349,15 +349,13 @@ async fn spooled(
                 },
             ),
         ),
-        Err(SpoolError::Full) => {
-            warn!("redis is unreachable and the spool is full: refusing new events");
-            (
-                Outcome::Unavailable,
-                unavailable("storage unavailable (spool full)", RETRY_AFTER_REDIS),
-            )
-        }
+        // The spool logs each streak of refusals once.
+        Err(SpoolError::Full) => (
+            Outcome::Unavailable,
+            unavailable("storage unavailable (spool full)", RETRY_AFTER_REDIS),
+        ),
         Err(e) => {
-            warn!(error = %e, "could not spool the event");
+            debug!(error = %e, "could not spool the event");
             (
                 Outcome::Unavailable,
                 unavailable("storage unavailable", RETRY_AFTER_REDIS),

@@ -64,6 +64,22 @@ pub enum SpoolError {
     Stopped,
 }
 
+impl SpoolError {
+    /// The same error for another waiter (an I/O error is not Clone),
+    /// with its kind and words.
+    fn copy(&self) -> Self {
+        match self {
+            Self::Io { what, source } => Self::Io {
+                what: what.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            Self::Locked { dir } => Self::Locked { dir: dir.clone() },
+            Self::Full => Self::Full,
+            Self::Stopped => Self::Stopped,
+        }
+    }
+}
+
 /// What the spool holds, for `/health`, metrics and the ingest path.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub struct SpoolStats {
@@ -120,6 +136,24 @@ struct Inner {
     arrived: Notify,
     _lock: File,
 }
+
+impl Inner {
+    /// Bytes the spool may still write: what `spool.max_bytes` leaves, and
+    /// no more than its disk has free less DISK_MARGIN. A full disk then
+    /// refuses events as a full spool does (and readiness says so), rather
+    /// than failing each write.
+    fn room(&self) -> u64 {
+        let quota = self
+            .max_bytes
+            .saturating_sub(self.bytes.load(Ordering::Relaxed));
+        quota.min(segments::disk_free(&self.dir).saturating_sub(DISK_MARGIN))
+    }
+}
+
+/// Free disk space the spool leaves alone: the file system's own
+/// bookkeeping (a new segment's inode and directory entry, the extents of
+/// a grown file) must not be what fails.
+const DISK_MARGIN: u64 = 256 * 1024;
 
 /// A handle on the spool; clones share it.
 #[derive(Clone)]
@@ -246,7 +280,7 @@ impl Spool {
 
     /// Whether another event of about `bytes` would fit.
     pub fn has_room(&self, bytes: u64) -> bool {
-        self.inner.bytes.load(Ordering::Relaxed) + bytes <= self.inner.max_bytes
+        bytes <= self.inner.room()
     }
 
     pub fn stats(&self) -> SpoolStats {

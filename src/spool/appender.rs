@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use tokio::sync::{mpsc, oneshot};
-use tracing::error;
+use tracing::{error, info, warn};
 
 use super::{Appended, Divert, Inner, MAX_BATCH, SEGMENT_BYTES, Segment, SpoolError, segments};
 
@@ -48,6 +48,24 @@ pub(super) struct Appender {
     held: Vec<Pending>,
     /// An event had to be spooled during the hold: no handing back.
     forced_in_hold: bool,
+    /// Why events are being refused, and how many so far, until an
+    /// append succeeds.
+    refusing: Option<(Refusing, u64)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusing {
+    Full,
+    WriteFailed,
+}
+
+impl Refusing {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::WriteFailed => "write failed",
+        }
+    }
 }
 
 impl Appender {
@@ -60,6 +78,7 @@ impl Appender {
             holding: false,
             held: Vec::new(),
             forced_in_hold: false,
+            refusing: None,
         }
     }
 
@@ -145,10 +164,7 @@ impl Appender {
     /// An event that only kept order, arriving after the spool handed back
     /// to Redis, is not written but sent there.
     fn write(&mut self, batch: &mut Vec<Pending>) {
-        let mut room = self
-            .inner
-            .max_bytes
-            .saturating_sub(self.inner.bytes.load(Ordering::Relaxed));
+        let mut room = self.inner.room();
         let mut buffer = Vec::new();
         let mut accepted = Vec::new();
         let mut oldest = u64::MAX;
@@ -160,6 +176,7 @@ impl Appender {
                 continue;
             }
             if pending.record.len() as u64 > room {
+                self.refusing(Refusing::Full, 1, None);
                 let _ = pending.done.send(Err(SpoolError::Full));
                 continue;
             }
@@ -175,6 +192,12 @@ impl Appender {
         let result = self.append_durably(&buffer, accepted.len() as u64, oldest);
         match result {
             Ok(()) => {
+                if let Some((why, refused)) = self.refusing.take() {
+                    info!(
+                        after = why.as_str(),
+                        refused, "the spool takes events again"
+                    );
+                }
                 // Before any answer: a request sent after one of these
                 // events was answered must follow it into the spool.
                 self.inner.diverting.store(true, Ordering::Release);
@@ -185,13 +208,33 @@ impl Appender {
                 }
             }
             Err(e) => {
-                error!(error = %e, "spool write failed: refusing these events (503)");
-                let detail = e.to_string();
+                self.refusing(Refusing::WriteFailed, accepted.len() as u64, Some(&e));
                 for done in accepted {
-                    let _ = done.send(Err(SpoolError::Io {
-                        what: "append".into(),
-                        source: std::io::Error::other(detail.clone()),
-                    }));
+                    let _ = done.send(Err(e.copy()));
+                }
+            }
+        }
+    }
+
+    /// Counts refused events; says so once per streak (every refused
+    /// request would otherwise log a line, thousands a second), and once
+    /// when an append succeeds again.
+    fn refusing(&mut self, why: Refusing, events: u64, error: Option<&SpoolError>) {
+        match &mut self.refusing {
+            Some((current, refused)) if *current == why => *refused += events,
+            streak => {
+                *streak = Some((why, events));
+                match why {
+                    Refusing::Full => warn!(
+                        spool_bytes = self.inner.bytes.load(Ordering::Relaxed),
+                        max_bytes = self.inner.max_bytes,
+                        disk_free = segments::disk_free(&self.inner.dir),
+                        "the spool is full (spool.max_bytes, or its disk): new events get 503 until it drains"
+                    ),
+                    Refusing::WriteFailed => error!(
+                        error = error.map(tracing::field::display),
+                        "spool write failed: new events get 503 until a write succeeds"
+                    ),
                 }
             }
         }

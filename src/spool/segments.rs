@@ -23,6 +23,12 @@ fn io(what: String) -> impl FnOnce(std::io::Error) -> SpoolError {
 }
 
 /// Makes a directory entry (a new or removed file) durable.
+/// Bytes the file system holding `dir` still has for an unprivileged
+/// writer; unbounded if it cannot be asked (the writes then tell).
+pub fn disk_free(dir: &Path) -> u64 {
+    rustix::fs::statvfs(dir).map_or(u64::MAX, |fs| fs.f_bavail.saturating_mul(fs.f_frsize))
+}
+
 pub fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
     File::open(dir)
         .and_then(|d| d.sync_all())

@@ -296,7 +296,63 @@ async fn a_torn_tail_is_cut_and_a_damaged_record_quarantined() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_spool_answers_503_and_keeps_nothing_of_what_it_refused() {
     let dir = TempDir::new().unwrap();
-    let mut h = with_spool(dir.path(), "max_bytes = 1048576").await;
+    let h = with_spool(dir.path(), "max_bytes = 1048576").await;
+    fill_while_redis_is_down(h).await;
+}
+
+/// The disk under the spool fills up long before `spool.max_bytes`: a
+/// full disk is a full spool (the same 503, readiness fails, nothing
+/// half-written), not a write error per request. It needs a small file
+/// system: a 1.5 MiB tmpfs, which takes the right to mount one (root, as
+/// the test script runs on a fresh machine); without it the test says so
+/// and checks nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_is_a_full_spool() {
+    let Some(disk) = SmallDisk::mount("1536k") else {
+        println!("SKIPPED a_full_disk_is_a_full_spool: cannot mount a tmpfs here");
+        return;
+    };
+    let h = with_spool(&disk.dir.path().join("spool"), "").await;
+    let h = fill_while_redis_is_down(h).await;
+    assert!(
+        !h.daemon.logs().contains("spool write failed"),
+        "{}",
+        h.daemon.logs()
+    );
+}
+
+/// A tmpfs of the given size, unmounted on drop.
+struct SmallDisk {
+    dir: TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Option<Self> {
+        let dir = TempDir::new().unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        mounted.then_some(Self { dir })
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// Redis goes away and 16 KiB events arrive until the spool is full:
+/// those it took get 202 and are delivered once Redis is back, the rest
+/// get 503 with Retry-After and are never delivered; readiness fails
+/// while it is full, and the log says so once.
+async fn fill_while_redis_is_down(mut h: Harness) -> Harness {
     h.redis.kill();
     until_redis_down(&h).await;
     let pad = "x".repeat(16 * 1024);
@@ -308,6 +364,7 @@ async fn a_full_spool_answers_503_and_keeps_nothing_of_what_it_refused() {
             202 => taken.push(id),
             503 => {
                 assert!(reply.headers.contains_key("retry-after"));
+                assert_eq!(reply.json()["error"], "storage unavailable (spool full)");
                 refused.push(id);
             }
             other => panic!("unexpected {other}"),
@@ -321,6 +378,12 @@ async fn a_full_spool_answers_503_and_keeps_nothing_of_what_it_refused() {
     );
     let ready = get(&h.daemon.url("/health/ready")).await;
     assert_eq!(ready.status, 503, "ready with a full spool and no redis");
+    assert_eq!(
+        h.daemon.logs().matches("the spool is full").count(),
+        1,
+        "{}",
+        h.daemon.logs()
+    );
     h.redis.restart();
     let delivered = eventually(Duration::from_secs(20), || async {
         let got = h.sink.ids();
@@ -334,6 +397,7 @@ async fn a_full_spool_answers_503_and_keeps_nothing_of_what_it_refused() {
         refused.iter().all(|id| !got.contains(id)),
         "a refused event was delivered"
     );
+    h
 }
 
 /// At startup Redis is not taken for away before the first health check:
