@@ -21,7 +21,7 @@ use crate::response::{HttpResponse, error, json, unavailable};
 use crate::source::{Source, Sources};
 use crate::spool::{Appended, Divert, Spool, SpoolError};
 use crate::status::Status;
-use crate::telemetry::{self, IngestOutcome as Outcome, SourceMetrics};
+use crate::telemetry::{self, IngestOutcome as Outcome, SourceMetrics, Throttle};
 use crate::verify::SignedRequest;
 
 /// Seconds a client should wait before retrying after a 503.
@@ -41,7 +41,13 @@ struct BodyLimits {
 struct IngestSource {
     source: Arc<Source>,
     ingestor: Ingestor,
+    /// Refusals repeat with every request while their cause lasts.
+    backlog_warning: Throttle,
+    store_warning: Throttle,
 }
+
+/// How often a refusal that repeats per request is logged.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Everything the webhook endpoint uses.
 pub struct IngestHandle {
@@ -70,6 +76,8 @@ impl IngestHandle {
                     IngestSource {
                         source: source.clone(),
                         ingestor,
+                        backlog_warning: Throttle::new(REFUSAL_LOG_EVERY),
+                        store_warning: Throttle::new(REFUSAL_LOG_EVERY),
                     },
                 ))
             })
@@ -291,10 +299,13 @@ async fn store(
             ),
         ),
         Ok(IngestOutcome::BacklogFull { backlog }) => {
-            warn!(
-                backlog,
-                "backlog over ingest.max_backlog: refusing new events"
-            );
+            if let Some(held_back) = entry.backlog_warning.admit() {
+                warn!(
+                    backlog,
+                    refused_since_last_line = held_back,
+                    "backlog over ingest.max_backlog: refusing new events"
+                );
+            }
             (
                 Outcome::BacklogFull,
                 unavailable("backlog is full", RETRY_AFTER_BACKLOG),
@@ -317,7 +328,9 @@ async fn store(
                     })
             }
             _ => {
-                warn!(error = %e, "could not store the event");
+                if let Some(held_back) = entry.store_warning.admit() {
+                    warn!(error = %e, refused_since_last_line = held_back, "could not store the event");
+                }
                 (
                     Outcome::Unavailable,
                     unavailable("storage unavailable", RETRY_AFTER_REDIS),

@@ -1,7 +1,8 @@
 //! Metric names (part of the contract), their descriptions, the Prometheus
 //! recorder, and log setup.
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 use metrics::{Counter, Gauge, Histogram, describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -268,6 +269,47 @@ pub fn unknown_source_request() {
         .increment(1);
 }
 
+/// Lets a warning that would repeat with every request through at most
+/// once per interval, with how many it held back meanwhile: a refusal at
+/// thousands of requests a second is one line every few seconds, not a
+/// line per request (the counts are in the metrics).
+pub struct Throttle {
+    every: Duration,
+    state: Mutex<ThrottleState>,
+}
+
+#[derive(Default)]
+struct ThrottleState {
+    last: Option<Instant>,
+    held_back: u64,
+}
+
+impl Throttle {
+    pub fn new(every: Duration) -> Self {
+        Self {
+            every,
+            state: Mutex::default(),
+        }
+    }
+
+    /// `Some(held_back)` when this occurrence is to be logged, with the
+    /// number held back since the last one logged; None to stay quiet.
+    pub fn admit(&self) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        match state.last {
+            Some(last) if now.duration_since(last) < self.every => {
+                state.held_back += 1;
+                None
+            }
+            _ => {
+                state.last = Some(now);
+                Some(std::mem::take(&mut state.held_back))
+            }
+        }
+    }
+}
+
 /// fred warns once per pooled connection when Redis goes away
 /// ("Broadcasting error ... Connection closed"), a burst of lines that
 /// hookd's own `redis is unreachable` line says once, with the reason. Left
@@ -299,4 +341,20 @@ pub fn init_logging() {
     };
     // A second init (tests) keeps the first subscriber.
     let _ = result;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_throttle_admits_once_per_interval_and_counts_the_rest() {
+        let throttle = Throttle::new(Duration::from_millis(50));
+        assert_eq!(throttle.admit(), Some(0));
+        assert_eq!(throttle.admit(), None);
+        assert_eq!(throttle.admit(), None);
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(throttle.admit(), Some(2));
+        assert_eq!(throttle.admit(), None);
+    }
 }

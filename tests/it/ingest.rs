@@ -629,6 +629,21 @@ async fn backlog_over_max_answers_503() {
         redis.keys("hookd:{demo}:seen:evt_over"),
         Vec::<String>::new()
     );
+    // A refusal that repeats with every request is logged once in a while,
+    // not per request.
+    for i in 0..20 {
+        let id = format!("evt_over_{i}");
+        assert_eq!(send_event(daemon, "demo", &id, "{}").await.status, 503);
+    }
+    assert_eq!(
+        daemon
+            .logs()
+            .matches("backlog over ingest.max_backlog")
+            .count(),
+        1,
+        "{}",
+        daemon.logs()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
