@@ -4,13 +4,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::{DestinationConfig, FieldSource, HistoryConfig, SourceConfig, VerifyConfig};
 use crate::filter::{Filter, FilterError};
 use crate::queue::{DestinationKeys, EntryIds, SourceKeys};
-use crate::telemetry::{DestinationMetrics, SourceMetrics};
+use crate::telemetry::{DestinationMetrics, SourceMetrics, Throttle};
 use crate::verify::{KeyError, Verifier, standard_webhooks};
 
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +98,13 @@ pub struct Destination {
     /// With `signing_secret`: the key hookd signs deliveries with.
     pub signing_key: Option<ring::hmac::Key>,
     pub metrics: DestinationMetrics,
+    /// A destination that rejects everything (a rotated token) would
+    /// otherwise log a line per event at the ingest rate.
+    pub dead_letter_warning: Throttle,
 }
+
+/// How often a destination's dead-lettering is logged at warn level.
+const DEAD_LETTER_LOG_EVERY: Duration = Duration::from_secs(10);
 
 impl Source {
     /// `index` is the source's place in `[[sources]]`, for error messages.
@@ -211,6 +218,7 @@ impl Destination {
             headers,
             signing_key,
             metrics: DestinationMetrics::new(source, &config.name),
+            dead_letter_warning: Throttle::new(DEAD_LETTER_LOG_EVERY),
         })
     }
 }

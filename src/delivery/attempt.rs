@@ -18,6 +18,7 @@ use crate::clock::unix_ms;
 use crate::queue::{
     DeadLetter, DeadReason, Envelope, FailedAttempt, QueueError, RetryOutcome, history_line, id_ms,
 };
+use crate::source::Destination;
 use crate::telemetry::DeliveryOutcome;
 
 /// Bytes of a failed response kept as the error text.
@@ -252,7 +253,7 @@ impl Job {
                         }
                     }
                     RetryOutcome::Exhausted { .. } => {
-                        warn!(?status, error = %error, "giving up after retry.max_attempts");
+                        note_dead_letter(destination, DeadReason::MaxAttempts, status, &error);
                         let dead = DeadLetter {
                             entry_id: &envelope.entry_id,
                             reason: DeadReason::MaxAttempts,
@@ -269,7 +270,7 @@ impl Job {
                 }
             }
             Attempt::Rejected { status, error } => {
-                warn!(status, error = %error, "destination rejected the event: dead-lettering");
+                note_dead_letter(destination, DeadReason::Rejected, Some(status), &error);
                 let history = history_line(attempt, at, Some(status), &error, took_ms);
                 let dead = DeadLetter {
                     entry_id: &envelope.entry_id,
@@ -298,6 +299,27 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = e.source();
     }
     text
+}
+
+/// Each dead letter is in the DLQ and the metrics; the log says it at warn
+/// level at most every few seconds per destination (with how many went
+/// since), the rest at debug.
+fn note_dead_letter(
+    destination: &Destination,
+    reason: DeadReason,
+    status: Option<u16>,
+    error: &str,
+) {
+    match destination.dead_letter_warning.admit() {
+        Some(held_back) => warn!(
+            %reason,
+            ?status,
+            error,
+            dead_lettered_since_last_line = held_back,
+            "dead-lettering the event"
+        ),
+        None => debug!(%reason, ?status, error, "dead-lettering the event"),
+    }
 }
 
 #[cfg(test)]

@@ -168,6 +168,24 @@ async fn other_4xx_dead_letters_at_once() {
             "{expected} missing from DLQ entry:\n{entry}"
         );
     }
+    // A destination that rejects everything dead-letters at the ingest
+    // rate; the log says so every few seconds, not per event.
+    for i in 0..20 {
+        let id = format!("evt_400_{i}");
+        assert_eq!(send_event(daemon, "s", &id, body).await.status, 202);
+    }
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            redis.dlq_len("s") == 21
+        })
+        .await
+    );
+    let warned = daemon
+        .logs()
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("dead-lettering the event"))
+        .count();
+    assert_eq!(warned, 1, "{}", daemon.logs());
 }
 
 #[tokio::test(flavor = "multi_thread")]
