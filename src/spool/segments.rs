@@ -22,13 +22,17 @@ fn io(what: String) -> impl FnOnce(std::io::Error) -> SpoolError {
     move |source| SpoolError::Io { what, source }
 }
 
-/// Makes a directory entry (a new or removed file) durable.
 /// Bytes the file system holding `dir` still has for an unprivileged
-/// writer; unbounded if it cannot be asked (the writes then tell).
+/// writer; unbounded if it cannot tell (it cannot be asked, or reports no
+/// size at all, as some FUSE file systems do): the writes then tell.
 pub fn disk_free(dir: &Path) -> u64 {
-    rustix::fs::statvfs(dir).map_or(u64::MAX, |fs| fs.f_bavail.saturating_mul(fs.f_frsize))
+    match rustix::fs::statvfs(dir) {
+        Ok(fs) if fs.f_blocks > 0 => fs.f_bavail.saturating_mul(fs.f_frsize),
+        _ => u64::MAX,
+    }
 }
 
+/// Makes a directory entry (a new or removed file) durable.
 pub fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
