@@ -321,6 +321,55 @@ async fn a_full_disk_is_a_full_spool() {
     );
 }
 
+/// The spool cannot write at all (its file system has no inode left for
+/// a segment): every event gets 503, the log says it once, and once the
+/// file system has room again the spool takes events and says how many it
+/// refused meanwhile. Needs a tmpfs, as above.
+#[tokio::test(flavor = "multi_thread")]
+async fn failing_spool_writes_are_logged_once_per_streak() {
+    // The root directory, the spool's directory and its lock file.
+    let Some(disk) = SmallDisk::mount_with("size=4m,nr_inodes=3") else {
+        println!(
+            "SKIPPED failing_spool_writes_are_logged_once_per_streak: cannot mount a tmpfs here"
+        );
+        return;
+    };
+    let mut h = with_spool(&disk.dir.path().join("spool"), "").await;
+    h.redis.kill();
+    until_redis_down(&h).await;
+    for i in 0..10 {
+        let reply = h.send("s", &format!("w{i}"), "{}").await;
+        assert_eq!(reply.status, 503, "{}", h.daemon.logs());
+        assert_eq!(reply.json()["error"], "storage unavailable");
+    }
+    let logs = h.daemon.logs();
+    assert_eq!(logs.matches("spool write failed").count(), 1, "{logs}");
+    assert!(
+        !logs
+            .lines()
+            .any(|l| l.contains("WARN") && l.contains("could not spool the event")),
+        "{logs}"
+    );
+    disk.remount("nr_inodes=100");
+    let reply = h.send("s", "back", "{}").await;
+    assert_eq!(reply.json()["status"], "spooled");
+    assert!(
+        h.daemon
+            .logged(&["the spool takes events again", "refused=10"])
+            .await,
+        "{}",
+        h.daemon.logs()
+    );
+    h.redis.restart();
+    h.fence("s", "sentinel").await;
+    let got = h.sink.ids();
+    assert!(got.contains(&"back".to_owned()));
+    assert!(
+        !got.iter().any(|id| id.starts_with('w')),
+        "a refused event was delivered"
+    );
+}
+
 /// A tmpfs of the given size, unmounted on drop.
 struct SmallDisk {
     dir: TempDir,
@@ -328,14 +377,27 @@ struct SmallDisk {
 
 impl SmallDisk {
     fn mount(size: &str) -> Option<Self> {
+        Self::mount_with(&format!("size={size}"))
+    }
+
+    fn mount_with(options: &str) -> Option<Self> {
         let dir = TempDir::new().unwrap();
         let mounted = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
             .arg(dir.path())
             .stderr(std::process::Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
         mounted.then_some(Self { dir })
+    }
+
+    fn remount(&self, options: &str) {
+        let status = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,{options}")])
+            .arg(self.dir.path())
+            .status()
+            .expect("mount");
+        assert!(status.success(), "remount {options}");
     }
 }
 
