@@ -303,12 +303,12 @@ async fn a_full_spool_answers_503_and_keeps_nothing_of_what_it_refused() {
 /// The disk under the spool fills up long before `spool.max_bytes`: a
 /// full disk is a full spool (the same 503, readiness fails, nothing
 /// half-written), not a write error per request. It needs a small file
-/// system: a 1.5 MiB tmpfs, which takes the right to mount one (root, as
+/// system: a 1.25 MiB tmpfs, which takes the right to mount one (root, as
 /// the test script runs on a fresh machine); without it the test says so
 /// and checks nothing.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_disk_is_a_full_spool() {
-    let Some(disk) = SmallDisk::mount("1536k") else {
+    let Some(disk) = SmallDisk::mount("1280k") else {
         println!("SKIPPED a_full_disk_is_a_full_spool: cannot mount a tmpfs here");
         return;
     };
@@ -438,6 +438,7 @@ async fn fill_while_redis_is_down(mut h: Harness) -> Harness {
         taken.len(),
         refused.len()
     );
+    println!("{} taken, {} refused", taken.len(), refused.len());
     let ready = get(&h.daemon.url("/health/ready")).await;
     assert_eq!(ready.status, 503, "ready with a full spool and no redis");
     assert_eq!(
