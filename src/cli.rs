@@ -429,6 +429,11 @@ fn check_config(path: Option<PathBuf>) -> anyhow::Result<()> {
         ConfigOrigin::Defaults => println!("# built-in defaults (no config file found)"),
     }
     print!("{}", config.to_redacted_toml()?);
+    if config.spool.enabled()
+        && let Some(warning) = crate::spool::Spool::short_of_disk(&config.spool)
+    {
+        eprintln!("warning: {warning}");
+    }
     eprintln!("configuration is valid");
     Ok(())
 }

@@ -205,6 +205,9 @@ impl Plan {
             let spool = spool::Spool::open(&config.spool, &spool_tasks)?;
             let stats = spool.stats();
             info!(dir = %config.spool.dir.display(), events = stats.events, bytes = stats.bytes, "spool opened");
+            if let Some(warning) = spool::Spool::short_of_disk(&config.spool) {
+                warn!("{warning}");
+            }
             Some(spool)
         } else {
             // Exported either way, so dashboards and alerts read 0.

@@ -168,6 +168,19 @@ impl Spool {
         segments::check(&config.dir)
     }
 
+    /// A warning when the spool's disk has less free space than
+    /// `spool.max_bytes` allows the spool to take: it will be full sooner
+    /// than configured (said at startup and by `check-config`).
+    pub fn short_of_disk(config: &SpoolConfig) -> Option<String> {
+        let free = segments::disk_free(&config.dir);
+        (free < config.max_bytes).then(|| {
+            format!(
+                "the spool's disk has {free} bytes free, less than spool.max_bytes ({}): the spool will be full sooner",
+                config.max_bytes
+            )
+        })
+    }
+
     /// Locks the directory, recovers its segments and starts the appender
     /// thread on `tasks`.
     pub fn open(config: &SpoolConfig, tasks: &TaskTracker) -> Result<Self, SpoolError> {

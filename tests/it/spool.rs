@@ -313,6 +313,15 @@ async fn a_full_disk_is_a_full_spool() {
         return;
     };
     let h = with_spool(&disk.dir.path().join("spool"), "").await;
+    // Said before it happens: at startup and by check-config.
+    let short = "less than spool.max_bytes (1073741824): the spool will be full sooner";
+    assert!(h.daemon.logs().contains(short), "{}", h.daemon.logs());
+    let (code, _, checked) = h.cli(&["check-config"]);
+    assert_eq!(code, 0, "{checked}");
+    assert!(
+        checked.contains("warning: the spool's disk has ") && checked.contains(short),
+        "{checked}"
+    );
     let h = fill_while_redis_is_down(h).await;
     assert!(
         !h.daemon.logs().contains("spool write failed"),
