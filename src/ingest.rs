@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
@@ -17,7 +17,7 @@ use crate::clock::{unix_ms, unix_secs};
 use crate::config::ServerConfig;
 use crate::extract::{self, Body};
 use crate::queue::{IngestOutcome, Ingestor, NewEvent, encode_headers_except};
-use crate::response::{HttpResponse, error, json, unavailable};
+use crate::response::{HttpResponse, error, json, method_not_allowed, unavailable};
 use crate::source::{Source, Sources};
 use crate::spool::{Appended, Divert, Spool, SpoolError};
 use crate::status::Status;
@@ -159,11 +159,7 @@ async fn store(
 ) -> (Outcome, HttpResponse) {
     let source = &entry.source;
     if req.method() != Method::POST {
-        let mut response = error(StatusCode::METHOD_NOT_ALLOWED, "only POST is allowed");
-        response
-            .headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("POST"));
-        return (Outcome::MethodNotAllowed, response);
+        return (Outcome::MethodNotAllowed, method_not_allowed("POST"));
     }
     if handle.status.draining() {
         return (

@@ -2,7 +2,7 @@
 //! `Retry-After`. A leaf: it knows nothing of hookd's state.
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, LOCATION, RETRY_AFTER};
+use http::header::{ALLOW, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 use serde::Serialize;
@@ -17,6 +17,19 @@ pub fn json<T: Serialize>(status: StatusCode, body: &T) -> HttpResponse {
 /// `{"error": message}` with `status`.
 pub fn error(status: StatusCode, message: &str) -> HttpResponse {
     json(status, &serde_json::json!({ "error": message }))
+}
+
+/// 405 for a path that exists, naming in `Allow` (and in words) the
+/// methods it takes, e.g. `"GET, DELETE"`.
+pub fn method_not_allowed(allow: &'static str) -> HttpResponse {
+    let mut response = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &format!("method not allowed: use {allow}"),
+    );
+    response
+        .headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
+    response
 }
 
 /// 503 telling the client when to try again (seconds).

@@ -14,7 +14,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use crate::admin::AdminHandle;
 use crate::health::HealthHandle;
 use crate::ingest::IngestHandle;
-use crate::response::{HttpResponse, empty, error, with_type};
+use crate::response::{HttpResponse, empty, error, method_not_allowed, with_type};
 use crate::server::Handler;
 
 /// A destination built into the admin listener so the shipped config works
@@ -76,7 +76,7 @@ async fn probes_and_metrics(
 
 async fn demo_sink(req: Request<Incoming>) -> HttpResponse {
     if req.method() != Method::POST {
-        return error(StatusCode::METHOD_NOT_ALLOWED, "only POST is allowed");
+        return method_not_allowed("POST");
     }
     let header = |name: &str| {
         req.headers()

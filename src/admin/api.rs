@@ -15,7 +15,7 @@ use super::{
 use crate::dlq::{self, BulkOp, Filter};
 use crate::overview::{self, SourceOverview};
 use crate::queue::DestinationState;
-use crate::response::{HttpResponse, error, json};
+use crate::response::{HttpResponse, error, json, method_not_allowed};
 use crate::source::Source;
 
 pub async fn route(
@@ -35,6 +35,8 @@ pub async fn route(
         (&Method::GET, "dlq") => list(admin, query).await,
         (&Method::POST, "dlq/replay") => bulk(admin, query, BulkOp::Replay).await,
         (&Method::POST, "dlq/purge") => bulk(admin, query, BulkOp::Purge).await,
+        (_, "sources" | "dlq") => Ok(method_not_allowed("GET")),
+        (_, "dlq/replay" | "dlq/purge") => Ok(method_not_allowed("POST")),
         (_, p) if p.starts_with("dlq/") => {
             let rest = &p["dlq/".len()..];
             if let Some(entry) = rest.strip_suffix("/replay") {
@@ -42,7 +44,7 @@ pub async fn route(
                     (&Method::POST, Some((source, id))) => {
                         replay_one(admin, source, id, query).await
                     }
-                    (_, Some(_)) => Ok(error(StatusCode::METHOD_NOT_ALLOWED, "use POST")),
+                    (_, Some(_)) => Ok(method_not_allowed("POST")),
                     (_, None) => Ok(error(StatusCode::NOT_FOUND, "not found")),
                 }
             } else {
@@ -51,7 +53,7 @@ pub async fn route(
                     (&Method::DELETE, Some((source, id))) => {
                         delete_one(admin, source, id, query).await
                     }
-                    (_, Some(_)) => Ok(error(StatusCode::METHOD_NOT_ALLOWED, "use GET or DELETE")),
+                    (_, Some(_)) => Ok(method_not_allowed("GET, DELETE")),
                     (_, None) => Ok(error(StatusCode::NOT_FOUND, "not found")),
                 }
             }
@@ -229,7 +231,7 @@ async fn destination_action(
         _ => return Ok(error(StatusCode::NOT_FOUND, "not found")),
     };
     if method != Method::POST {
-        return Ok(error(StatusCode::METHOD_NOT_ALLOWED, "use POST"));
+        return Ok(method_not_allowed("POST"));
     }
     only_params(query, &[])?;
     let found = admin.named_source(source)?;

@@ -13,7 +13,7 @@ use super::{
 use crate::clock::{parse_time, unix_ms};
 use crate::events::{self, Filter};
 use crate::queue::MAX_MINUTES;
-use crate::response::{error, json};
+use crate::response::{error, json, method_not_allowed};
 use crate::source::Source;
 
 /// `events...` and `stats` under `/admin/`; None for other paths.
@@ -27,7 +27,8 @@ pub async fn route(
         (&Method::GET, "events") => list(admin, query).await,
         (&Method::POST, "events/replay") => bulk(admin, query).await,
         (&Method::GET, "stats") => stats(admin, query).await,
-        (_, "stats") => Ok(error(StatusCode::METHOD_NOT_ALLOWED, "use GET")),
+        (_, "events" | "stats") => Ok(method_not_allowed("GET")),
+        (_, "events/replay") => Ok(method_not_allowed("POST")),
         (_, p) if p.starts_with("events/") => {
             let rest = &p["events/".len()..];
             match rest.strip_suffix("/replay") {
@@ -35,12 +36,12 @@ pub async fn route(
                     (&Method::POST, Some((source, id))) => {
                         replay_one(admin, source, id, query).await
                     }
-                    (_, Some(_)) => Ok(error(StatusCode::METHOD_NOT_ALLOWED, "use POST")),
+                    (_, Some(_)) => Ok(method_not_allowed("POST")),
                     (_, None) => Ok(error(StatusCode::NOT_FOUND, "not found")),
                 },
                 None => match (method, split_entry_path(rest)) {
                     (&Method::GET, Some((source, id))) => show(admin, source, id, query).await,
-                    (_, Some(_)) => Ok(error(StatusCode::METHOD_NOT_ALLOWED, "use GET")),
+                    (_, Some(_)) => Ok(method_not_allowed("GET")),
                     (_, None) => Ok(error(StatusCode::NOT_FOUND, "not found")),
                 },
             }

@@ -658,3 +658,38 @@ async fn filters_and_bulk_operations_cover_a_dlq_of_100k_entries() {
     assert!(s.sink.wait_for(1, Duration::from_secs(10)).await);
     assert_eq!(s.sink.ids(), vec!["evt_rare"]);
 }
+
+/// Every admin API path answers another method with 405 and an `Allow`
+/// header naming the ones it takes; an unknown path stays 404.
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_methods_get_405_with_allow() {
+    let h = Harness::start().await;
+    for (method, path, allow) in [
+        (Method::DELETE, "/admin/sources", "GET"),
+        (Method::POST, "/admin/dlq", "GET"),
+        (Method::GET, "/admin/dlq/replay", "POST"),
+        (Method::GET, "/admin/dlq/purge", "POST"),
+        (Method::POST, "/admin/dlq/s/1-0", "GET, DELETE"),
+        (Method::GET, "/admin/dlq/s/1-0/replay", "POST"),
+        (Method::DELETE, "/admin/events", "GET"),
+        (Method::GET, "/admin/events/replay", "POST"),
+        (Method::DELETE, "/admin/events/s/1-0", "GET"),
+        (Method::GET, "/admin/events/s/1-0/replay", "POST"),
+        (Method::POST, "/admin/stats", "GET"),
+        (
+            Method::GET,
+            "/admin/sources/s/destinations/default/pause",
+            "POST",
+        ),
+    ] {
+        let reply = h.api(method.clone(), path).await;
+        assert_eq!(reply.status, 405, "{method} {path}");
+        assert_eq!(reply.headers["allow"], allow, "{method} {path}");
+        assert_eq!(
+            reply.json()["error"],
+            format!("method not allowed: use {allow}"),
+            "{method} {path}"
+        );
+    }
+    assert_eq!(h.api(Method::GET, "/admin/nothing").await.status, 404);
+}
