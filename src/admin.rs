@@ -15,6 +15,8 @@ pub(crate) mod log_api;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use tokio_util::task::TaskTracker;
+
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
@@ -22,7 +24,7 @@ use hyper::body::Incoming;
 use crate::config::Secret;
 use crate::dlq::{Filter, Targets};
 use crate::listing::{Cursor, DEFAULT_PAGE};
-use crate::queue::Queue;
+use crate::queue::{Queue, QueueError};
 use crate::response::{HttpResponse, error, redirect, with_type};
 use crate::source::Sources;
 use crate::status::Status;
@@ -35,9 +37,12 @@ pub struct AdminHandle {
     queue: Queue,
     sources: Arc<Sources>,
     /// The sources and their destinations, for DLQ operations.
-    targets: Targets,
+    targets: Arc<Targets>,
     status: Arc<Status>,
     gate: Gate,
+    /// Bulk operations, run apart from their requests (see
+    /// [`AdminHandle::run_to_end`]); shutdown waits for them.
+    operations: TaskTracker,
 }
 
 /// Paths this module answers on the admin listener.
@@ -61,7 +66,13 @@ impl AdminHandle {
             .ok_or_else(|| Refusal::not_found("unknown source"))
     }
 
-    pub fn new(queue: Queue, sources: Arc<Sources>, status: Arc<Status>, token: Secret) -> Self {
+    pub fn new(
+        queue: Queue,
+        sources: Arc<Sources>,
+        status: Arc<Status>,
+        token: Secret,
+        operations: TaskTracker,
+    ) -> Self {
         let targets = Targets::new(sources.iter().map(|source| {
             let names = source.destination_names().map(str::to_owned).collect();
             (source.keys.clone(), names)
@@ -69,9 +80,30 @@ impl AdminHandle {
         Self {
             queue,
             sources,
-            targets,
+            targets: Arc::new(targets),
             status,
             gate: Gate::new(token),
+            operations,
+        }
+    }
+
+    /// Runs a bulk operation to its end even if its client goes away: the
+    /// request's future is dropped with its connection, and an operation
+    /// stopped there (between its atomic steps) would be half done with
+    /// nothing said. Its result is logged by the operation itself.
+    async fn run_to_end<T>(
+        &self,
+        operation: impl Future<Output = Result<T, QueueError>> + Send + 'static,
+    ) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+    {
+        match self.operations.spawn(operation).await {
+            Ok(result) => result.map_err(ApiError::Redis),
+            Err(e) => Err(ApiError::Refused(Refusal {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                message: format!("the bulk operation stopped: {e}"),
+            })),
         }
     }
 

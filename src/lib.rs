@@ -269,12 +269,14 @@ impl Plan {
             health: health.clone(),
             metrics: metrics.clone(),
         });
+        let operations = TaskTracker::new();
         let admin = Arc::new(AdminRoutes {
             admin: AdminHandle::new(
                 queue.clone(),
                 sources.clone(),
                 status.clone(),
                 config.admin.token.clone(),
+                operations.clone(),
             ),
             health,
             metrics: metrics.clone(),
@@ -359,6 +361,16 @@ impl Plan {
             warn!("in-flight requests did not finish within shutdown.timeout");
         }
         connections.close();
+        // Bulk replays and purges whose client left run on until done.
+        operations.close();
+        if tokio::time::timeout_at(deadline, operations.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                "a bulk replay or purge did not finish within shutdown.timeout: it stopped between its steps"
+            );
+        }
         // With the listeners gone the ingest writers answer what waits and
         // end; every request the spool took is fsynced by now (each was
         // answered only after its fsync), and the appender ends.

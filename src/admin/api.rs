@@ -340,7 +340,10 @@ async fn bulk(admin: &AdminHandle, query: &HashMap<String, String>, op: BulkOp) 
     only_params(query, &[&DLQ_FILTER, &DRY_RUN])?;
     let filter = checked_filter(admin, query)?;
     let dry_run = dry_run(query)?;
-    let result = dlq::bulk(&admin.queue, &admin.targets, &filter, op, dry_run).await?;
+    let (queue, targets) = (admin.queue.clone(), admin.targets.clone());
+    let result = admin
+        .run_to_end(async move { dlq::bulk(&queue, &targets, &filter, op, dry_run).await })
+        .await?;
     let mut body = serde_json::json!({"matched": result.matched, "dry_run": dry_run});
     body[op.verb()] = serde_json::json!(result.done);
     Ok(json(StatusCode::OK, &body))

@@ -169,7 +169,13 @@ async fn bulk(admin: &AdminHandle, query: &HashMap<String, String>) -> ApiResult
     only_params(query, &[&EVENT_FILTER, &DRY_RUN])?;
     let filter = event_filter(admin, query)?;
     let dry_run = dry_run(query)?;
-    let result = events::bulk_replay(&admin.queue, &all_sources(admin), &filter, dry_run).await?;
+    let (queue, sources) = (admin.queue.clone(), admin.sources.clone());
+    let result = admin
+        .run_to_end(async move {
+            let all: Vec<&Source> = sources.iter().map(|s| s.as_ref()).collect();
+            events::bulk_replay(&queue, &all, &filter, dry_run).await
+        })
+        .await?;
     Ok(json(StatusCode::OK, &result))
 }
 

@@ -627,3 +627,44 @@ async fn the_events_command_line() {
     assert_ne!(code, 0);
     assert!(err.contains("entry id"), "{err}");
 }
+
+/// A bulk replay goes on to its end when its client stops waiting (the
+/// request is dropped with its connection), and the log says what it did.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bulk_replay_finishes_when_its_client_leaves() {
+    let h = Harness::start().await;
+    let mut load = crate::load::Load::new(&h.daemon.url(""), "s", 5000);
+    load.concurrency = 64;
+    assert_eq!(load.run().await.accepted.len(), 5000);
+    assert!(h.sink.wait_for(5000, Duration::from_secs(60)).await);
+    assert!(h.settled("s").await);
+
+    let admin = h.daemon.admin_url("");
+    let addr = admin.trim_start_matches("http://").trim_end_matches('/');
+    let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let ask = format!(
+        "POST /admin/events/replay?source=s HTTP/1.1\r\nHost: {addr}\r\nX-Hookd-Request: 1\r\nContent-Length: 0\r\n\r\n"
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut client, ask.as_bytes())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    drop(client);
+    let count_then = h.sink.count();
+    assert!(
+        count_then < 9000,
+        "the replay was nearly done before the client left ({count_then} deliveries): nothing tested"
+    );
+    assert!(
+        h.sink.wait_for(10_000, Duration::from_secs(60)).await,
+        "the replay stopped with its client: {} of 10000 deliveries",
+        h.sink.count()
+    );
+    assert!(
+        h.daemon
+            .logged(&["bulk event replay", "matched=5000", "replayed=5000"])
+            .await,
+        "{}",
+        h.daemon.logs()
+    );
+}
