@@ -15,11 +15,10 @@ pub(crate) mod log_api;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tokio_util::task::TaskTracker;
-
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
+use tokio_util::task::TaskTracker;
 
 use crate::config::Secret;
 use crate::dlq::{Filter, Targets};

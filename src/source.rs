@@ -244,6 +244,11 @@ impl Sources {
             .any(|s| s.destination(destination).is_some())
     }
 
+    /// Every source, in name order, as the event log's walks take them.
+    pub fn all(&self) -> Vec<&Source> {
+        self.0.values().map(Arc::as_ref).collect()
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Source>> + Clone {
         self.0.values()
     }

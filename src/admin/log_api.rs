@@ -98,17 +98,13 @@ pub fn event_filter(
     Ok(filter)
 }
 
-fn all_sources(admin: &AdminHandle) -> Vec<&Source> {
-    admin.sources.iter().map(|s| s.as_ref()).collect()
-}
-
 async fn list(admin: &AdminHandle, query: &HashMap<String, String>) -> ApiResult {
     only_params(query, &[&EVENT_FILTER, &PAGE_PARAMS])?;
     let filter = event_filter(admin, query)?;
     let (limit, cursor) = page_args(query).map_err(Refusal::bad_request)?;
     let page = events::list(
         &admin.queue,
-        &all_sources(admin),
+        &admin.sources.all(),
         &filter,
         cursor.as_ref(),
         limit,
@@ -171,10 +167,9 @@ async fn bulk(admin: &AdminHandle, query: &HashMap<String, String>) -> ApiResult
     let dry_run = dry_run(query)?;
     let (queue, sources) = (admin.queue.clone(), admin.sources.clone());
     let result = admin
-        .run_to_end(async move {
-            let all: Vec<&Source> = sources.iter().map(|s| s.as_ref()).collect();
-            events::bulk_replay(&queue, &all, &filter, dry_run).await
-        })
+        .run_to_end(
+            async move { events::bulk_replay(&queue, &sources.all(), &filter, dry_run).await },
+        )
         .await?;
     Ok(json(StatusCode::OK, &result))
 }
@@ -196,7 +191,7 @@ async fn stats(admin: &AdminHandle, query: &HashMap<String, String>) -> ApiResul
     let source = query.get("source").filter(|v| !v.is_empty());
     let sources: Vec<&Source> = match source {
         Some(name) => vec![admin.named_source(name)?.as_ref()],
-        None => all_sources(admin),
+        None => admin.sources.all(),
     };
     let points = events::stats(&admin.queue, &sources, unix_ms(), minutes).await?;
     Ok(json(

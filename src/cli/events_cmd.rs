@@ -71,7 +71,7 @@ fn check_id(id: &str) -> anyhow::Result<()> {
 }
 
 async fn execute(queue: &Queue, sources: &Sources, command: EventsCommand) -> anyhow::Result<()> {
-    let all: Vec<&Source> = sources.iter().map(|s| s.as_ref()).collect();
+    let all = sources.all();
     match command {
         EventsCommand::List {
             filter: f,

@@ -15,7 +15,6 @@ use crate::admin::log_api::event_filter;
 use crate::events::{self, EventItem, Filter};
 use crate::queue::{AttemptRecord, EventStatus};
 use crate::response::HttpResponse;
-use crate::source::Source;
 
 fn pill(name: &str, status: EventStatus, attempts: u32) -> String {
     format!(
@@ -42,10 +41,6 @@ fn filter_query(filter: &Filter) -> String {
     parts.join("&")
 }
 
-fn all_sources(admin: &AdminHandle) -> Vec<&Source> {
-    admin.sources.iter().map(|s| s.as_ref()).collect()
-}
-
 /// `/events`; with `partial=1`, only the table (the live refresh).
 pub async fn events(admin: &AdminHandle, query: &HashMap<String, String>) -> HttpResponse {
     let (filter, mut refused) = match event_filter(admin, query) {
@@ -56,7 +51,7 @@ pub async fn events(admin: &AdminHandle, query: &HashMap<String, String>) -> Htt
     let q = filter_query(&filter);
     let table = match events::list(
         &admin.queue,
-        &all_sources(admin),
+        &admin.sources.all(),
         &filter,
         cursor.as_ref(),
         limit,
