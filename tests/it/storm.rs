@@ -22,6 +22,16 @@ fn instance_toml(redis: &TestRedis, spool: &Path, source: &SourceSpec) -> String
     config(&redis.url(), &extra, std::slice::from_ref(source))
 }
 
+/// 3000 events spread over two instances (`first` gets the first), paced
+/// over several seconds so the faults land in the middle of it.
+fn paced_load(first: &Daemon, second: &Daemon) -> Load {
+    let mut load = Load::new(&first.url(""), "s", 3000);
+    load.urls = vec![first.url(""), second.url("")];
+    load.concurrency = 8;
+    load.interval = Duration::from_millis(2);
+    load
+}
+
 /// Some events went to the spools; each destination has every accepted
 /// event; the stream keeps nothing every destination is done with; no
 /// instance panicked.
@@ -67,11 +77,7 @@ async fn scenario_14_redis_down_instance_killed_destination_failing_at_once() {
     let a = Daemon::start_ready(&instance_toml(&redis, spool_a.path(), &source)).await;
     let mut b = Daemon::start_ready(&toml_b).await;
 
-    let mut load = Load::new(&a.url(""), "s", 3000);
-    load.urls = vec![a.url(""), b.url("")];
-    load.concurrency = 8;
-    load.interval = Duration::from_millis(2);
-    let load = tokio::spawn(load.run());
+    let load = tokio::spawn(paced_load(&a, &b).run());
 
     tokio::time::sleep(Duration::from_millis(500)).await;
     redis.kill();
@@ -125,11 +131,7 @@ async fn scenario_15_redis_hung_while_an_instance_stops_under_load() {
     let a = Daemon::start_ready(&instance_toml(&redis, spool_a.path(), &source)).await;
     let mut b = Daemon::start_ready(&toml_b).await;
 
-    let mut load = Load::new(&a.url(""), "s", 3000);
-    load.urls = vec![b.url(""), a.url("")];
-    load.concurrency = 8;
-    load.interval = Duration::from_millis(2);
-    let load = tokio::spawn(load.run());
+    let load = tokio::spawn(paced_load(&b, &a).run());
 
     tokio::time::sleep(Duration::from_millis(500)).await;
     redis.freeze();
