@@ -62,7 +62,7 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum QueueError {
-    #[error("redis {op} failed: {source}")]
+    #[error("redis {op} failed: {}", reachability::in_words(.source))]
     Redis {
         op: &'static str,
         #[source]

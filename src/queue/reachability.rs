@@ -3,7 +3,7 @@
 //! password, a TLS handshake) on its error channels, and that is what an
 //! operator needs to read.
 
-use fred::error::Error as FredError;
+use fred::error::{Error as FredError, ErrorKind};
 use fred::interfaces::{ClientLike, EventInterface};
 use fred::prelude::Server;
 use tokio::sync::broadcast::Receiver;
@@ -23,7 +23,7 @@ impl ConnectionErrors {
         for receiver in &mut self.receivers {
             loop {
                 match receiver.try_recv() {
-                    Ok((error, _)) => latest = Some(error.to_string()),
+                    Ok((error, _)) => latest = Some(in_words(&error)),
                     Err(TryRecvError::Lagged(_)) => continue,
                     Err(TryRecvError::Empty | TryRecvError::Closed) => break,
                 }
@@ -56,6 +56,95 @@ impl Queue {
             .ping::<String>(None)
             .await
             .map(drop)
-            .map_err(|e| format!("PING failed: {e}"))
+            .map_err(|e| format!("PING failed: {}", in_words(&e)))
+    }
+}
+
+/// A connection error as an operator reads it. fred keeps an I/O error as
+/// its `Debug` text (`Os { code: 111, kind: ConnectionRefused, message:
+/// "Connection refused" }`); this gives std's own words for it instead
+/// (`Connection refused (os error 111)`), and every other error as fred
+/// says it.
+pub(crate) fn in_words(error: &FredError) -> String {
+    match error.kind() {
+        ErrorKind::IO => io_words(error.details()).unwrap_or_else(|| error.to_string()),
+        _ => error.to_string(),
+    }
+}
+
+/// Reads back std's `Debug` of an `io::Error`: `Os { .. }`, `Custom { kind,
+/// error }`, `Kind(..)`, or a `SimpleMessage`'s `Error { kind, message }`.
+fn io_words(debug: &str) -> Option<String> {
+    if let Some(rest) = debug.strip_prefix("Os {") {
+        let code = between(rest, "code: ", ",")?;
+        let message = between(rest, "message: \"", "\"")?;
+        return Some(format!("{message} (os error {code})"));
+    }
+    if let Some(kind) = debug
+        .strip_prefix("Kind(")
+        .and_then(|r| r.strip_suffix(')'))
+    {
+        return Some(spaced(kind));
+    }
+    for (prefix, field) in [("Custom {", "error: "), ("Error {", "message: ")] {
+        if let Some(rest) = debug.strip_prefix(prefix) {
+            let start = rest.find(field)? + field.len();
+            let inner = rest[start..].strip_suffix(" }")?;
+            let text = inner
+                .strip_prefix('"')
+                .and_then(|t| t.strip_suffix('"'))
+                .unwrap_or(inner);
+            return Some(text.to_owned());
+        }
+    }
+    None
+}
+
+fn between<'a>(text: &'a str, open: &str, close: &str) -> Option<&'a str> {
+    let start = text.find(open)? + open.len();
+    let len = text[start..].find(close)?;
+    Some(&text[start..start + len])
+}
+
+/// `TimedOut` → `timed out`.
+fn spaced(kind: &str) -> String {
+    let mut words = String::with_capacity(kind.len() + 4);
+    for (i, c) in kind.chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            words.push(' ');
+        }
+        words.extend(c.to_lowercase());
+    }
+    words
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worded(error: std::io::Error) -> String {
+        in_words(&FredError::from(error))
+    }
+
+    #[test]
+    fn io_errors_read_as_std_says_them() {
+        let refused = std::io::Error::from_raw_os_error(111);
+        assert_eq!(worded(refused), "Connection refused (os error 111)");
+        let custom = std::io::Error::other("tls handshake eof");
+        assert_eq!(worded(custom), "tls handshake eof");
+        let bare = std::io::Error::from(std::io::ErrorKind::TimedOut);
+        assert_eq!(worded(bare), "timed out");
+    }
+
+    #[test]
+    fn other_errors_keep_freds_words() {
+        let auth = FredError::new(ErrorKind::Auth, "WRONGPASS invalid username-password pair");
+        assert_eq!(
+            in_words(&auth),
+            "Authentication Error: WRONGPASS invalid username-password pair"
+        );
+        // An I/O text it cannot read is kept as it came.
+        let odd = FredError::new(ErrorKind::IO, "something new");
+        assert_eq!(in_words(&odd), "IO Error: something new");
     }
 }
