@@ -315,6 +315,14 @@ impl Plan {
             }
             .run(background_token.clone()),
         );
+        background.spawn(
+            monitor::RemovedSources {
+                queue: queue.clone(),
+                sources: sources.clone(),
+                prefix: config.redis.key_prefix.clone(),
+            }
+            .report(background_token.clone()),
+        );
         if let Some(spool) = &spool {
             background.spawn(
                 spool::Drainer {

@@ -1,6 +1,10 @@
 //! Once a second: is Redis there (readiness, `hookd_redis_up`), the queue
 //! gauges, and the event log's retention.
 
+mod removed_sources;
+
+pub use removed_sources::RemovedSources;
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -2,10 +2,13 @@
 //! of each destination, and groups no destination names any more
 //! (forgotten on request).
 
-use fred::interfaces::StreamsInterface;
+use fred::interfaces::{ClientLike, StreamsInterface};
 use fred::types::Value;
+use fred::types::scan::ScanType;
+use futures_util::StreamExt;
 
-use super::reply::{reply, value_string, value_u64};
+use super::keys::{stream_source, streams_pattern};
+use super::reply::{redis, reply, value_string, value_u64};
 use super::stream::id_ms;
 use super::{DestinationKeys, Queue, QueueError, SourceKeys};
 
@@ -144,6 +147,39 @@ impl Queue {
             )
             .await?;
         Ok(matches!(result, Value::Array(parts) if parts.first().and_then(value_u64) == Some(1)))
+    }
+
+    /// The names of every source with a stream under `prefix`, configured
+    /// or not, sorted: a SCAN of the whole keyspace (every primary of a
+    /// cluster), so it is for once at startup, not for a hot path.
+    pub async fn stream_sources(&self, prefix: &str) -> Result<Vec<String>, QueueError> {
+        let client = self.pool.next();
+        let pattern = streams_pattern(prefix);
+        let keys = if client.is_clustered() {
+            client
+                .scan_cluster_buffered(pattern, Some(1000), Some(ScanType::Stream))
+                .boxed()
+        } else {
+            client
+                .scan_buffered(pattern, Some(1000), Some(ScanType::Stream))
+                .boxed()
+        };
+        let mut names: Vec<String> = keys
+            .map(|key| {
+                let key = key.map_err(redis("scan"))?;
+                Ok(key
+                    .as_str()
+                    .and_then(|k| stream_source(prefix, k))
+                    .map(str::to_owned))
+            })
+            .filter_map(|name: Result<Option<String>, QueueError>| async move { name.transpose() })
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?;
+        names.sort();
+        names.dedup();
+        Ok(names)
     }
 
     /// Removes this process' consumer from `destination`'s group if it

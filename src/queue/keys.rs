@@ -94,9 +94,43 @@ impl SourceKeys {
     }
 }
 
+/// The SCAN pattern of every source's stream under `prefix`, configured
+/// or not (glob characters in the prefix match only themselves).
+pub fn streams_pattern(prefix: &str) -> String {
+    let mut pattern = String::with_capacity(prefix.len() + 12);
+    for c in prefix.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push_str(":{*}:stream");
+    pattern
+}
+
+/// The source whose stream `key` is, if it is a stream key under `prefix`.
+pub fn stream_source<'k>(prefix: &str, key: &'k str) -> Option<&'k str> {
+    key.strip_prefix(prefix)?
+        .strip_prefix(":{")?
+        .strip_suffix("}:stream")
+        .filter(|name| !name.is_empty() && !name.contains(['{', '}']))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stream_keys_name_their_source() {
+        assert_eq!(streams_pattern("hookd"), "hookd:{*}:stream");
+        assert_eq!(streams_pattern("a*b[1]?"), "a\\*b\\[1\\]\\?:{*}:stream");
+        let keys = SourceKeys::new("hookd", "stripe");
+        assert_eq!(stream_source("hookd", &keys.stream), Some("stripe"));
+        assert_eq!(stream_source("hookd", "hookd:{stripe}:dlq"), None);
+        assert_eq!(stream_source("hookd", "other:{stripe}:stream"), None);
+        assert_eq!(stream_source("hookd", "hookd:{}:stream"), None);
+        assert_eq!(stream_source("hookd", "hookd:{a}:d:{b}:stream"), None);
+    }
 
     #[test]
     fn keys_share_one_hash_tag() {

@@ -281,7 +281,19 @@ async fn scenario_7_redis_cluster_several_sources() {
         .iter()
         .map(|n| SourceSpec::standard(n, &sink.url()).with(DESTINATION))
         .collect();
-    let daemon = Daemon::start_ready(&config(&cluster.url(), WORKER, &sources)).await;
+    // Sources whose destination is down, removed from the configuration
+    // at the end: the restart finds their streams on whichever master.
+    let stuck = ["stuck-1", "stuck-2", "stuck-3"];
+    let mut with_stuck = sources.clone();
+    with_stuck.extend(
+        stuck
+            .iter()
+            .map(|n| SourceSpec::standard(n, &dead_url()).with(DESTINATION)),
+    );
+    let mut daemon = Daemon::start_ready(&config(&cluster.url(), WORKER, &with_stuck)).await;
+    for name in stuck {
+        assert_eq!(send_event(&daemon, name, "stuck", "{}").await.status, 202);
+    }
     let mut load = Load::new(&daemon.url(""), "orders", scale(2000));
     load.sources = names.iter().map(|s| s.to_string()).collect();
     let report = load.run().await;
@@ -299,6 +311,24 @@ async fn scenario_7_redis_cluster_several_sources() {
         .filter(|n| !n.keys("hookd:*").is_empty())
         .count();
     assert!(holding >= 2, "all sources landed on one node");
+    let holding_stuck = cluster
+        .nodes
+        .iter()
+        .filter(|n| !n.keys("hookd:{stuck-*}:stream").is_empty())
+        .count();
+    assert!(holding_stuck >= 2, "the removed sources landed on one node");
+    daemon.signal("TERM");
+    assert!(daemon.wait_exit(Duration::from_secs(15)).await.success());
+    let daemon = Daemon::start_ready(&config(&cluster.url(), WORKER, &sources)).await;
+    for name in stuck {
+        assert!(
+            daemon
+                .logged(&["source no longer configured", &format!("source={name} ")])
+                .await,
+            "{}",
+            daemon.logs()
+        );
+    }
 }
 
 /// 10k idle / slow connections and header floods from another process;

@@ -660,6 +660,35 @@ async fn destinations_come_and_go_across_restarts() {
     assert_eq!(h.sinks[1].ids(), vec!["new_1"]);
 }
 
+/// hookd reads only the sources it is configured with: a source removed
+/// while it still had events to deliver is reported at startup (its events
+/// stay in Redis); one with nothing left to deliver is not.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_removed_source_with_undelivered_events_is_reported() {
+    let mut h = Harness::builder()
+        .source(SourceSpec::standard("kept", SINK))
+        .source(SourceSpec::standard("a-done", SINK))
+        .source(SourceSpec::standard("z-stuck", &dead_url()))
+        .start()
+        .await;
+    h.fence("a-done", "done_1").await;
+    assert_eq!(h.send("z-stuck", "stuck_1", "{}").await.status, 202);
+    let kept = [SourceSpec::standard("kept", &h.sink.url())];
+    h.restart_with(&config(&h.redis.url(), "", &kept)).await;
+    // Sources are looked at in name order: once z-stuck is reported,
+    // a-done was looked at too.
+    assert!(
+        h.daemon
+            .logged(&["source no longer configured", "z-stuck", "default (backlog"])
+            .await,
+        "{}",
+        h.daemon.logs()
+    );
+    assert!(!h.daemon.logs().contains("a-done"), "{}", h.daemon.logs());
+    assert_eq!(h.redis.stream_len("z-stuck"), 1, "its event was dropped");
+    h.fence("kept", "kept_1").await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn static_headers_are_sent_and_their_secrets_shown_nowhere() {
     const TOKEN: &str = "Bearer tok-route-s3cret";

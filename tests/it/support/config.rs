@@ -3,6 +3,7 @@
 use super::SECRET;
 
 /// A `[[sources]]` block.
+#[derive(Clone)]
 pub struct SourceSpec {
     pub name: String,
     pub verify: String,
@@ -17,6 +18,7 @@ pub struct SourceSpec {
 }
 
 /// One `[[sources.destinations]]` block.
+#[derive(Clone)]
 pub struct Route {
     pub name: String,
     pub url: String,
