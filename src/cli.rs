@@ -496,12 +496,15 @@ fn run_daemon(path: Option<PathBuf>) -> anyhow::Result<()> {
 }
 
 /// First SIGTERM/SIGINT starts the graceful drain; a second one exits at
-/// once (status 130), for operators who cannot wait.
+/// once (status 130), for operators who cannot wait. SIGHUP, which would
+/// otherwise kill the process on the spot (a closed terminal, a habitual
+/// `kill -HUP` to reload), is logged and ignored.
 async fn watch_signals(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hangup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) else {
         error!("cannot install signal handlers; only SIGKILL will stop hookd");
         return;
@@ -511,6 +514,10 @@ async fn watch_signals(shutdown: CancellationToken) {
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}
+            _ = hangup.recv() => {
+                warn!("SIGHUP ignored: hookd does not reload its configuration; restart it (SIGTERM drains) to apply a change");
+                continue;
+            }
         }
         if first {
             info!("signal received: draining (send again to exit at once)");

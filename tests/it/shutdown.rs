@@ -57,6 +57,26 @@ async fn second_signal_exits_at_once() {
     assert_eq!(status.code(), Some(130));
 }
 
+/// SIGHUP neither kills hookd nor starts a drain: it keeps taking and
+/// delivering events, says why it ignored the signal, and SIGTERM still
+/// drains it.
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_is_ignored_with_a_warning() {
+    let mut h = Harness::start().await;
+    h.daemon.signal("HUP");
+    assert!(
+        h.daemon.logged(&["SIGHUP ignored"]).await,
+        "{}",
+        h.daemon.logs()
+    );
+    h.fence("s", "after_hup").await;
+    assert_eq!(get(&h.daemon.url("/health/ready")).await.status, 200);
+    assert!(!h.daemon.logs().contains("draining"), "{}", h.daemon.logs());
+    h.daemon.signal("TERM");
+    let status = h.daemon.wait_exit(Duration::from_secs(15)).await;
+    assert!(status.success(), "{status}");
+}
+
 /// A delivery that hangs past `shutdown.timeout` does not hold the exit
 /// back: hookd exits within drain_delay + timeout + 1 s, and the event,
 /// left pending, is delivered by the next process.
