@@ -5,7 +5,7 @@
 //! they make are checked against the real daemon. So is README's quick
 //! start on the shipped config.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use crate::support::*;
@@ -250,6 +250,87 @@ async fn alerts_and_dashboard_query_series_the_daemon_exports() {
         assert!(
             exposition.contains(&format!("outcome=\"{outcome}\"")),
             "no series has outcome=\"{outcome}\""
+        );
+    }
+}
+
+/// Every metric design.md names is exported under that name with exactly
+/// its labels (histograms also carry `le`), once an event went through a
+/// daemon with the spool on.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_contract_metric_is_exported_with_its_labels() {
+    const CONTRACT: [(&str, &[&str]); 17] = [
+        ("hookd_ingest_requests_total", &["source", "outcome"]),
+        ("hookd_ingest_duration_seconds", &["source"]),
+        (
+            "hookd_deliveries_total",
+            &["source", "destination", "outcome"],
+        ),
+        (
+            "hookd_delivery_duration_seconds",
+            &["source", "destination"],
+        ),
+        ("hookd_end_to_end_seconds", &["source", "destination"]),
+        ("hookd_queue_backlog", &["source", "destination"]),
+        ("hookd_queue_pending", &["source", "destination"]),
+        ("hookd_retry_scheduled", &["source", "destination"]),
+        ("hookd_dlq_size", &["source"]),
+        ("hookd_claimed_total", &["source"]),
+        (
+            "hookd_destination_state",
+            &["source", "destination", "state"],
+        ),
+        ("hookd_spool_events", &[]),
+        ("hookd_spool_bytes", &[]),
+        ("hookd_workers_busy", &[]),
+        ("hookd_workers_max", &[]),
+        ("hookd_redis_up", &[]),
+        ("hookd_build_info", &["version"]),
+    ];
+    let spool = tempfile::tempdir().unwrap();
+    let h = Harness::builder()
+        .toml(&format!("[spool]\ndir = \"{}\"\n", spool.path().display()))
+        .start()
+        .await;
+    h.fence("s", "evt_1").await;
+    let metrics_url = h.daemon.admin_url("/metrics");
+    let delivered =
+        r#"hookd_deliveries_total{source="s",destination="default",outcome="success"} 1"#;
+    let scrape = || async { String::from_utf8_lossy(&get(&metrics_url).await.body).into_owned() };
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            scrape().await.contains(delivered)
+        })
+        .await
+    );
+    let exposition = scrape().await;
+    // name -> the label sets its samples carry
+    let mut series: HashMap<&str, BTreeSet<Vec<String>>> = HashMap::new();
+    for line in exposition.lines().filter(|l| !l.starts_with('#')) {
+        let name_end = line.find(['{', ' ']).unwrap_or(line.len());
+        let name = &line[..name_end];
+        let name = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .unwrap_or(name);
+        let labels: Vec<String> = match line[name_end..].strip_prefix('{') {
+            Some(rest) => rest[..rest.find('}').unwrap()]
+                .split(',')
+                .filter_map(|pair| pair.split_once('=').map(|(k, _)| k.to_string()))
+                .filter(|k| k != "le" && k != "quantile")
+                .collect(),
+            None => Vec::new(),
+        };
+        series.entry(name).or_default().insert(labels);
+    }
+    for (name, labels) in CONTRACT {
+        let found = series
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} is not exported:\n{exposition}"));
+        let want: Vec<String> = labels.iter().map(|l| l.to_string()).collect();
+        assert!(
+            found.iter().all(|have| *have == want),
+            "{name}: labels {found:?}, the contract says {want:?}"
         );
     }
 }
