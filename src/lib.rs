@@ -312,6 +312,7 @@ impl Plan {
                 metrics,
                 spool_on: spool.is_some(),
                 redis: redis.shown().to_owned(),
+                claim_idle: config.worker.claim_idle,
             }
             .run(background_token.clone()),
         );

@@ -5,6 +5,7 @@ mod removed_sources;
 
 pub use removed_sources::RemovedSources;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::overview;
-use crate::queue::{LEGACY_GROUP, Queue};
+use crate::queue::{Forgot, LEGACY_GROUP, Queue};
 use crate::source::{Source, Sources};
 use crate::status::Status;
 use crate::telemetry;
@@ -39,6 +40,9 @@ pub struct Monitor {
     pub spool_on: bool,
     /// `redis.url` with its password redacted: which Redis the log means.
     pub redis: String,
+    /// `worker.claim_idle`: a group none of whose readers read for this
+    /// long has no live reader.
+    pub claim_idle: Duration,
 }
 
 impl Monitor {
@@ -50,6 +54,8 @@ impl Monitor {
         // consumer groups were tidied, so a tidy that Redis dying cut
         // short runs again on a later tick.
         let mut untidy = vec![true; self.sources.iter().count()];
+        // What the tidy said since Redis last came (back).
+        let mut told = HashSet::new();
         // Why Redis is away, from the connections' own reports (subscribed
         // before the first check, so the first connection attempts count),
         // and the reasons the log gave during this outage.
@@ -94,6 +100,7 @@ impl Monitor {
             if self.status.set_redis_up(up) != Some(up) {
                 if up {
                     untidy.fill(true);
+                    told.clear();
                     logged_reasons.clear();
                     info!(redis = %self.redis, "redis is reachable");
                     // Bounded: Redis dying again at once must not hold up
@@ -133,7 +140,7 @@ impl Monitor {
                     // coming back must not hold up the next ping
                     // (readiness depends on it).
                     *untidy = !matches!(
-                        tokio::time::timeout(STEP_LIMIT, self.tidy_groups(source)).await,
+                        tokio::time::timeout(STEP_LIMIT, self.tidy_groups(source, &mut told)).await,
                         Ok(Tidied::All)
                     );
                 }
@@ -171,11 +178,15 @@ impl Monitor {
         }
     }
 
-    /// Whenever Redis comes (back): consumer groups of destinations no
-    /// longer configured go if they hold nothing; one that still holds
-    /// events is kept (its events stay in the stream) with a warning
-    /// until `hookd destinations forget`.
-    async fn tidy_groups(&self, source: &Source) -> Tidied {
+    /// Whenever Redis comes (back), and every tick while one is in use:
+    /// consumer groups of destinations this configuration does not name go
+    /// if nobody uses them. One that still holds events is kept (its events
+    /// stay in the stream) with a warning until `hookd destinations
+    /// forget`; one another instance reads, or that is paused or held by
+    /// its breaker, is kept while it is (a rolling configuration change:
+    /// other instances may still, or already, name the destination).
+    /// `told` holds what the log already said, so each is said once.
+    async fn tidy_groups(&self, source: &Source, told: &mut HashSet<Told>) -> Tidied {
         let mut tidied = Tidied::All;
         let Ok(view) = overview::source(&self.queue, source).await else {
             return Tidied::Partly;
@@ -185,30 +196,77 @@ impl Monitor {
                 // Migrated by the readers' setup.
                 continue;
             }
+            let about = |verdict| Told {
+                source: source.name.to_string(),
+                destination: orphan.name.clone(),
+                verdict,
+            };
+            let in_use = |told: &mut HashSet<Told>| {
+                if told.insert(about(Verdict::InUse)) {
+                    info!(
+                        source = %source.name,
+                        destination = %orphan.name,
+                        "a destination no longer configured here is in use (another instance reads it, \
+                         or it is paused or held by its breaker): its group stays while it is \
+                         (a configuration change under way?)"
+                    );
+                }
+            };
+            if orphan.read_within(self.claim_idle) {
+                in_use(told);
+                tidied = Tidied::Partly;
+                continue;
+            }
             if orphan.holds_events() {
-                warn!(
-                    source = %source.name,
-                    destination = %orphan.name,
-                    backlog = ?orphan.backlog,
-                    pending = orphan.pending,
-                    "a destination no longer configured has undelivered events; they stay in redis \
-                     (holding the stream's entries) until `hookd destinations forget {} {}`",
-                    source.name,
-                    orphan.name
-                );
+                if told.insert(about(Verdict::HoldsEvents)) {
+                    warn!(
+                        source = %source.name,
+                        destination = %orphan.name,
+                        backlog = ?orphan.backlog,
+                        pending = orphan.pending,
+                        "a destination no longer configured has undelivered events; they stay in redis \
+                         (holding the stream's entries) until `hookd destinations forget {} {}`",
+                        source.name,
+                        orphan.name
+                    );
+                }
                 continue;
             }
             let keys = source.keys.destination(&orphan.name);
-            match self.queue.forget(&source.keys, &keys).await {
-                Ok(true) => {
+            match self
+                .queue
+                .forget_unused(&source.keys, &keys, self.claim_idle)
+                .await
+            {
+                Ok(Forgot::Forgotten) => {
                     info!(source = %source.name, destination = %orphan.name, "removed the idle consumer group of a destination no longer configured");
                 }
-                Ok(false) => {}
+                Ok(Forgot::NoGroup) => {}
+                // Paused, held by its breaker, or read since the look
+                // above: looked at again next tick.
+                Ok(Forgot::InUse) => {
+                    in_use(told);
+                    tidied = Tidied::Partly;
+                }
                 Err(_) => tidied = Tidied::Partly,
             }
         }
         tidied
     }
+}
+
+/// Something the log said about a group no destination here names.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Told {
+    source: String,
+    destination: String,
+    verdict: Verdict,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Verdict {
+    InUse,
+    HoldsEvents,
 }
 
 /// Whether a source's consumer groups were all looked at.

@@ -39,7 +39,7 @@ pub use entry::{
 pub use events::{
     EventMatch, EventScanFilter, EventScanStep, EventStatus, LoggedDestination, TrimStep,
 };
-pub use groups::{DestinationDepth, OrphanGroup, SourceDepths};
+pub use groups::{DestinationDepth, Forgot, OrphanGroup, SourceDepths};
 pub use ingest::{
     DirectIngest, EntryIds, INGEST_TIMEOUT, IngestOutcome, IngestSettings, Ingestor, NewEvent,
 };

@@ -90,11 +90,13 @@ mod tests {
             name: "billing".into(),
             backlog: Some(3),
             pending: 1,
+            last_read_ago: None,
         };
         let analytics = OrphanGroup {
             name: "analytics".into(),
             backlog: None,
             pending: 0,
+            last_read_ago: None,
         };
         assert_eq!(
             describe(&[&billing, &analytics]),

@@ -2,6 +2,8 @@
 //! of each destination, and groups no destination names any more
 //! (forgotten on request).
 
+use std::time::Duration;
+
 use fred::interfaces::{ClientLike, StreamsInterface};
 use fred::types::Value;
 use fred::types::scan::ScanType;
@@ -34,6 +36,11 @@ pub struct OrphanGroup {
     pub name: String,
     pub backlog: Option<u64>,
     pub pending: u64,
+    /// How long ago its most recent reader read or claimed (None: it has
+    /// no readers). During a rolling configuration change another
+    /// instance may still read (or already read) a destination this one's
+    /// configuration does not name.
+    pub last_read_ago: Option<Duration>,
 }
 
 impl OrphanGroup {
@@ -41,6 +48,23 @@ impl OrphanGroup {
     pub fn holds_events(&self) -> bool {
         self.pending > 0 || self.backlog != Some(0)
     }
+
+    /// Whether some instance read it within `within`: a live reader reads
+    /// at least once per blocking read, and waits for worker slots no
+    /// longer than a delivery's timeout, which `worker.claim_idle` exceeds.
+    pub fn read_within(&self, within: Duration) -> bool {
+        self.last_read_ago.is_some_and(|ago| ago < within)
+    }
+}
+
+/// What became of a consumer group asked to be forgotten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forgot {
+    Forgotten,
+    NoGroup,
+    /// Kept: it holds events, was read lately, or is paused or held by its
+    /// breaker.
+    InUse,
 }
 
 /// The queue depths of a source.
@@ -114,9 +138,10 @@ impl Queue {
                         .map(|ms| now.saturating_sub(ms)),
                     name,
                 }),
-                3 => depths.orphans.push(OrphanGroup {
+                4 => depths.orphans.push(OrphanGroup {
                     backlog: row.get(1).and_then(backlog),
                     pending: n(2),
+                    last_read_ago: row.get(3).and_then(backlog).map(Duration::from_millis),
                     name,
                 }),
                 _ => return Err(reply(OP, "row arity")),
@@ -132,9 +157,35 @@ impl Queue {
         keys: &SourceKeys,
         destination: &DestinationKeys,
     ) -> Result<bool, QueueError> {
+        let forgot = self.forget_step(keys, destination, None).await?;
+        Ok(forgot == Forgot::Forgotten)
+    }
+
+    /// Forgets a destination this instance's configuration does not name,
+    /// but only if nobody uses it (atomically, in `forget.lua`): it holds
+    /// nothing, none of its readers read within `within`, and it is
+    /// neither paused nor held by its breaker. During a rolling
+    /// configuration change other instances may still, or already, deliver
+    /// to it.
+    pub async fn forget_unused(
+        &self,
+        keys: &SourceKeys,
+        destination: &DestinationKeys,
+        within: Duration,
+    ) -> Result<Forgot, QueueError> {
+        self.forget_step(keys, destination, Some(within)).await
+    }
+
+    async fn forget_step(
+        &self,
+        keys: &SourceKeys,
+        destination: &DestinationKeys,
+        unused_within: Option<Duration>,
+    ) -> Result<Forgot, QueueError> {
+        const OP: &str = "forget";
         let result = self
             .eval(
-                "forget",
+                OP,
                 &self.scripts.forget,
                 vec![
                     &keys.stream,
@@ -142,11 +193,25 @@ impl Queue {
                     &destination.attempts,
                     &destination.state,
                 ],
-                || vec![destination.group.as_str().into()],
+                || {
+                    let mut args = vec![destination.group.as_str().into()];
+                    if let Some(within) = unused_within {
+                        args.push((within.as_millis() as i64).into());
+                    }
+                    args
+                },
                 None,
             )
             .await?;
-        Ok(matches!(result, Value::Array(parts) if parts.first().and_then(value_u64) == Some(1)))
+        let Value::Array(parts) = result else {
+            return Err(reply(OP, "not an array"));
+        };
+        match parts.first().and_then(value_u64) {
+            Some(0) => Ok(Forgot::NoGroup),
+            Some(1) => Ok(Forgot::Forgotten),
+            Some(2) => Ok(Forgot::InUse),
+            _ => Err(reply(OP, "unexpected verdict")),
+        }
     }
 
     /// The names of every source with a stream under `prefix`, configured

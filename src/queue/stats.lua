@@ -6,7 +6,8 @@
 -- ARGV destination names, in the order of their KEYS
 -- Returns {dlq length, {name, unread (-1 unknown), pending, retrying, dlq,
 -- oldest undelivered id or ''}... per destination, then {name, unread,
--- pending} of every group no destination named}
+-- pending, ms since its freshest reader read (-1 none)} of every group no
+-- destination named}
 local stream = KEYS[1]
 local groups = groups_of(stream)
 local named = {}
@@ -35,6 +36,17 @@ for i, name in ipairs(ARGV) do
   out[#out + 1] = row
 end
 for name, g in pairs(groups) do
-  if not named[name] then out[#out + 1] = {name, unread(g), g.pending} end
+  if not named[name] then
+    -- How long ago its most recent reader read or claimed (-1: it has
+    -- none): another instance, on a configuration that names this
+    -- destination, may still be reading it.
+    local freshest = -1
+    for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', stream, name)) do
+      for i = 1, #c, 2 do
+        if c[i] == 'idle' and (freshest < 0 or c[i + 1] < freshest) then freshest = c[i + 1] end
+      end
+    end
+    out[#out + 1] = {name, unread(g), g.pending, freshest}
+  end
 end
 return out

@@ -660,6 +660,105 @@ async fn destinations_come_and_go_across_restarts() {
     assert_eq!(h.sinks[1].ids(), vec!["new_1"]);
 }
 
+/// A rolling configuration change: an instance whose configuration does
+/// not name a destination (not yet, or not any more) leaves that
+/// destination's consumer group alone while another instance reads it, so
+/// none of its events is lost; once nothing reads it, it goes.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_lacking_a_destination_leaves_its_group_while_another_reads_it() {
+    let source = SourceSpec::standard("s", SINK)
+        .route("a", SINKS[0], "")
+        .route("c", SINKS[1], "");
+    let mut h = Harness::builder().source(source).sinks(2).start().await;
+    h.fence_on(&h.sinks[1], "s", "first").await;
+    let older = [SourceSpec::standard("s", SINK).route("a", &h.sinks[0].url(), "")];
+    let older = config(&h.redis.url(), "", &older);
+    let lacking = Daemon::start_ready(&older).await;
+    assert!(
+        lacking
+            .logged(&[
+                "destination no longer configured",
+                "another instance reads it"
+            ])
+            .await,
+        "{}",
+        lacking.logs()
+    );
+    assert!(
+        !lacking.logs().contains("removed the idle"),
+        "{}",
+        lacking.logs()
+    );
+    let events: Vec<_> = (0..50)
+        .map(|i| (format!("via_older_{i}"), format!("{{\"n\":{i}}}")))
+        .collect();
+    send_all(&lacking, "s", events).await;
+    assert!(
+        h.sinks[1].wait_for(51, Duration::from_secs(15)).await,
+        "c got {} of 51",
+        h.sinks[1].ids().len()
+    );
+    // Once the instance that reads c is gone (and c holds nothing), the
+    // instance lacking it removes the group.
+    h.daemon.signal("TERM");
+    assert!(h.daemon.wait_exit(Duration::from_secs(15)).await.success());
+    assert!(
+        lacking
+            .logged(&["removed the idle consumer group", "destination=c"])
+            .await,
+        "{}",
+        lacking.logs()
+    );
+}
+
+/// The same with the destination paused where it is configured (so nobody
+/// reads it): the instance lacking it keeps its group, and the events
+/// ingested meanwhile reach it once it is resumed.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_lacking_a_paused_destination_keeps_its_group() {
+    const QUICK_CLAIM: &str = "[worker]\nclaim_idle = \"2s\"\n";
+    let source = SourceSpec::standard("s", SINK)
+        .route("a", SINKS[0], r#"timeout = "1s""#)
+        .route("c", SINKS[1], r#"timeout = "1s""#);
+    let h = Harness::builder()
+        .source(source)
+        .sinks(2)
+        .toml(QUICK_CLAIM)
+        .start()
+        .await;
+    h.fence_on(&h.sinks[1], "s", "first").await;
+    let (code, _, err) = h.cli(&["destinations", "pause", "s", "c"]);
+    assert_eq!(code, 0, "{err}");
+    // Longer than claim_idle: c's reader no longer counts as reading.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let older =
+        [SourceSpec::standard("s", SINK).route("a", &h.sinks[0].url(), r#"timeout = "1s""#)];
+    let lacking = Daemon::start_ready(&config(&h.redis.url(), QUICK_CLAIM, &older)).await;
+    assert!(
+        lacking
+            .logged(&[
+                "destination no longer configured here is in use",
+                "destination=c"
+            ])
+            .await,
+        "{}",
+        lacking.logs()
+    );
+    let events: Vec<_> = (0..20)
+        .map(|i| (format!("while_paused_{i}"), format!("{{\"n\":{i}}}")))
+        .collect();
+    send_all(&lacking, "s", events).await;
+    let (code, _, err) = h.cli(&["destinations", "resume", "s", "c"]);
+    assert_eq!(code, 0, "{err}");
+    h.fence_on(&h.sinks[1], "s", "last").await;
+    assert_eq!(h.sinks[1].ids().len(), 22, "{:?}", h.sinks[1].ids());
+    assert!(
+        !lacking.logs().contains("removed the idle"),
+        "{}",
+        lacking.logs()
+    );
+}
+
 /// hookd reads only the sources it is configured with: a source removed
 /// while it still had events to deliver is reported at startup (its events
 /// stay in Redis); one with nothing left to deliver is not.
