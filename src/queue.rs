@@ -45,7 +45,7 @@ pub use ingest::{
 };
 pub use keys::{DestinationKeys, LEGACY_GROUP, SourceKeys};
 pub use reachability::ConnectionErrors;
-pub use state::{Breaker, DestinationState, DestinationStatus, Gate};
+pub use state::{Breaker, DestinationState, DestinationStatus, Gate, Tokens};
 pub use stream::{
     Ack, AckKind, ClaimPage, Claimed, DeadLetter, Due, FailedAttempt, RetryOutcome, Setup, id_ms,
 };

@@ -34,11 +34,12 @@ pub struct DestinationConfig {
         with = "crate::config::duration"
     )]
     pub timeout: Duration,
-    /// Cap on concurrent deliveries to this destination, so one slow service
-    /// cannot take every worker.
+    /// Cap on concurrent deliveries to this destination (per instance), so
+    /// one slow service cannot take every worker.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: usize,
-    /// Deliveries started per second; 0 means unlimited.
+    /// Deliveries started per second by all instances together, to spare a
+    /// service that cannot take more; 0 means unlimited.
     #[serde(default)]
     pub rate_per_sec: u32,
     /// Backoff between attempts.

@@ -1,50 +1,70 @@
-//! `destination.rate_per_sec`: a token bucket owned by the source's reader,
-//! so pacing happens before entries are read and no worker ever waits.
+//! `destination.rate_per_sec`: a token bucket in Redis that every instance
+//! shares (`rate.lua`), so however many instances run, together they start
+//! at most that many deliveries a second. The destination's reader takes
+//! tokens before it reads, so pacing happens before entries are read and
+//! no worker ever waits.
 
 use std::time::Duration;
 
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::queue::{DestinationKeys, Queue, Tokens};
+
+/// How long to wait before asking again when Redis did not answer: the
+/// read that would follow needs Redis too.
+const UNANSWERED_RETRY: Duration = Duration::from_millis(500);
+
 pub struct RateLimiter {
-    /// Tokens per second; 0 = unlimited.
-    rate: f64,
-    tokens: f64,
-    last: Instant,
+    /// None: unlimited.
+    shared: Option<SharedBucket>,
+}
+
+struct SharedBucket {
+    rate_per_sec: u32,
+    queue: Queue,
+    keys: DestinationKeys,
 }
 
 impl RateLimiter {
-    pub fn new(rate_per_sec: u32) -> Self {
-        Self {
-            rate: f64::from(rate_per_sec),
-            // Start with one second's worth so a burst after idling is allowed.
-            tokens: f64::from(rate_per_sec),
-            last: Instant::now(),
-        }
+    pub fn unlimited() -> Self {
+        Self { shared: None }
     }
 
-    fn refill(&mut self) {
-        let now = Instant::now();
-        let elapsed = now.duration_since(self.last).as_secs_f64();
-        self.last = now;
-        // Capacity of one second's worth (at least one token).
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate.max(1.0));
+    /// The destination's bucket; unlimited for a rate of 0.
+    pub fn new(rate_per_sec: u32, queue: &Queue, keys: &DestinationKeys) -> Self {
+        if rate_per_sec == 0 {
+            return Self::unlimited();
+        }
+        Self {
+            shared: Some(SharedBucket {
+                rate_per_sec,
+                queue: queue.clone(),
+                keys: keys.clone(),
+            }),
+        }
     }
 
     /// Waits until at least one token is available and takes up to `want`.
     /// Returns None if cancelled while waiting.
     pub async fn acquire(&mut self, want: usize, token: &CancellationToken) -> Option<usize> {
-        if self.rate <= 0.0 {
+        let Some(bucket) = &self.shared else {
             return Some(want);
+        };
+        if want == 0 {
+            return Some(0);
         }
         loop {
-            self.refill();
-            if self.tokens >= 1.0 {
-                let take = (self.tokens.floor() as usize).min(want).max(1);
-                self.tokens -= take as f64;
-                return Some(take);
-            }
-            let wait = Duration::from_secs_f64((1.0 - self.tokens) / self.rate);
+            let take = bucket
+                .queue
+                .take_tokens(&bucket.keys, bucket.rate_per_sec, want as i64);
+            let wait = tokio::select! {
+                _ = token.cancelled() => return None,
+                taken = take => match taken {
+                    Ok(Tokens { granted, .. }) if granted > 0 => return Some(granted),
+                    Ok(Tokens { wait, .. }) => wait.max(Duration::from_millis(1)),
+                    Err(_) => UNANSWERED_RETRY,
+                },
+            };
             tokio::select! {
                 _ = token.cancelled() => return None,
                 _ = tokio::time::sleep(wait) => {}
@@ -52,10 +72,18 @@ impl RateLimiter {
         }
     }
 
-    /// Returns tokens taken for entries that were not there to read.
-    pub fn refund(&mut self, unused: usize) {
-        if self.rate > 0.0 {
-            self.tokens = (self.tokens + unused as f64).min(self.rate.max(1.0));
+    /// Gives back tokens taken for entries that were not there to read.
+    /// Best effort: a refund that does not arrive only slows the next
+    /// second.
+    pub async fn refund(&mut self, unused: usize) {
+        let Some(bucket) = &self.shared else {
+            return;
+        };
+        if unused > 0 {
+            let _ = bucket
+                .queue
+                .take_tokens(&bucket.keys, bucket.rate_per_sec, -(unused as i64))
+                .await;
         }
     }
 }
@@ -64,24 +92,9 @@ impl RateLimiter {
 mod tests {
     use super::*;
 
-    #[tokio::test(start_paused = true)]
-    async fn paces_to_the_configured_rate() {
-        let token = CancellationToken::new();
-        let mut limiter = RateLimiter::new(10);
-        let start = Instant::now();
-        let mut granted = 0;
-        while granted < 30 {
-            granted += limiter.acquire(5, &token).await.unwrap();
-        }
-        // 10 up front, then 20 more at 10/s: about two seconds.
-        let elapsed = start.elapsed();
-        assert!(elapsed >= Duration::from_millis(1900), "{elapsed:?}");
-        assert!(elapsed <= Duration::from_millis(2200), "{elapsed:?}");
-    }
-
     #[tokio::test]
     async fn unlimited_grants_everything() {
-        let mut limiter = RateLimiter::new(0);
+        let mut limiter = RateLimiter::unlimited();
         assert_eq!(
             limiter.acquire(64, &CancellationToken::new()).await,
             Some(64)

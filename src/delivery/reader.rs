@@ -99,7 +99,7 @@ impl Reader {
         let config = &self.shared.worker;
         let queue = &self.shared.queue;
         let blocking = queue.dedicated_client().await;
-        let mut rate = RateLimiter::new(destination.config.rate_per_sec);
+        let mut rate = RateLimiter::new(destination.config.rate_per_sec, queue, &destination.keys);
         let mut status = self.route.status.subscribe();
         // Nothing goes out before the destination's pause and breaker are
         // known: a paused destination stays paused across a restart.
@@ -254,11 +254,11 @@ impl Reader {
                         debug!(source = %source.name, destination = %destination.name, error = %e, "reading the stream failed");
                         self.pause(Duration::from_millis(500)).await;
                     }
-                    rate.refund(grant.len());
+                    rate.refund(grant.len()).await;
                     continue;
                 }
             };
-            rate.refund(grant.len().saturating_sub(entries.len()));
+            rate.refund(grant.len().saturating_sub(entries.len())).await;
             if probe && entries.is_empty() {
                 // Nothing waits: the probe's lease runs out and the next
                 // event is the probe.

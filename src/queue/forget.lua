@@ -2,7 +2,8 @@
 -- Forget a destination that is no longer configured: its group and its
 -- retry, attempts and state keys. Entries only it still held become done
 -- for every group; `sweep.lua` removes them.
--- KEYS[1] stream, KEYS[2] retry zset, KEYS[3] attempts hash, KEYS[4] state hash
+-- KEYS[1] stream, KEYS[2] retry zset, KEYS[3] attempts hash, KEYS[4] state hash,
+-- KEYS[5] rate bucket
 -- ARGV[1] group; ARGV[2] (optional) ms: forget it only if nobody uses it.
 -- An instance whose configuration still (or already) names the destination
 -- may be using it: so the group must hold nothing (nothing pending,
@@ -14,7 +15,7 @@
 local groups = groups_of(KEYS[1])
 local g = groups[ARGV[1]]
 if not g then
-  if not ARGV[2] then redis.call('DEL', KEYS[2], KEYS[3], KEYS[4]) end
+  if not ARGV[2] then redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5]) end
   return {0, 0, 0}
 end
 local unread = -1
@@ -35,6 +36,6 @@ if ARGV[2] then
   end
   if in_use then return {2, unread, g.pending} end
 end
-redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5])
 redis.call('XGROUP', 'DESTROY', KEYS[1], ARGV[1])
 return {1, unread, g.pending}

@@ -192,6 +192,7 @@ impl Queue {
                     &destination.retry,
                     &destination.attempts,
                     &destination.state,
+                    &destination.rate,
                 ],
                 || {
                     let mut args = vec![destination.group.as_str().into()];

@@ -10,6 +10,7 @@
 //! | `{prefix}:{<source>}:d:<destination>:retry` | zset, score = due ms | entries waiting for a retry (still pending for the group) |
 //! | `{prefix}:{<source>}:d:<destination>:attempts` | hash, entry id → attempts + history | failed attempts of entries not yet finished |
 //! | `{prefix}:{<source>}:d:<destination>:state` | hash | breaker, pause, last success and failure, shared by every instance |
+//! | `{prefix}:{<source>}:d:<destination>:rate` | hash + TTL | `rate_per_sec`'s token bucket, shared by every instance (`rate.lua`) |
 //! | `{prefix}:{<source>}:dlq` | stream | dead-lettered events, each naming its destination |
 //! | `{prefix}:{<source>}:dlq:counts` | hash, destination → n | dead-lettered events per destination |
 //! | `{prefix}:{<source>}:seen:<event id>` | string + TTL | dedup marker → first entry id |
@@ -51,6 +52,8 @@ pub struct DestinationKeys {
     pub retry: String,
     pub attempts: String,
     pub state: String,
+    /// The shared token bucket of `rate_per_sec`.
+    pub rate: String,
 }
 
 impl SourceKeys {
@@ -90,6 +93,7 @@ impl SourceKeys {
             retry: format!("{base}:retry"),
             attempts: format!("{base}:attempts"),
             state: format!("{base}:state"),
+            rate: format!("{base}:rate"),
         }
     }
 }
@@ -147,5 +151,6 @@ mod tests {
         assert_eq!(billing.retry, "hookd:{stripe}:d:billing:retry");
         assert_eq!(billing.attempts, "hookd:{stripe}:d:billing:attempts");
         assert_eq!(billing.state, "hookd:{stripe}:d:billing:state");
+        assert_eq!(billing.rate, "hookd:{stripe}:d:billing:rate");
     }
 }

@@ -60,6 +60,7 @@ pub struct Scripts {
     pub dlq_scan: Script,
     /// A removed destination's group and keys gone (allow-oom).
     pub forget: Script,
+    pub rate: Script,
 }
 
 impl Scripts {
@@ -84,6 +85,7 @@ impl Scripts {
             replay_events: with_lib(include_str!("replay_events.lua")),
             dlq_scan: with_lib(include_str!("dlq_scan.lua")),
             forget: with_lib(include_str!("forget.lua")),
+            rate: Script::from_lua(include_str!("rate.lua")),
         }
     }
 }
@@ -119,6 +121,7 @@ mod tests {
             ("dlq_delete", include_str!("dlq_delete.lua")),
             ("forget", include_str!("forget.lua")),
             ("trim", include_str!("trim.lua")),
+            ("rate", include_str!("rate.lua")),
         ] {
             assert!(text.starts_with("#!lua flags=allow-oom\n"), "{name}");
         }

@@ -90,6 +90,14 @@ impl Default for DestinationStatus {
     }
 }
 
+/// What a take from a shared token bucket got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tokens {
+    pub granted: usize,
+    /// When none was granted: how long until the next token.
+    pub wait: Duration,
+}
+
 /// What a destination's reader may do now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Gate {
@@ -184,6 +192,33 @@ impl Queue {
                     _ => DestinationStatus::default(),
                 })
                 .collect()),
+            other => Err(reply(OP, format!("{other:?}"))),
+        }
+    }
+
+    /// Takes up to `want` tokens of a destination's shared `rate_per_sec`
+    /// bucket (`rate.lua`); a negative `want` gives tokens back.
+    pub async fn take_tokens(
+        &self,
+        destination: &DestinationKeys,
+        rate_per_sec: u32,
+        want: i64,
+    ) -> Result<Tokens, QueueError> {
+        const OP: &str = "rate";
+        let result = self
+            .eval(
+                OP,
+                &self.scripts.rate,
+                vec![destination.rate.as_str()],
+                || vec![Value::from(i64::from(rate_per_sec)), Value::from(want)],
+                None,
+            )
+            .await?;
+        match result {
+            Value::Array(parts) if parts.len() == 2 => Ok(Tokens {
+                granted: value_u64(&parts[0]).unwrap_or(0) as usize,
+                wait: Duration::from_millis(value_u64(&parts[1]).unwrap_or(0)),
+            }),
             other => Err(reply(OP, format!("{other:?}"))),
         }
     }

@@ -430,6 +430,37 @@ async fn rate_limit_paces_deliveries() {
     );
 }
 
+/// `rate_per_sec` holds for the destination, not per instance: two
+/// instances together start no more than that many deliveries a second.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rate_limit_is_shared_by_every_instance() {
+    let h = Harness::builder()
+        .source(SourceSpec::standard("s", SINK).with("rate_per_sec = 10"))
+        .start()
+        .await;
+    let other = h.start_another().await;
+    // Both instances' readers are waiting (the burst allowance is one
+    // second's worth, shared).
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let events: Vec<_> = (0..40)
+        .map(|i| (format!("evt_{i}"), "{}".to_string()))
+        .collect();
+    // Half through each instance.
+    for (i, (id, body)) in events.iter().enumerate() {
+        let daemon = if i % 2 == 0 { &h.daemon } else { &other };
+        assert_eq!(send_event(daemon, "s", id, body).await.status, 202);
+    }
+    assert!(h.sink.wait_for(40, Duration::from_secs(20)).await);
+    let got = h.sink.received();
+    let span = got.last().unwrap().at - got.first().unwrap().at;
+    // 10 may go at once, the other 30 need about 3 s at 10/s; two
+    // instances each pacing on their own would be done in about 1 s.
+    assert!(
+        span >= Duration::from_millis(2500),
+        "paced per instance, not shared: {span:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn signs_deliveries_when_a_signing_secret_is_set() {
     let signing = "whsec_c2lnbmluZy1zZWNyZXQtb2YtaG9va2Q=";
