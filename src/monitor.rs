@@ -212,11 +212,7 @@ impl Monitor {
                     );
                 }
             };
-            if orphan.read_within(self.claim_idle) {
-                in_use(told);
-                tidied = Tidied::Partly;
-                continue;
-            }
+            let read_lately = orphan.read_within(self.claim_idle);
             if orphan.holds_events() {
                 if told.insert(about(Verdict::HoldsEvents)) {
                     warn!(
@@ -224,12 +220,24 @@ impl Monitor {
                         destination = %orphan.name,
                         backlog = ?orphan.backlog,
                         pending = orphan.pending,
-                        "a destination no longer configured has undelivered events; they stay in redis \
-                         (holding the stream's entries) until `hookd destinations forget {} {}`",
+                        last_read_ms_ago = ?orphan.last_read_ago.map(|ago| ago.as_millis()),
+                        "a destination no longer configured here has undelivered events; they stay in \
+                         redis (holding the stream's entries) until an instance whose configuration \
+                         names it delivers them, or `hookd destinations forget {} {}`",
                         source.name,
                         orphan.name
                     );
                 }
+                if read_lately {
+                    // Someone may be delivering them: once done, the group
+                    // may go.
+                    tidied = Tidied::Partly;
+                }
+                continue;
+            }
+            if read_lately {
+                in_use(told);
+                tidied = Tidied::Partly;
                 continue;
             }
             let keys = source.keys.destination(&orphan.name);

@@ -224,19 +224,7 @@ async fn alerts_and_dashboard_query_series_the_daemon_exports() {
     let (sink, daemon) = (&h.sink, &h.daemon);
     assert_eq!(h.send("demo", "evt_1", "{}").await.status, 202);
     assert!(sink.wait_for(1, Duration::from_secs(10)).await);
-    // The delivery's counter is bumped after the sink has answered; wait
-    // for it to show.
-    let metrics_url = daemon.admin_url("/metrics");
-    let delivered =
-        r#"hookd_deliveries_total{source="demo",destination="default",outcome="success"} 1"#;
-    let scrape = || async { String::from_utf8_lossy(&get(&metrics_url).await.body).into_owned() };
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            scrape().await.contains(delivered)
-        })
-        .await
-    );
-    let exposition = scrape().await;
+    let exposition = exposition_once_delivered(daemon, "demo").await;
 
     let exported = metric_names(&exposition);
     let queried = metric_names(&queries);
@@ -252,6 +240,23 @@ async fn alerts_and_dashboard_query_series_the_daemon_exports() {
             "no series has outcome=\"{outcome}\""
         );
     }
+}
+
+/// The metrics exposition once the daemon counted one successful delivery
+/// for `source` (the counter is bumped after the sink has answered).
+async fn exposition_once_delivered(daemon: &Daemon, source: &str) -> String {
+    let metrics_url = daemon.admin_url("/metrics");
+    let delivered = format!(
+        r#"hookd_deliveries_total{{source="{source}",destination="default",outcome="success"}} 1"#
+    );
+    let scrape = || async { String::from_utf8_lossy(&get(&metrics_url).await.body).into_owned() };
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            scrape().await.contains(&delivered)
+        })
+        .await
+    );
+    scrape().await
 }
 
 /// Every metric design.md names is exported under that name with exactly
@@ -293,17 +298,7 @@ async fn every_contract_metric_is_exported_with_its_labels() {
         .start()
         .await;
     h.fence("s", "evt_1").await;
-    let metrics_url = h.daemon.admin_url("/metrics");
-    let delivered =
-        r#"hookd_deliveries_total{source="s",destination="default",outcome="success"} 1"#;
-    let scrape = || async { String::from_utf8_lossy(&get(&metrics_url).await.body).into_owned() };
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            scrape().await.contains(delivered)
-        })
-        .await
-    );
-    let exposition = scrape().await;
+    let exposition = exposition_once_delivered(&h.daemon, "s").await;
     // name -> the label sets its samples carry
     let mut series: HashMap<&str, BTreeSet<Vec<String>>> = HashMap::new();
     for line in exposition.lines().filter(|l| !l.starts_with('#')) {

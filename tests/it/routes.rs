@@ -674,12 +674,11 @@ async fn an_instance_lacking_a_destination_leaves_its_group_while_another_reads_
     let older = [SourceSpec::standard("s", SINK).route("a", &h.sinks[0].url(), "")];
     let older = config(&h.redis.url(), "", &older);
     let lacking = Daemon::start_ready(&older).await;
+    // In use, or holding an acknowledgement still on its way: kept either
+    // way.
     assert!(
         lacking
-            .logged(&[
-                "destination no longer configured",
-                "another instance reads it"
-            ])
+            .logged(&["destination no longer configured here", "destination=c"])
             .await,
         "{}",
         lacking.logs()
