@@ -13,6 +13,8 @@ use crate::queue::{DestinationKeys, Queue, Tokens};
 /// How long to wait before asking again when Redis did not answer: the
 /// read that would follow needs Redis too.
 const UNANSWERED_RETRY: Duration = Duration::from_millis(500);
+/// How long a refund may wait for Redis.
+const REFUND_LIMIT: Duration = Duration::from_millis(500);
 
 pub struct RateLimiter {
     /// None: unlimited.
@@ -73,17 +75,18 @@ impl RateLimiter {
     }
 
     /// Gives back tokens taken for entries that were not there to read.
-    /// Best effort: a refund that does not arrive only slows the next
-    /// second.
+    /// Best effort, and bounded (a hung Redis must not hold the reader):
+    /// a refund that does not arrive only slows the next second.
     pub async fn refund(&mut self, unused: usize) {
         let Some(bucket) = &self.shared else {
             return;
         };
         if unused > 0 {
-            let _ = bucket
-                .queue
-                .take_tokens(&bucket.keys, bucket.rate_per_sec, -(unused as i64))
-                .await;
+            let give_back =
+                bucket
+                    .queue
+                    .take_tokens(&bucket.keys, bucket.rate_per_sec, -(unused as i64));
+            let _ = tokio::time::timeout(REFUND_LIMIT, give_back).await;
         }
     }
 }
