@@ -237,6 +237,11 @@ pub enum DestinationsCommand {
         source: String,
         /// The removed destination's name (its consumer group).
         destination: String,
+        /// Forget it even if an instance read it within worker.claim_idle
+        /// (one whose configuration still names it would lose the events
+        /// ingested until it recreates the group).
+        #[arg(long)]
+        force: bool,
         /// Print JSON, for scripts.
         #[arg(long)]
         json: bool,
@@ -373,7 +378,7 @@ pub(crate) fn load(path: Option<PathBuf>) -> anyhow::Result<(Config, ConfigOrigi
 /// (commands that work directly on Redis, daemon or not).
 pub(crate) fn on_redis<F, Fut>(path: Option<PathBuf>, work: F) -> anyhow::Result<()>
 where
-    F: FnOnce(Queue, crate::source::Sources) -> Fut,
+    F: FnOnce(Queue, crate::source::Sources, crate::config::WorkerConfig) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
     let (config, _) = load(path)?;
@@ -391,7 +396,7 @@ where
         .context("starting the tokio runtime")?;
     runtime.block_on(async move {
         let queue = reach_redis(&config.redis.url).await?;
-        let result = work(queue.clone(), sources).await;
+        let result = work(queue.clone(), sources, config.worker.clone()).await;
         queue.quit().await;
         result
     })

@@ -9,13 +9,14 @@ use anyhow::bail;
 use super::table::{Align, Table};
 use super::{DestinationsCommand, print_json};
 use crate::clock::elapsed_text;
+use crate::config::WorkerConfig;
 use crate::overview;
 use crate::queue::Queue;
 use crate::source::Sources;
 
 pub fn run(config_path: Option<PathBuf>, command: DestinationsCommand) -> anyhow::Result<()> {
-    super::on_redis(config_path, |queue, sources| async move {
-        execute(&queue, &sources, command).await
+    super::on_redis(config_path, |queue, sources, worker| async move {
+        execute(&queue, &sources, &worker, command).await
     })
 }
 
@@ -42,6 +43,7 @@ fn last_failure(d: &overview::DestinationOverview, now_ms: u64) -> String {
 async fn execute(
     queue: &Queue,
     sources: &Sources,
+    worker: &WorkerConfig,
     command: DestinationsCommand,
 ) -> anyhow::Result<()> {
     match command {
@@ -118,6 +120,7 @@ async fn execute(
         DestinationsCommand::Forget {
             source,
             destination,
+            force,
             json,
         } => {
             let Some(found) = sources.get(&source) else {
@@ -127,6 +130,23 @@ async fn execute(
                 bail!(
                     "destination {destination:?} of {source} is still configured; remove it from the configuration first"
                 );
+            }
+            if !force {
+                let view = overview::source(queue, found).await?;
+                let read = view
+                    .orphans
+                    .iter()
+                    .find(|group| group.name == destination)
+                    .filter(|group| group.read_within(worker.claim_idle))
+                    .and_then(|group| group.last_read_ago);
+                if let Some(ago) = read {
+                    bail!(
+                        "destination {destination:?} of {source} was read {} ago, within worker.claim_idle: \
+                         an instance whose configuration still names it would lose the events ingested \
+                         until it recreates the group; forget it once no instance names it, or pass --force",
+                        elapsed_text(ago.as_millis() as u64)
+                    );
+                }
             }
             let keys = found.keys.destination(&destination);
             let existed = queue.forget(&found.keys, &keys).await?;

@@ -10,7 +10,7 @@ use crate::dlq::{self, BulkOp, Cursor, DlqItem, Filter, Targets};
 use crate::queue::{Queue, SourceKeys};
 
 pub fn run(config_path: Option<PathBuf>, command: DlqCommand) -> anyhow::Result<()> {
-    super::on_redis(config_path, |queue, sources| async move {
+    super::on_redis(config_path, |queue, sources, _| async move {
         let targets = Targets::new(sources.iter().map(|source| {
             let names = source.destination_names().map(str::to_owned).collect();
             (source.keys.clone(), names)

@@ -14,7 +14,7 @@ use crate::queue::Queue;
 use crate::source::{Source, Sources};
 
 pub fn run(config_path: Option<PathBuf>, command: EventsCommand) -> anyhow::Result<()> {
-    super::on_redis(config_path, |queue, sources| async move {
+    super::on_redis(config_path, |queue, sources, _| async move {
         execute(&queue, &sources, command).await
     })
 }

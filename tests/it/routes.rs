@@ -643,7 +643,8 @@ async fn destinations_come_and_go_across_restarts() {
     let groups: Vec<String> = h.redis.groups("s").into_iter().map(|(g, _)| g).collect();
     assert!(groups.contains(&"c".to_string()), "{groups:?}");
     assert!(h.redis.stream_len("s") >= 6, "c's events were dropped");
-    let (code, out, err) = h.cli(&["destinations", "forget", "s", "c"]);
+    // --force: the stopped instance's consumer may have read c moments ago.
+    let (code, out, err) = h.cli(&["destinations", "forget", "s", "c", "--force"]);
     assert_eq!(code, 0, "{out}{err}");
     let groups: Vec<String> = h.redis.groups("s").into_iter().map(|(g, _)| g).collect();
     assert_eq!(
@@ -687,6 +688,20 @@ async fn an_instance_lacking_a_destination_leaves_its_group_while_another_reads_
         !lacking.logs().contains("removed the idle"),
         "{}",
         lacking.logs()
+    );
+    // An operator on the older configuration cannot forget it by mistake.
+    let dir = tempfile::tempdir().unwrap();
+    let older_path = dir.path().join("older.toml");
+    std::fs::write(&older_path, &older).unwrap();
+    let older_path = older_path.to_str().unwrap();
+    let (code, _, err) = hookd(
+        &["destinations", "forget", "s", "c", "--config", older_path],
+        &[],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("within worker.claim_idle") && err.contains("--force"),
+        "{err}"
     );
     let events: Vec<_> = (0..50)
         .map(|i| (format!("via_older_{i}"), format!("{{\"n\":{i}}}")))
