@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::overview;
-use crate::queue::{Forgot, LEGACY_GROUP, Queue};
+use crate::queue::{Forgot, LEGACY_GROUP, OrphanGroup, Queue};
 use crate::source::{Source, Sources};
 use crate::status::Status;
 use crate::telemetry;
@@ -134,18 +134,12 @@ impl Monitor {
             if !up {
                 continue;
             }
-            for (source, untidy) in self.sources.iter().zip(untidy.iter_mut()) {
-                if *untidy {
-                    // Bounded like the gauges: Redis dying right after
-                    // coming back must not hold up the next ping
-                    // (readiness depends on it).
-                    *untidy = !matches!(
-                        tokio::time::timeout(STEP_LIMIT, self.tidy_groups(source, &mut told)).await,
-                        Ok(Tidied::All)
-                    );
-                }
-            }
-            for (source, shedding) in self.sources.iter().zip(shedding.iter_mut()) {
+            for ((source, untidy), shedding) in self
+                .sources
+                .iter()
+                .zip(untidy.iter_mut())
+                .zip(shedding.iter_mut())
+            {
                 // Bounded: Redis dying between the ping and here must not
                 // hold up the next ping (readiness depends on it).
                 let view = tokio::time::timeout(STEP_LIMIT, overview::source(&self.queue, source));
@@ -157,6 +151,15 @@ impl Monitor {
                         metrics.pending.set(d.pending as f64);
                         metrics.retry_scheduled.set(d.retrying as f64);
                         metrics.state(d.status.state());
+                    }
+                    if *untidy {
+                        // Bounded like the gauges: Redis dying right after
+                        // coming back must not hold up the next ping.
+                        let tidy = self.tidy_groups(source, &view.orphans, &mut told);
+                        *untidy = !matches!(
+                            tokio::time::timeout(STEP_LIMIT, tidy).await,
+                            Ok(Tidied::All)
+                        );
                     }
                 }
                 // Bounded like the gauges: the next ping must not wait.
@@ -179,19 +182,22 @@ impl Monitor {
     }
 
     /// Whenever Redis comes (back), and every tick while one is in use:
-    /// consumer groups of destinations this configuration does not name go
+    /// consumer groups of destinations this configuration does not name
+    /// (`orphans`, from the tick's read of the source) go
     /// if nobody uses them. One that still holds events is kept (its events
     /// stay in the stream) with a warning until `hookd destinations
     /// forget`; one another instance reads, or that is paused or held by
     /// its breaker, is kept while it is (a rolling configuration change:
     /// other instances may still, or already, name the destination).
     /// `told` holds what the log already said, so each is said once.
-    async fn tidy_groups(&self, source: &Source, told: &mut HashSet<Told>) -> Tidied {
+    async fn tidy_groups(
+        &self,
+        source: &Source,
+        orphans: &[OrphanGroup],
+        told: &mut HashSet<Told>,
+    ) -> Tidied {
         let mut tidied = Tidied::All;
-        let Ok(view) = overview::source(&self.queue, source).await else {
-            return Tidied::Partly;
-        };
-        for orphan in &view.orphans {
+        for orphan in orphans {
             if orphan.name == LEGACY_GROUP {
                 // Migrated by the readers' setup.
                 continue;
