@@ -111,7 +111,8 @@ impl Queue {
         let mut parts = parts.into_iter();
         let dlq = parts.next().as_ref().and_then(value_u64).unwrap_or(0);
         let now = crate::clock::unix_ms();
-        let backlog = |v: &Value| match v {
+        // The script answers -1 for what Redis cannot tell.
+        let non_negative = |v: &Value| match v {
             Value::Integer(n) if *n >= 0 => Some(*n as u64),
             _ => None,
         };
@@ -127,7 +128,7 @@ impl Queue {
             let n = |i: usize| row.get(i).and_then(value_u64).unwrap_or(0);
             match row.len() {
                 6 => depths.destinations.push(DestinationDepth {
-                    backlog: row.get(1).and_then(backlog),
+                    backlog: row.get(1).and_then(non_negative),
                     pending: n(2),
                     retrying: n(3),
                     dlq: n(4),
@@ -139,9 +140,9 @@ impl Queue {
                     name,
                 }),
                 4 => depths.orphans.push(OrphanGroup {
-                    backlog: row.get(1).and_then(backlog),
+                    backlog: row.get(1).and_then(non_negative),
                     pending: n(2),
-                    last_read_ago: row.get(3).and_then(backlog).map(Duration::from_millis),
+                    last_read_ago: row.get(3).and_then(non_negative).map(Duration::from_millis),
                     name,
                 }),
                 _ => return Err(reply(OP, "row arity")),
@@ -221,7 +222,7 @@ impl Queue {
     pub async fn stream_sources(&self, prefix: &str) -> Result<Vec<String>, QueueError> {
         let client = self.pool.next();
         let pattern = streams_pattern(prefix);
-        let keys = if client.is_clustered() {
+        let mut keys = if client.is_clustered() {
             client
                 .scan_cluster_buffered(pattern, Some(1000), Some(ScanType::Stream))
                 .boxed()
@@ -230,19 +231,13 @@ impl Queue {
                 .scan_buffered(pattern, Some(1000), Some(ScanType::Stream))
                 .boxed()
         };
-        let mut names: Vec<String> = keys
-            .map(|key| {
-                let key = key.map_err(redis("scan"))?;
-                Ok(key
-                    .as_str()
-                    .and_then(|k| stream_source(prefix, k))
-                    .map(str::to_owned))
-            })
-            .filter_map(|name: Result<Option<String>, QueueError>| async move { name.transpose() })
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<Result<_, _>>()?;
+        let mut names = Vec::new();
+        while let Some(key) = keys.next().await {
+            let key = key.map_err(redis("scan"))?;
+            if let Some(name) = key.as_str().and_then(|k| stream_source(prefix, k)) {
+                names.push(name.to_owned());
+            }
+        }
         names.sort();
         names.dedup();
         Ok(names)
