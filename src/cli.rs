@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::{Config, ConfigOrigin};
-use crate::queue::{DeadReason, Queue};
+use crate::queue::{DeadReason, Queue, Unusable};
 
 fn parse_reason(text: &str) -> Result<DeadReason, String> {
     text.parse()
@@ -404,25 +404,24 @@ where
 
 /// Connects to the configured Redis for a one-shot command: it has 5 s to
 /// answer, else the error says which Redis and why (refused, a wrong
-/// password, ...).
+/// password, a user not allowed to run scripts, ...).
 pub(crate) async fn reach_redis(url: &crate::config::RedisUrl) -> anyhow::Result<Queue> {
     let settings = crate::queue::RedisSettings::build(url, 1)?;
     let queue = Queue::connect(&settings)?;
     let mut errors = queue.connection_errors();
-    if !queue
-        .wait_connected(std::time::Duration::from_secs(5))
-        .await
-    {
-        let why = errors
-            .latest()
-            .map(|e| format!(": {e}"))
-            .unwrap_or_default();
-        bail!(
-            "cannot reach redis at {} (redis.url) within 5s{why}",
+    match queue.wait_usable(std::time::Duration::from_secs(5)).await {
+        Ok(()) => Ok(queue),
+        Err(Unusable::Refused(why)) => bail!(
+            "redis at {} (redis.url) refuses hookd's commands: {why}",
             settings.shown()
-        );
+        ),
+        // The connections' own words beat the health check's.
+        Err(Unusable::Unreachable(failed)) => bail!(
+            "cannot reach redis at {} (redis.url) within 5s: {}",
+            settings.shown(),
+            errors.latest().unwrap_or(failed)
+        ),
     }
-    Ok(queue)
 }
 
 fn check_config(path: Option<PathBuf>) -> anyhow::Result<()> {

@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::overview;
-use crate::queue::{Forgot, LEGACY_GROUP, OrphanGroup, Queue};
+use crate::queue::{Forgot, LEGACY_GROUP, OrphanGroup, Queue, Unusable};
 use crate::source::{Source, Sources};
 use crate::status::Status;
 use crate::telemetry;
@@ -85,11 +85,14 @@ impl Monitor {
             // Drained every tick: what a blip reported while Redis was up
             // is not the reason for an outage hours later.
             let latest = connection_errors.latest();
+            let refused = matches!(check, Err(Unusable::Refused(_)));
             match check {
                 Ok(()) => reason = None,
+                // Redis answered: its refusal is the reason.
+                Err(Unusable::Refused(why)) => reason = Some(why),
                 // The connections' own words beat the PING's (which only
                 // knows that it failed or timed out).
-                Err(failed) => match latest {
+                Err(Unusable::Unreachable(failed)) => match latest {
                     Some(error) => reason = Some(error),
                     None if reason.is_none() => reason = Some(failed),
                     None => {}
@@ -112,10 +115,19 @@ impl Monitor {
                     }
                 } else {
                     let error = reason.as_deref().unwrap_or_default();
-                    if self.spool_on {
-                        warn!(redis = %self.redis, error, "redis is unreachable: events go to the spool until it returns");
-                    } else {
-                        warn!(redis = %self.redis, error, "redis is unreachable: ingest answers 503 until it returns");
+                    match (refused, self.spool_on) {
+                        (true, true) => {
+                            error!(redis = %self.redis, error, "redis refuses hookd's commands: events go to the spool until it takes them")
+                        }
+                        (true, false) => {
+                            error!(redis = %self.redis, error, "redis refuses hookd's commands: ingest answers 503 until it takes them")
+                        }
+                        (false, true) => {
+                            warn!(redis = %self.redis, error, "redis is unreachable: events go to the spool until it returns")
+                        }
+                        (false, false) => {
+                            warn!(redis = %self.redis, error, "redis is unreachable: ingest answers 503 until it returns")
+                        }
                     }
                     logged_reasons.extend(reason.clone());
                 }
@@ -126,7 +138,11 @@ impl Monitor {
                 // Still away, for another reason now (refused, then a
                 // wrong password once it is back): each reason said once
                 // per outage, however the connections alternate them.
-                warn!(redis = %self.redis, error = %error, "redis is still unreachable");
+                if refused {
+                    error!(redis = %self.redis, error = %error, "redis refuses hookd's commands");
+                } else {
+                    warn!(redis = %self.redis, error = %error, "redis is still unreachable");
+                }
                 logged_reasons.push(error.clone());
             }
             metrics::gauge!(telemetry::REDIS_UP).set(if up { 1.0 } else { 0.0 });

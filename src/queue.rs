@@ -44,7 +44,7 @@ pub use ingest::{
     DirectIngest, EntryIds, INGEST_TIMEOUT, IngestOutcome, IngestSettings, Ingestor, NewEvent,
 };
 pub use keys::{DestinationKeys, LEGACY_GROUP, SourceKeys};
-pub use reachability::ConnectionErrors;
+pub use reachability::{ConnectionErrors, Unusable};
 pub use state::{Breaker, DestinationState, DestinationStatus, Gate, Tokens};
 pub use stream::{
     Ack, AckKind, ClaimPage, Claimed, DeadLetter, Due, FailedAttempt, RetryOutcome, Setup, id_ms,
@@ -112,7 +112,9 @@ impl QueueError {
 /// whose writes kept failing while it reconnected, or lost the connection
 /// before the answer; a restarted Redis answers LOADING until its data is
 /// in, and during a failover a replica answers READONLY and a primary
-/// without its replicas MASTERDOWN.
+/// without its replicas MASTERDOWN; a Redis whose snapshots fail (a full
+/// or broken disk) answers MISCONF to every write, and to PING, until one
+/// succeeds.
 fn cannot_write_for_now(details: &str) -> bool {
     const CLIENT: [&str; 4] = [
         "Failed to route command",
@@ -120,7 +122,7 @@ fn cannot_write_for_now(details: &str) -> bool {
         "Missing expected connection",
         "Missing response",
     ];
-    const NOT_NOW: [&str; 3] = ["LOADING", "MASTERDOWN", "READONLY"];
+    const NOT_NOW: [&str; 4] = ["LOADING", "MASTERDOWN", "MISCONF", "READONLY"];
     CLIENT.iter().any(|m| details.starts_with(m))
         || details
             .split_whitespace()
@@ -281,10 +283,6 @@ impl Queue {
         self
     }
 
-    pub async fn ping(&self) -> bool {
-        self.check().await.is_ok()
-    }
-
     /// Settings of the Redis server that put accepted events at risk, as
     /// human-readable warnings (empty when all is well). Commands a managed
     /// Redis refuses (CONFIG) are skipped.
@@ -348,16 +346,19 @@ impl Queue {
         )
     }
 
-    /// Waits until Redis answers, up to `timeout` (for one-shot commands).
-    pub async fn wait_connected(&self, timeout: Duration) -> bool {
+    /// Waits until Redis is usable, up to `timeout`; the last failure if it
+    /// is not by then. A refusal ends the wait at once: waiting does not
+    /// grant a permission.
+    pub async fn wait_usable(&self, timeout: Duration) -> Result<(), Unusable> {
         let deadline = tokio::time::Instant::now() + timeout;
-        while tokio::time::Instant::now() < deadline {
-            if self.ping().await {
-                return true;
+        loop {
+            match self.check().await {
+                Ok(()) => return Ok(()),
+                Err(refused @ Unusable::Refused(_)) => return Err(refused),
+                Err(away) if tokio::time::Instant::now() >= deadline => return Err(away),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        false
     }
 }
 
@@ -388,6 +389,10 @@ mod tests {
                 ErrorKind::Unknown,
                 "READONLY You can't write against a read only replica.",
             ),
+            redis(
+                ErrorKind::Unknown,
+                "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk.",
+            ),
         ] {
             assert!(away.is_connection(), "{away}");
         }
@@ -397,6 +402,10 @@ mod tests {
                 "OOM command not allowed when used memory > 'maxmemory'.",
             ),
             redis(ErrorKind::Unknown, "ERR Error running script"),
+            redis(
+                ErrorKind::Unknown,
+                "NOPERM this user has no permissions to run the 'evalsha' command",
+            ),
             redis(
                 ErrorKind::InvalidArgument,
                 "WRONGTYPE Operation against a key",

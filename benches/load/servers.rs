@@ -41,7 +41,7 @@ pub mod baseline {
             &hookd::queue::RedisSettings::build(&RedisUrl::literal(redis_url), 4).unwrap(),
         )
         .unwrap();
-        assert!(queue.wait_connected(Duration::from_secs(5)).await);
+        assert!(queue.wait_usable(Duration::from_secs(5)).await.is_ok());
         // Same group commit as hookd.
         let settings = hookd::queue::IngestSettings {
             writers: hookd::INGEST_WRITERS,

@@ -29,8 +29,16 @@ impl RemovedSources {
     }
 
     async fn report_once(&self) {
-        // Redis may be away at startup; the report waits for it.
-        while !self.queue.wait_connected(Duration::from_secs(60)).await {}
+        // Redis may be away (or refuse hookd) at startup; the report waits
+        // for it.
+        while self
+            .queue
+            .wait_usable(Duration::from_secs(60))
+            .await
+            .is_err()
+        {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
         let names = match self.queue.stream_sources(&self.prefix).await {
             Ok(names) => names,
             Err(error) => {

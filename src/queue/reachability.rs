@@ -4,7 +4,7 @@
 //! operator needs to read.
 
 use fred::error::{Error as FredError, ErrorKind};
-use fred::interfaces::{ClientLike, EventInterface};
+use fred::interfaces::{ClientLike, EventInterface, LuaInterface};
 use fred::prelude::Server;
 use tokio::sync::broadcast::Receiver;
 use tokio::sync::broadcast::error::TryRecvError;
@@ -42,32 +42,71 @@ impl Queue {
         }
     }
 
-    /// A PING within the health-check timeout, with why it failed.
-    pub async fn check(&self) -> Result<(), String> {
+    /// A PING within the health-check timeout, then a script: every state
+    /// move hookd makes is one, so a Redis whose ACL user may PING but not
+    /// run scripts takes no event and counts as unusable.
+    pub async fn check(&self) -> Result<(), Unusable> {
         let options = fred::types::config::Options {
             fail_fast: true,
             max_attempts: Some(1),
             timeout: Some(self.ping_timeout),
             ..Default::default()
         };
-        self.pool
-            .next()
-            .with_options(&options)
+        let client = self.pool.next().with_options(&options);
+        client
             .ping::<String>(None)
             .await
+            .map_err(|e| Unusable::Unreachable(format!("PING failed: {}", in_words(&e))))?;
+        client
+            .eval::<i64, _, _, _>(CAN_RUN_SCRIPTS, (), ())
+            .await
             .map(drop)
-            .map_err(|e| format!("PING failed: {}", in_words(&e)))
+            .map_err(|e| {
+                if e.details().starts_with("NOPERM") {
+                    Unusable::Refused(in_words(&e))
+                } else {
+                    Unusable::Unreachable(format!("EVAL failed: {}", in_words(&e)))
+                }
+            })
+    }
+}
+
+/// The health check's script: it writes nothing, so a replica or a Redis
+/// short of memory runs it too (PING already fails where Redis refuses
+/// writes for a failing disk).
+const CAN_RUN_SCRIPTS: &str = "#!lua flags=no-writes,allow-stale\nreturn 1";
+
+/// Why the health check found Redis unusable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unusable {
+    /// No answer in time, or an answer that says Redis cannot serve now
+    /// (refused, a wrong password, loading, a failing disk).
+    Unreachable(String),
+    /// Redis answers but its ACL user may not run what hookd runs:
+    /// nothing is stored until an operator grants it.
+    Refused(String),
+}
+
+impl Unusable {
+    /// Why, in Redis's or the connection's words.
+    pub fn reason(&self) -> &str {
+        match self {
+            Self::Unreachable(reason) | Self::Refused(reason) => reason,
+        }
     }
 }
 
 /// A connection error as an operator reads it. fred keeps an I/O error as
 /// its `Debug` text (`Os { code: 111, kind: ConnectionRefused, message:
 /// "Connection refused" }`); this gives std's own words for it instead
-/// (`Connection refused (os error 111)`), and every other error as fred
-/// says it.
+/// (`Connection refused (os error 111)`), an error reply as Redis said
+/// it, and every other error as fred says it.
 pub(crate) fn in_words(error: &FredError) -> String {
     match error.kind() {
         ErrorKind::IO => io_words(error.details()).unwrap_or_else(|| error.to_string()),
+        // An error reply Redis gave (MISCONF, NOPERM, ...): its own words
+        // say it all; fred's "Unknown Error: " in front says nothing.
+        ErrorKind::Unknown if !error.details().is_empty() => error.details().to_owned(),
         _ => error.to_string(),
     }
 }
@@ -143,6 +182,8 @@ mod tests {
             in_words(&auth),
             "Authentication Error: WRONGPASS invalid username-password pair"
         );
+        let misconf = FredError::new(ErrorKind::Unknown, "MISCONF Redis is configured to save");
+        assert_eq!(in_words(&misconf), "MISCONF Redis is configured to save");
         // An I/O text it cannot read is kept as it came.
         let odd = FredError::new(ErrorKind::IO, "something new");
         assert_eq!(in_words(&odd), "IO Error: something new");

@@ -13,6 +13,7 @@ mod ingest;
 mod load;
 mod packaging;
 mod providers;
+mod refusals;
 mod retention;
 mod routes;
 mod shutdown;

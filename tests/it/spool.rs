@@ -24,7 +24,7 @@ const AOF: [&str; 6] = [
     "always",
 ];
 
-fn spool_toml(dir: &Path, extra: &str) -> String {
+pub(crate) fn spool_toml(dir: &Path, extra: &str) -> String {
     format!("[spool]\ndir = \"{}\"\n{extra}\n", dir.display())
 }
 
@@ -41,7 +41,7 @@ async fn with_spool(dir: &Path, extra: &str) -> Harness {
 }
 
 /// Waits until the daemon's health check has seen Redis up.
-async fn until_redis_up(h: &Harness) {
+pub(crate) async fn until_redis_up(h: &Harness) {
     let up = eventually(Duration::from_secs(10), || async {
         get(&h.daemon.url("/health")).await.json()["redis"] == "up"
     })
@@ -71,7 +71,7 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Waits until the daemon's health check has seen Redis go away.
-async fn until_redis_down(h: &Harness) {
+pub(crate) async fn until_redis_down(h: &Harness) {
     let seen = eventually(Duration::from_secs(10), || async {
         get(&h.daemon.url("/health")).await.json()["redis"] == "down"
     })

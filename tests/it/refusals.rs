@@ -1,0 +1,150 @@
+//! A Redis that answers but will not store: its disk fails (MISCONF on
+//! every write, and on PING), or its user may not run scripts (NOPERM).
+//! Providers here send each event once: every 2xx must be delivered.
+
+use std::time::Duration;
+
+use http::Method;
+use tempfile::TempDir;
+
+use crate::load::{Load, verify};
+use crate::spool::{spool_toml, until_redis_down, until_redis_up};
+use crate::support::*;
+
+/// Waits until the last snapshot's outcome is `status` (`ok` or `err`).
+async fn until_snapshot(redis: &TestRedis, status: &str) {
+    let line = format!("rdb_last_bgsave_status:{status}");
+    let seen = eventually(Duration::from_secs(10), || async {
+        redis.cli(&["INFO", "persistence"]).contains(&line)
+    })
+    .await;
+    assert!(seen, "the snapshot never ended {status}");
+}
+
+/// From the first write Redis refuses for its disk, events go to the
+/// spool: none is refused while hookd's health check has not yet seen
+/// PING fail, and all are delivered once snapshots succeed again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redis_whose_disk_fails_loses_nothing() {
+    let spool = TempDir::new().unwrap();
+    let h = Harness::builder()
+        // Snapshots on (a failed one stops writes); `dir` may be changed.
+        .redis_args(&[
+            "--save",
+            "3600 1",
+            "--appendonly",
+            "no",
+            "--enable-protected-configs",
+            "yes",
+        ])
+        .toml(&spool_toml(spool.path(), ""))
+        .start()
+        .await;
+    until_redis_up(&h).await;
+    let mut load = Load::new(&h.daemon.url(""), "s", 2000);
+    load.once = true;
+    load.concurrency = 16;
+    load.interval = Duration::from_millis(5);
+    let load = tokio::spawn(load.run());
+    assert!(h.sink.wait_for(200, Duration::from_secs(20)).await);
+
+    // Snapshots go to a directory that is then removed: the next fails.
+    let gone = TempDir::new().unwrap();
+    h.redis
+        .cli(&["CONFIG", "SET", "dir", &gone.path().display().to_string()]);
+    drop(gone);
+    h.redis.cli(&["BGSAVE"]);
+    until_snapshot(&h.redis, "err").await;
+    until_redis_down(&h).await;
+    assert!(
+        h.daemon
+            .logged(&["redis is unreachable", "events go to the spool", "MISCONF"])
+            .await,
+        "{}",
+        h.daemon.logs()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let back = TempDir::new().unwrap();
+    h.redis
+        .cli(&["CONFIG", "SET", "dir", &back.path().display().to_string()]);
+    h.redis.cli(&["BGSAVE"]);
+    until_snapshot(&h.redis, "ok").await;
+    let report = load.await.unwrap();
+    assert!(
+        report.refused.is_empty(),
+        "refused while Redis refused writes: {:?}\n{}",
+        report.statuses,
+        h.daemon.logs()
+    );
+    assert!(report.spooled > 0, "nothing was spooled");
+    verify(
+        "Redis refusing writes for its disk, spool on, each event sent once",
+        &report,
+        &h.sink,
+        Duration::from_secs(60),
+    )
+    .await;
+}
+
+/// A user without scripting may PING, yet every state move is a script:
+/// hookd says Redis refuses it (not that it is unreachable), the CLI
+/// says so at once, events wait in the spool, and all are delivered once
+/// the permission is granted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redis_user_that_may_not_run_scripts_is_named_and_loses_nothing() {
+    let spool = TempDir::new().unwrap();
+    let h = Harness::builder()
+        .toml(&spool_toml(spool.path(), ""))
+        .prepare(|redis| {
+            redis.cli(&["ACL", "SETUSER", "default", "-@scripting"]);
+        })
+        .start()
+        .await;
+    until_redis_down(&h).await;
+    assert!(
+        h.daemon
+            .logged(&[
+                "ERROR",
+                "redis refuses hookd's commands: events go to the spool until it takes them",
+                "NOPERM",
+            ])
+            .await,
+        "{}",
+        h.daemon.logs()
+    );
+    assert!(
+        !h.daemon.logs().contains("unreachable"),
+        "{}",
+        h.daemon.logs()
+    );
+    let sources = h.api(Method::GET, "/admin/sources").await.json();
+    let error = sources["redis_error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("NOPERM"), "{sources}");
+
+    let started = std::time::Instant::now();
+    let (code, _, stderr) = h.cli(&["dlq", "list"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("refuses hookd's commands: NOPERM"),
+        "{stderr}"
+    );
+    // Waiting does not grant a permission: no 5 s wait for an answer.
+    assert!(started.elapsed() < Duration::from_secs(4), "{stderr}");
+
+    let ids: Vec<String> = (0..10).map(|i| format!("noperm-{i}")).collect();
+    for id in &ids {
+        let reply = h.send("s", id, "{}").await;
+        assert_eq!(reply.status, 202, "{:?}", reply.body);
+        assert_eq!(reply.json()["status"], "spooled", "{:?}", reply.body);
+    }
+    h.redis.cli(&["ACL", "SETUSER", "default", "+@scripting"]);
+    until_redis_up(&h).await;
+    let delivered = eventually(Duration::from_secs(20), || async {
+        let got = h.sink.ids();
+        ids.iter().all(|id| got.contains(id))
+    })
+    .await;
+    assert!(delivered, "{:?}\n{}", h.sink.ids(), h.daemon.logs());
+    assert!(h.settled("s").await);
+}
