@@ -114,7 +114,8 @@ impl QueueError {
 /// in, and during a failover a replica answers READONLY and a primary
 /// without its replicas MASTERDOWN; a Redis whose snapshots fail (a full
 /// or broken disk) answers MISCONF to every write, and to PING, until one
-/// succeeds.
+/// succeeds; one running another client's long script answers BUSY to
+/// everything until it ends or is killed.
 fn cannot_write_for_now(details: &str) -> bool {
     const CLIENT: [&str; 4] = [
         "Failed to route command",
@@ -122,7 +123,7 @@ fn cannot_write_for_now(details: &str) -> bool {
         "Missing expected connection",
         "Missing response",
     ];
-    const NOT_NOW: [&str; 4] = ["LOADING", "MASTERDOWN", "MISCONF", "READONLY"];
+    const NOT_NOW: [&str; 5] = ["BUSY", "LOADING", "MASTERDOWN", "MISCONF", "READONLY"];
     CLIENT.iter().any(|m| details.starts_with(m))
         || details
             .split_whitespace()
@@ -393,6 +394,10 @@ mod tests {
                 ErrorKind::Unknown,
                 "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk.",
             ),
+            redis(
+                ErrorKind::Unknown,
+                "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.",
+            ),
         ] {
             assert!(away.is_connection(), "{away}");
         }
@@ -402,6 +407,10 @@ mod tests {
                 "OOM command not allowed when used memory > 'maxmemory'.",
             ),
             redis(ErrorKind::Unknown, "ERR Error running script"),
+            redis(
+                ErrorKind::Unknown,
+                "BUSYGROUP Consumer Group name already exists",
+            ),
             redis(
                 ErrorKind::Unknown,
                 "NOPERM this user has no permissions to run the 'evalsha' command",

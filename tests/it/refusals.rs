@@ -1,5 +1,6 @@
 //! A Redis that answers but will not store: its disk fails (MISCONF on
-//! every write, and on PING), or its user may not run scripts (NOPERM).
+//! every write, and on PING), another client's script holds it (BUSY), or
+//! its user may not run scripts (NOPERM).
 //! Providers here send each event once: every 2xx must be delivered.
 
 use std::time::Duration;
@@ -147,4 +148,67 @@ async fn a_redis_user_that_may_not_run_scripts_is_named_and_loses_nothing() {
     .await;
     assert!(delivered, "{:?}\n{}", h.sink.ids(), h.daemon.logs());
     assert!(h.settled("s").await);
+}
+
+/// Another client's script that runs past `busy-reply-threshold` makes
+/// Redis answer BUSY to everything until it is killed: events go to the
+/// spool meanwhile and are all delivered after.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redis_busy_with_another_clients_script_loses_nothing() {
+    let spool = TempDir::new().unwrap();
+    let h = Harness::builder()
+        .redis_args(&[
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--busy-reply-threshold",
+            "100",
+        ])
+        .toml(&spool_toml(spool.path(), ""))
+        .start()
+        .await;
+    until_redis_up(&h).await;
+    let mut load = Load::new(&h.daemon.url(""), "s", 2000);
+    load.once = true;
+    load.concurrency = 16;
+    load.interval = Duration::from_millis(5);
+    let load = tokio::spawn(load.run());
+    assert!(h.sink.wait_for(200, Duration::from_secs(20)).await);
+
+    // Loops until SCRIPT KILL.
+    let mut busy = std::process::Command::new("redis-cli")
+        .args(["-p", &h.redis.port.to_string()])
+        .args(["EVAL", "while true do end", "0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-cli");
+    until_redis_down(&h).await;
+    assert!(
+        h.daemon
+            .logged(&["redis is unreachable", "events go to the spool", "BUSY"])
+            .await,
+        "{}",
+        h.daemon.logs()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    h.redis.cli(&["SCRIPT", "KILL"]);
+    let _ = busy.wait();
+
+    let report = load.await.unwrap();
+    assert!(
+        report.refused.is_empty(),
+        "refused while Redis was busy: {:?}\n{}",
+        report.statuses,
+        h.daemon.logs()
+    );
+    assert!(report.spooled > 0, "nothing was spooled");
+    verify(
+        "Redis busy with another client's script, spool on, each event sent once",
+        &report,
+        &h.sink,
+        Duration::from_secs(60),
+    )
+    .await;
 }
