@@ -13,9 +13,11 @@ use crate::config::SignatureEncoding;
 const SIGNATURE_BUF: usize = 96;
 
 /// True if any provided signature (text in `encoding`) equals the MAC of
-/// `parts` under any key. Signatures are decoded into a stack buffer once
-/// per key rather than collected on the heap: there are one or two of each,
-/// and decoding 64 characters costs less than an allocation.
+/// `parts` under any key. Signatures are decoded into stack buffers rather
+/// than collected on the heap: there are one or two of each, and decoding
+/// 64 characters costs less than an allocation. The first that decodes is
+/// decoded once (it is usually the only one); no MAC is computed when
+/// none decodes.
 pub fn any_match<'a, I>(
     keys: &[hmac::Key],
     encoding: SignatureEncoding,
@@ -25,20 +27,28 @@ pub fn any_match<'a, I>(
 where
     I: Iterator<Item = &'a str> + Clone,
 {
+    let mut first_buf = [0u8; SIGNATURE_BUF];
+    let mut rest = provided;
+    let first_len = loop {
+        let Some(sig) = rest.next() else {
+            return Err(VerifyError::Mismatch);
+        };
+        if let Some(decoded) = decode_signature(encoding, sig, &mut first_buf) {
+            break decoded.len();
+        }
+    };
+    let first = &first_buf[..first_len];
     let mut buf = [0u8; SIGNATURE_BUF];
-    if !provided
-        .clone()
-        .any(|sig| decode_signature(encoding, sig, &mut buf).is_some())
-    {
-        return Err(VerifyError::Mismatch);
-    }
     for key in keys {
         let mut ctx = hmac::Context::with_key(key);
         for part in parts {
             ctx.update(part);
         }
         let tag = ctx.sign();
-        for sig in provided.clone() {
+        if constant_time_eq(tag.as_ref(), first) {
+            return Ok(());
+        }
+        for sig in rest.clone() {
             if decode_signature(encoding, sig, &mut buf)
                 .is_some_and(|sig| constant_time_eq(tag.as_ref(), sig))
             {
