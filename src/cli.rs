@@ -395,7 +395,7 @@ where
         .build()
         .context("starting the tokio runtime")?;
     runtime.block_on(async move {
-        let queue = reach_redis(&config.redis.url).await?;
+        let queue = reach_redis(&config.redis).await?;
         let result = work(queue.clone(), sources, config.worker.clone()).await;
         queue.quit().await;
         result
@@ -405,8 +405,8 @@ where
 /// Connects to the configured Redis for a one-shot command: it has 5 s to
 /// answer, else the error says which Redis and why (refused, a wrong
 /// password, a user not allowed to run scripts, ...).
-pub(crate) async fn reach_redis(url: &crate::config::RedisUrl) -> anyhow::Result<Queue> {
-    let settings = crate::queue::RedisSettings::build(url, 1)?;
+pub(crate) async fn reach_redis(redis: &crate::config::RedisConfig) -> anyhow::Result<Queue> {
+    let settings = crate::queue::RedisSettings::build(&redis.url, 1, &redis.key_prefix)?;
     let queue = Queue::connect(&settings)?;
     let mut errors = queue.connection_errors();
     match queue.wait_usable(std::time::Duration::from_secs(5)).await {

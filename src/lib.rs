@@ -155,7 +155,11 @@ pub struct Plan {
 pub fn build(config: Config) -> Result<Plan, BuildError> {
     // First: each source registers its metric handles with the recorder.
     let metrics = telemetry::install();
-    let redis = RedisSettings::build(&config.redis.url, config.redis.pool_size)?;
+    let redis = RedisSettings::build(
+        &config.redis.url,
+        config.redis.pool_size,
+        &config.redis.key_prefix,
+    )?;
     let mut sources = Sources::default();
     for (index, source) in config.sources.iter().enumerate() {
         sources.insert(Source::build(source, index, &config.redis.key_prefix)?);

@@ -138,10 +138,12 @@ pub struct RedisSettings {
     config: FredConfig,
     pool_size: usize,
     shown: String,
+    /// `redis.key_prefix`'s [`keys::probe_key`].
+    probe_key: String,
 }
 
 impl RedisSettings {
-    pub fn build(url: &RedisUrl, pool_size: usize) -> Result<Self, QueueError> {
+    pub fn build(url: &RedisUrl, pool_size: usize, key_prefix: &str) -> Result<Self, QueueError> {
         let config = FredConfig::from_url(url.expose()).map_err(|e| QueueError::BadUrl {
             reason: e.details().to_string(),
         })?;
@@ -149,6 +151,7 @@ impl RedisSettings {
             config,
             pool_size,
             shown: url.shown(),
+            probe_key: keys::probe_key(key_prefix),
         })
     }
 
@@ -166,6 +169,8 @@ pub struct Queue {
     /// queueing behind a reconnect, and never resend (the provider retries).
     ingest_options: Options,
     ping_timeout: Duration,
+    /// What the health check's script names, so Redis checks key access.
+    probe_key: String,
 }
 
 impl Queue {
@@ -200,6 +205,7 @@ impl Queue {
                 ..Default::default()
             },
             ping_timeout: Duration::from_secs(1),
+            probe_key: settings.probe_key.clone(),
         })
     }
 

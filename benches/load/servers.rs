@@ -38,7 +38,7 @@ pub mod baseline {
 
     pub async fn serve(redis_url: String, port: u16) {
         let queue = Queue::connect(
-            &hookd::queue::RedisSettings::build(&RedisUrl::literal(redis_url), 4).unwrap(),
+            &hookd::queue::RedisSettings::build(&RedisUrl::literal(redis_url), 4, "hookd").unwrap(),
         )
         .unwrap();
         assert!(queue.wait_usable(Duration::from_secs(5)).await.is_ok());

@@ -37,7 +37,7 @@ pub fn run(config_path: Option<PathBuf>, command: SpoolCommand) -> anyhow::Resul
         .build()
         .context("starting the tokio runtime")?;
     runtime.block_on(async move {
-        let queue = super::reach_redis(&config.redis.url).await?;
+        let queue = super::reach_redis(&config.redis).await?;
         let tasks = TaskTracker::new();
         let spool = Spool::open(
             &SpoolConfig {

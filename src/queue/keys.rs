@@ -16,12 +16,20 @@
 //! | `{prefix}:{<source>}:seen:<event id>` | string + TTL | dedup marker → first entry id |
 //! | `{prefix}:{<source>}:stats:<minute>` | hash + TTL | that minute's counters (`counters.rs`) |
 //!
+//! `{prefix}:probe` is never written: the health check's script names it,
+//! so Redis checks that hookd's user may use keys under the prefix.
+//!
 //! The single-destination layout read the stream with one group,
 //! [`LEGACY_GROUP`], and parked retries in `{prefix}:{<source>}:delayed`;
 //! `setup.lua` migrates both.
 
 /// The consumer group of the single-destination layout.
 pub const LEGACY_GROUP: &str = "hookd";
+
+/// The key the health check's script names (and never touches).
+pub fn probe_key(prefix: &str) -> String {
+    format!("{prefix}:probe")
+}
 
 /// The Redis keys of one source, built once at startup.
 #[derive(Debug, Clone)]

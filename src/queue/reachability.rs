@@ -44,7 +44,8 @@ impl Queue {
 
     /// A PING within the health-check timeout, then a script: every state
     /// move hookd makes is one, so a Redis whose ACL user may PING but not
-    /// run scripts takes no event and counts as unusable.
+    /// run scripts, or not on keys under `redis.key_prefix`, takes no event
+    /// and counts as unusable.
     pub async fn check(&self) -> Result<(), Unusable> {
         let options = fred::types::config::Options {
             fail_fast: true,
@@ -58,7 +59,7 @@ impl Queue {
             .await
             .map_err(|e| Unusable::Unreachable(format!("PING failed: {}", in_words(&e))))?;
         client
-            .eval::<i64, _, _, _>(CAN_RUN_SCRIPTS, (), ())
+            .eval::<i64, _, _, _>(CAN_RUN_SCRIPTS, self.probe_key.as_str(), ())
             .await
             .map(drop)
             .map_err(|e| {
@@ -71,7 +72,8 @@ impl Queue {
     }
 }
 
-/// The health check's script: it writes nothing, so a replica or a Redis
+/// The health check's script: it writes nothing (the key it names is only
+/// checked against the user's key permissions), so a replica or a Redis
 /// short of memory runs it too (PING already fails where Redis refuses
 /// writes for a failing disk).
 const CAN_RUN_SCRIPTS: &str = "#!lua flags=no-writes,allow-stale\nreturn 1";

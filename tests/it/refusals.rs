@@ -91,7 +91,8 @@ async fn a_redis_whose_disk_fails_loses_nothing() {
 /// A user without scripting may PING, yet every state move is a script:
 /// hookd says Redis refuses it (not that it is unreachable), the CLI
 /// says so at once, events wait in the spool, and all are delivered once
-/// the permission is granted.
+/// the permission is granted. The same for a user whose key patterns do
+/// not cover `redis.key_prefix`.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_redis_user_that_may_not_run_scripts_is_named_and_loses_nothing() {
     let spool = TempDir::new().unwrap();
@@ -148,6 +149,24 @@ async fn a_redis_user_that_may_not_run_scripts_is_named_and_loses_nothing() {
     .await;
     assert!(delivered, "{:?}\n{}", h.sink.ids(), h.daemon.logs());
     assert!(h.settled("s").await);
+
+    // Keys outside the user's patterns are refused the same way.
+    h.redis
+        .cli(&["ACL", "SETUSER", "default", "resetkeys", "~other:*"]);
+    until_redis_down(&h).await;
+    assert!(
+        h.daemon
+            .logged(&["redis refuses hookd's commands", "NOPERM", "keys"])
+            .await,
+        "{}",
+        h.daemon.logs()
+    );
+    let reply = h.send("s", "noperm-keys", "{}").await;
+    assert_eq!(reply.json()["status"], "spooled", "{:?}", reply.body);
+    h.redis.cli(&["ACL", "SETUSER", "default", "allkeys"]);
+    until_redis_up(&h).await;
+    h.fence("s", "after-keys").await;
+    assert!(h.sink.ids().iter().any(|id| id == "noperm-keys"));
 }
 
 /// Another client's script that runs past `busy-reply-threshold` makes
