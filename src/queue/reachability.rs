@@ -4,12 +4,12 @@
 //! operator needs to read.
 
 use fred::error::{Error as FredError, ErrorKind};
-use fred::interfaces::{ClientLike, EventInterface, LuaInterface};
+use fred::interfaces::{ClientLike, EventInterface};
 use fred::prelude::Server;
 use tokio::sync::broadcast::Receiver;
 use tokio::sync::broadcast::error::TryRecvError;
 
-use super::Queue;
+use super::{Queue, QueueError};
 
 /// What the pool's connections reported since the last look.
 pub struct ConnectionErrors {
@@ -45,7 +45,7 @@ impl Queue {
     /// A PING within the health-check timeout, then a script: every state
     /// move hookd makes is one, so a Redis whose ACL user may PING but not
     /// run scripts, or not on keys under `redis.key_prefix`, takes no event
-    /// and counts as unusable.
+    /// and counts as unusable (`health.lua`).
     pub async fn check(&self) -> Result<(), Unusable> {
         let options = fred::types::config::Options {
             fail_fast: true,
@@ -53,30 +53,27 @@ impl Queue {
             timeout: Some(self.ping_timeout),
             ..Default::default()
         };
-        let client = self.pool.next().with_options(&options);
-        client
+        self.pool
+            .next()
+            .with_options(&options)
             .ping::<String>(None)
             .await
             .map_err(|e| Unusable::Unreachable(format!("PING failed: {}", in_words(&e))))?;
-        client
-            .eval::<i64, _, _, _>(CAN_RUN_SCRIPTS, self.probe_key.as_str(), ())
+        let script = &self.scripts.health;
+        let keys = vec![self.probe_key.as_str().into()];
+        match self
+            .eval_values("health check", script, keys, Vec::new(), Some(&options))
             .await
-            .map(drop)
-            .map_err(|e| {
-                if e.details().starts_with("NOPERM") {
-                    Unusable::Refused(in_words(&e))
-                } else {
-                    Unusable::Unreachable(format!("EVAL failed: {}", in_words(&e)))
-                }
-            })
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_connection() => Err(Unusable::Unreachable(e.to_string())),
+            // Redis answered, and not with "not now": waiting changes
+            // nothing (NOPERM, or scripting renamed away).
+            Err(QueueError::Redis { source, .. }) => Err(Unusable::Refused(in_words(&source))),
+            Err(other) => Err(Unusable::Refused(other.to_string())),
+        }
     }
 }
-
-/// The health check's script: it writes nothing (the key it names is only
-/// checked against the user's key permissions), so a replica or a Redis
-/// short of memory runs it too (PING already fails where Redis refuses
-/// writes for a failing disk).
-const CAN_RUN_SCRIPTS: &str = "#!lua flags=no-writes,allow-stale\nreturn 1";
 
 /// Why the health check found Redis unusable.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,18 +81,10 @@ pub enum Unusable {
     /// No answer in time, or an answer that says Redis cannot serve now
     /// (refused, a wrong password, loading, a failing disk).
     Unreachable(String),
-    /// Redis answers but its ACL user may not run what hookd runs:
-    /// nothing is stored until an operator grants it.
+    /// Redis answers but will not run what hookd runs (its ACL user lacks
+    /// scripting or the keys, or scripting was renamed away): nothing is
+    /// stored until an operator changes that.
     Refused(String),
-}
-
-impl Unusable {
-    /// Why, in Redis's or the connection's words.
-    pub fn reason(&self) -> &str {
-        match self {
-            Self::Unreachable(reason) | Self::Refused(reason) => reason,
-        }
-    }
 }
 
 /// A connection error as an operator reads it. fred keeps an I/O error as

@@ -61,6 +61,8 @@ pub struct Scripts {
     /// A removed destination's group and keys gone (allow-oom).
     pub forget: Script,
     pub rate: Script,
+    /// The health check's: nothing but Redis's permission checks.
+    pub health: Script,
 }
 
 impl Scripts {
@@ -86,6 +88,7 @@ impl Scripts {
             dlq_scan: with_lib(include_str!("dlq_scan.lua")),
             forget: with_lib(include_str!("forget.lua")),
             rate: Script::from_lua(include_str!("rate.lua")),
+            health: Script::from_lua(include_str!("health.lua")),
         }
     }
 }
@@ -126,6 +129,8 @@ mod tests {
             assert!(text.starts_with("#!lua flags=allow-oom\n"), "{name}");
         }
         assert!(include_str!("ingest.lua").starts_with("#!lua\n"));
+        // The health check runs wherever Redis answers at all.
+        assert!(include_str!("health.lua").starts_with("#!lua flags=no-writes,allow-stale\n"));
     }
 
     #[test]

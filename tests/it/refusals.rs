@@ -231,3 +231,40 @@ async fn a_redis_busy_with_another_clients_script_loses_nothing() {
     )
     .await;
 }
+
+/// A Redis whose scripting was renamed away can never store an event:
+/// said as a refusal (not as Redis being unreachable), and not ready.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redis_without_scripting_commands_is_named() {
+    let h = Harness::builder()
+        .redis_args(&[
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--rename-command",
+            "EVALSHA",
+            "",
+        ])
+        .without_waiting()
+        .start()
+        .await;
+    assert!(
+        h.daemon
+            .logged(&[
+                "ERROR",
+                "redis refuses hookd's commands: ingest answers 503 until it takes them",
+                "unknown command 'EVALSHA'",
+            ])
+            .await,
+        "{}",
+        h.daemon.logs()
+    );
+    assert_eq!(get(&h.daemon.url("/health/ready")).await.status, 503);
+    assert_eq!(h.send("s", "never", "{}").await.status, 503);
+    assert!(
+        !h.daemon.logs().contains("unreachable"),
+        "{}",
+        h.daemon.logs()
+    );
+}
