@@ -1,14 +1,16 @@
 //! A Redis that answers but will not store: its disk fails (MISCONF on
-//! every write, and on PING), another client's script holds it (BUSY), or
-//! its user may not run scripts (NOPERM).
+//! every write, and on PING), another client's script holds it (BUSY), its
+//! user may not run scripts or use hookd's keys (NOPERM), or scripting was
+//! renamed away.
 //! Providers here send each event once: every 2xx must be delivered.
 
 use std::time::Duration;
 
 use http::Method;
 use tempfile::TempDir;
+use tokio::task::JoinHandle;
 
-use crate::load::{Load, verify};
+use crate::load::{Load, LoadReport, verify};
 use crate::spool::{spool_toml, until_redis_down, until_redis_up};
 use crate::support::*;
 
@@ -20,6 +22,32 @@ async fn until_snapshot(redis: &TestRedis, status: &str) {
     })
     .await;
     assert!(seen, "the snapshot never ended {status}");
+}
+
+/// Events sent once each by 16 senders, from once 200 were delivered.
+async fn steady_load(h: &Harness) -> JoinHandle<LoadReport> {
+    let mut load = Load::new(&h.daemon.url(""), "s", 2000);
+    load.once = true;
+    load.concurrency = 16;
+    load.interval = Duration::from_millis(5);
+    let load = tokio::spawn(load.run());
+    assert!(h.sink.wait_for(200, Duration::from_secs(20)).await);
+    load
+}
+
+/// The load got no refusal while Redis would not store, some of it went
+/// to the spool, and every event it had answered 2xx was delivered.
+async fn nothing_refused_or_lost(h: &Harness, load: JoinHandle<LoadReport>, what: &str) {
+    let report = load.await.unwrap();
+    assert!(
+        report.refused.is_empty(),
+        "refused ({what}): {:?}\n{}",
+        report.statuses,
+        h.daemon.logs()
+    );
+    assert!(report.spooled > 0, "nothing was spooled");
+    let title = format!("{what}, spool on, each event sent once");
+    verify(&title, &report, &h.sink, Duration::from_secs(60)).await;
 }
 
 /// From the first write Redis refuses for its disk, events go to the
@@ -42,12 +70,7 @@ async fn a_redis_whose_disk_fails_loses_nothing() {
         .start()
         .await;
     until_redis_up(&h).await;
-    let mut load = Load::new(&h.daemon.url(""), "s", 2000);
-    load.once = true;
-    load.concurrency = 16;
-    load.interval = Duration::from_millis(5);
-    let load = tokio::spawn(load.run());
-    assert!(h.sink.wait_for(200, Duration::from_secs(20)).await);
+    let load = steady_load(&h).await;
 
     // Snapshots go to a directory that is then removed: the next fails.
     let gone = TempDir::new().unwrap();
@@ -71,21 +94,7 @@ async fn a_redis_whose_disk_fails_loses_nothing() {
         .cli(&["CONFIG", "SET", "dir", &back.path().display().to_string()]);
     h.redis.cli(&["BGSAVE"]);
     until_snapshot(&h.redis, "ok").await;
-    let report = load.await.unwrap();
-    assert!(
-        report.refused.is_empty(),
-        "refused while Redis refused writes: {:?}\n{}",
-        report.statuses,
-        h.daemon.logs()
-    );
-    assert!(report.spooled > 0, "nothing was spooled");
-    verify(
-        "Redis refusing writes for its disk, spool on, each event sent once",
-        &report,
-        &h.sink,
-        Duration::from_secs(60),
-    )
-    .await;
+    nothing_refused_or_lost(&h, load, "Redis refusing writes for its disk").await;
 }
 
 /// A user without scripting may PING, yet every state move is a script:
@@ -188,12 +197,7 @@ async fn a_redis_busy_with_another_clients_script_loses_nothing() {
         .start()
         .await;
     until_redis_up(&h).await;
-    let mut load = Load::new(&h.daemon.url(""), "s", 2000);
-    load.once = true;
-    load.concurrency = 16;
-    load.interval = Duration::from_millis(5);
-    let load = tokio::spawn(load.run());
-    assert!(h.sink.wait_for(200, Duration::from_secs(20)).await);
+    let load = steady_load(&h).await;
 
     // Loops until SCRIPT KILL.
     let mut busy = std::process::Command::new("redis-cli")
@@ -215,21 +219,7 @@ async fn a_redis_busy_with_another_clients_script_loses_nothing() {
     h.redis.cli(&["SCRIPT", "KILL"]);
     let _ = busy.wait();
 
-    let report = load.await.unwrap();
-    assert!(
-        report.refused.is_empty(),
-        "refused while Redis was busy: {:?}\n{}",
-        report.statuses,
-        h.daemon.logs()
-    );
-    assert!(report.spooled > 0, "nothing was spooled");
-    verify(
-        "Redis busy with another client's script, spool on, each event sent once",
-        &report,
-        &h.sink,
-        Duration::from_secs(60),
-    )
-    .await;
+    nothing_refused_or_lost(&h, load, "Redis busy with another client's script").await;
 }
 
 /// A Redis whose scripting was renamed away can never store an event:
