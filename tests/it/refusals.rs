@@ -4,6 +4,7 @@
 //! renamed away.
 //! Providers here send each event once: every 2xx must be delivered.
 
+use std::path::Path;
 use std::time::Duration;
 
 use http::Method;
@@ -22,6 +23,18 @@ async fn until_snapshot(redis: &TestRedis, status: &str) {
     })
     .await;
     assert!(seen, "the snapshot never ended {status}");
+}
+
+/// A ready daemon with the spool on, on a Redis started with `redis_args`
+/// and seen up.
+async fn spooling_on(spool: &Path, redis_args: &[&str]) -> Harness {
+    let h = Harness::builder()
+        .redis_args(redis_args)
+        .toml(&spool_toml(spool, ""))
+        .start()
+        .await;
+    until_redis_up(&h).await;
+    h
 }
 
 /// Events sent once each by 16 senders, from once 200 were delivered.
@@ -56,20 +69,16 @@ async fn nothing_refused_or_lost(h: &Harness, load: JoinHandle<LoadReport>, what
 #[tokio::test(flavor = "multi_thread")]
 async fn a_redis_whose_disk_fails_loses_nothing() {
     let spool = TempDir::new().unwrap();
-    let h = Harness::builder()
-        // Snapshots on (a failed one stops writes); `dir` may be changed.
-        .redis_args(&[
-            "--save",
-            "3600 1",
-            "--appendonly",
-            "no",
-            "--enable-protected-configs",
-            "yes",
-        ])
-        .toml(&spool_toml(spool.path(), ""))
-        .start()
-        .await;
-    until_redis_up(&h).await;
+    // Snapshots on (a failed one stops writes); `dir` may be changed.
+    let redis = [
+        "--save",
+        "3600 1",
+        "--appendonly",
+        "no",
+        "--enable-protected-configs",
+        "yes",
+    ];
+    let h = spooling_on(spool.path(), &redis).await;
     let load = steady_load(&h).await;
 
     // Snapshots go to a directory that is then removed: the next fails.
@@ -184,19 +193,15 @@ async fn a_redis_user_that_may_not_run_scripts_is_named_and_loses_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_redis_busy_with_another_clients_script_loses_nothing() {
     let spool = TempDir::new().unwrap();
-    let h = Harness::builder()
-        .redis_args(&[
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--busy-reply-threshold",
-            "100",
-        ])
-        .toml(&spool_toml(spool.path(), ""))
-        .start()
-        .await;
-    until_redis_up(&h).await;
+    let redis = [
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--busy-reply-threshold",
+        "100",
+    ];
+    let h = spooling_on(spool.path(), &redis).await;
     let load = steady_load(&h).await;
 
     // Loops until SCRIPT KILL.
