@@ -4,7 +4,6 @@
 //! renamed away.
 //! Providers here send each event once: every 2xx must be delivered.
 
-use std::path::Path;
 use std::time::Duration;
 
 use http::Method;
@@ -12,7 +11,7 @@ use tempfile::TempDir;
 use tokio::task::JoinHandle;
 
 use crate::load::{Load, LoadReport, verify};
-use crate::spool::{spool_toml, until_redis_down, until_redis_up};
+use crate::spool::{spool_toml, until_redis_down, until_redis_up, with_spool_on};
 use crate::support::*;
 
 /// Waits until the last snapshot's outcome is `status` (`ok` or `err`).
@@ -23,18 +22,6 @@ async fn until_snapshot(redis: &TestRedis, status: &str) {
     })
     .await;
     assert!(seen, "the snapshot never ended {status}");
-}
-
-/// A ready daemon with the spool on, on a Redis started with `redis_args`
-/// and seen up.
-async fn spooling_on(spool: &Path, redis_args: &[&str]) -> Harness {
-    let h = Harness::builder()
-        .redis_args(redis_args)
-        .toml(&spool_toml(spool, ""))
-        .start()
-        .await;
-    until_redis_up(&h).await;
-    h
 }
 
 /// Events sent once each by 16 senders, from once 200 were delivered.
@@ -78,7 +65,7 @@ async fn a_redis_whose_disk_fails_loses_nothing() {
         "--enable-protected-configs",
         "yes",
     ];
-    let h = spooling_on(spool.path(), &redis).await;
+    let h = with_spool_on(&redis, spool.path(), "").await;
     let load = steady_load(&h).await;
 
     // Snapshots go to a directory that is then removed: the next fails.
@@ -201,7 +188,7 @@ async fn a_redis_busy_with_another_clients_script_loses_nothing() {
         "--busy-reply-threshold",
         "100",
     ];
-    let h = spooling_on(spool.path(), &redis).await;
+    let h = with_spool_on(&redis, spool.path(), "").await;
     let load = steady_load(&h).await;
 
     // Loops until SCRIPT KILL.

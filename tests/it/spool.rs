@@ -31,8 +31,13 @@ pub(crate) fn spool_toml(dir: &Path, extra: &str) -> String {
 /// A ready daemon with the spool on that has seen Redis up (with the
 /// spool, readiness does not wait for Redis).
 async fn with_spool(dir: &Path, extra: &str) -> Harness {
+    with_spool_on(&AOF, dir, extra).await
+}
+
+/// [`with_spool`] on a Redis started with `redis_args`.
+pub(crate) async fn with_spool_on(redis_args: &[&str], dir: &Path, extra: &str) -> Harness {
     let h = Harness::builder()
-        .redis_args(&AOF)
+        .redis_args(redis_args)
         .toml(&spool_toml(dir, extra))
         .start()
         .await;
