@@ -29,13 +29,11 @@ where
 {
     let mut first_buf = [0u8; SIGNATURE_BUF];
     let mut rest = provided;
-    let first_len = loop {
-        let Some(sig) = rest.next() else {
-            return Err(VerifyError::Mismatch);
-        };
-        if let Some(decoded) = decode_signature(encoding, sig, &mut first_buf) {
-            break decoded.len();
-        }
+    let Some(first_len) = rest
+        .by_ref()
+        .find_map(|sig| decode_signature(encoding, sig, &mut first_buf).map(<[u8]>::len))
+    else {
+        return Err(VerifyError::Mismatch);
     };
     let first = &first_buf[..first_len];
     let mut buf = [0u8; SIGNATURE_BUF];
