@@ -61,7 +61,8 @@ pub struct Scripts {
     /// A removed destination's group and keys gone (allow-oom).
     pub forget: Script,
     pub rate: Script,
-    /// The health check's: nothing but Redis's permission checks.
+    /// The health check's: Redis's permission checks, and whether it is a
+    /// replica.
     pub health: Script,
 }
 

@@ -1,7 +1,7 @@
 //! A Redis that answers but will not store: its disk fails (MISCONF on
 //! every write, and on PING), another client's script holds it (BUSY), its
-//! user may not run scripts or use hookd's keys (NOPERM), or scripting was
-//! renamed away.
+//! user may not run scripts or use hookd's keys (NOPERM), scripting was
+//! renamed away, or it is a replica (READONLY).
 //! Providers here send each event once: every 2xx must be delivered.
 
 use std::time::Duration;
@@ -249,4 +249,43 @@ async fn a_redis_without_scripting_commands_is_named() {
         "{}",
         h.daemon.logs()
     );
+}
+
+/// A Redis that became a replica (a failover demoted it, or the URL names
+/// a reader endpoint) answers PING but refuses every write: hookd says
+/// so, events wait in the spool, and all are delivered once it is a
+/// primary again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redis_demoted_to_a_replica_loses_nothing() {
+    let spool = TempDir::new().unwrap();
+    let h = with_spool_on(&["--save", "", "--appendonly", "no"], spool.path(), "").await;
+    h.fence("s", "before").await;
+    let primary = TestRedis::start();
+    h.redis
+        .cli(&["REPLICAOF", "127.0.0.1", &primary.port.to_string()]);
+    until_redis_down(&h).await;
+    assert!(
+        h.daemon
+            .logged(&[
+                "redis is unreachable",
+                "events go to the spool",
+                "READONLY this Redis is a replica",
+            ])
+            .await,
+        "{}",
+        h.daemon.logs()
+    );
+    let ids: Vec<String> = (0..10).map(|i| format!("replica-{i}")).collect();
+    for id in &ids {
+        let reply = h.send("s", id, "{}").await;
+        assert_eq!(reply.json()["status"], "spooled", "{:?}", reply.body);
+    }
+    h.redis.cli(&["REPLICAOF", "NO", "ONE"]);
+    until_redis_up(&h).await;
+    let delivered = eventually(Duration::from_secs(20), || async {
+        let got = h.sink.ids();
+        ids.iter().all(|id| got.contains(id))
+    })
+    .await;
+    assert!(delivered, "{:?}\n{}", h.sink.ids(), h.daemon.logs());
 }
