@@ -50,6 +50,28 @@ async fn nothing_refused_or_lost(h: &Harness, load: JoinHandle<LoadReport>, what
     verify(&title, &report, &h.sink, Duration::from_secs(60)).await;
 }
 
+/// Sends ten events (`<prefix>-0` ..) that must be answered 202 `spooled`;
+/// returns their ids.
+async fn send_spooled(h: &Harness, prefix: &str) -> Vec<String> {
+    let ids: Vec<String> = (0..10).map(|i| format!("{prefix}-{i}")).collect();
+    for id in &ids {
+        let reply = h.send("s", id, "{}").await;
+        assert_eq!(reply.status, 202, "{:?}", reply.body);
+        assert_eq!(reply.json()["status"], "spooled", "{:?}", reply.body);
+    }
+    ids
+}
+
+/// Waits until the sink has every one of `ids`.
+async fn until_delivered(h: &Harness, ids: &[String]) {
+    let delivered = eventually(Duration::from_secs(20), || async {
+        let got = h.sink.ids();
+        ids.iter().all(|id| got.contains(id))
+    })
+    .await;
+    assert!(delivered, "{:?}\n{}", h.sink.ids(), h.daemon.logs());
+}
+
 /// From the first write Redis refuses for its disk, events go to the
 /// spool: none is refused while hookd's health check has not yet seen
 /// PING fail, and all are delivered once snapshots succeed again.
@@ -139,20 +161,10 @@ async fn a_redis_user_that_may_not_run_scripts_is_named_and_loses_nothing() {
     // Waiting does not grant a permission: no 5 s wait for an answer.
     assert!(started.elapsed() < Duration::from_secs(4), "{stderr}");
 
-    let ids: Vec<String> = (0..10).map(|i| format!("noperm-{i}")).collect();
-    for id in &ids {
-        let reply = h.send("s", id, "{}").await;
-        assert_eq!(reply.status, 202, "{:?}", reply.body);
-        assert_eq!(reply.json()["status"], "spooled", "{:?}", reply.body);
-    }
+    let ids = send_spooled(&h, "noperm").await;
     h.redis.cli(&["ACL", "SETUSER", "default", "+@scripting"]);
     until_redis_up(&h).await;
-    let delivered = eventually(Duration::from_secs(20), || async {
-        let got = h.sink.ids();
-        ids.iter().all(|id| got.contains(id))
-    })
-    .await;
-    assert!(delivered, "{:?}\n{}", h.sink.ids(), h.daemon.logs());
+    until_delivered(&h, &ids).await;
     assert!(h.settled("s").await);
 
     // Keys outside the user's patterns are refused the same way.
@@ -275,17 +287,8 @@ async fn a_redis_demoted_to_a_replica_loses_nothing() {
         "{}",
         h.daemon.logs()
     );
-    let ids: Vec<String> = (0..10).map(|i| format!("replica-{i}")).collect();
-    for id in &ids {
-        let reply = h.send("s", id, "{}").await;
-        assert_eq!(reply.json()["status"], "spooled", "{:?}", reply.body);
-    }
+    let ids = send_spooled(&h, "replica").await;
     h.redis.cli(&["REPLICAOF", "NO", "ONE"]);
     until_redis_up(&h).await;
-    let delivered = eventually(Duration::from_secs(20), || async {
-        let got = h.sink.ids();
-        ids.iter().all(|id| got.contains(id))
-    })
-    .await;
-    assert!(delivered, "{:?}\n{}", h.sink.ids(), h.daemon.logs());
+    until_delivered(&h, &ids).await;
 }
