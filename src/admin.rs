@@ -141,7 +141,7 @@ impl AdminHandle {
         if method == Method::GET && reads_redis(path) && self.status.redis_known_down() {
             let why = self.status.redis_error();
             return if is_api {
-                api::redis_away(why.as_deref())
+                api::redis_away(why.as_ref())
             } else {
                 dashboard::redis_away(why)
             };

@@ -9,7 +9,7 @@ use http::StatusCode;
 use serde::Serialize;
 
 use crate::overview::{self, SourceOverview};
-use crate::queue::Queue;
+use crate::queue::{Queue, Unusable};
 use crate::response::{HttpResponse, json};
 use crate::source::Sources;
 use crate::spool::{Spool, SpoolStats};
@@ -127,12 +127,13 @@ impl HealthHandle {
         if self.can_accept() {
             return json(StatusCode::OK, &serde_json::json!({"status": "ready"}));
         }
-        let reason = if self.status.draining() {
-            "draining"
-        } else if self.spool.is_some() {
-            "redis unreachable and the spool is full"
-        } else {
-            "redis unreachable"
+        let refused = matches!(self.status.redis_error(), Some(Unusable::Refused(_)));
+        let reason = match (self.status.draining(), refused, self.spool.is_some()) {
+            (true, _, _) => "draining",
+            (false, true, true) => "redis refuses hookd's commands and the spool is full",
+            (false, true, false) => "redis refuses hookd's commands",
+            (false, false, true) => "redis unreachable and the spool is full",
+            (false, false, false) => "redis unreachable",
         };
         json(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -98,7 +98,13 @@ impl Monitor {
                     None => {}
                 },
             }
-            self.status.set_redis_error(reason.clone());
+            self.status.set_redis_error(reason.clone().map(|why| {
+                if refused {
+                    Unusable::Refused(why)
+                } else {
+                    Unusable::Unreachable(why)
+                }
+            }));
             // The first check says what it found either way.
             if self.status.set_redis_up(up) != Some(up) {
                 if up {

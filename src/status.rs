@@ -3,6 +3,8 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
+use crate::queue::Unusable;
+
 /// What the health check last found Redis to be.
 const UNKNOWN: u8 = 0;
 const UP: u8 = 1;
@@ -13,7 +15,7 @@ pub struct Status {
     /// UNKNOWN until the first health check is in.
     redis: AtomicU8,
     /// Why Redis is away, while it is (for the admin side).
-    redis_error: Mutex<Option<String>>,
+    redis_error: Mutex<Option<Unusable>>,
 }
 
 impl Default for Status {
@@ -49,16 +51,16 @@ impl Status {
         self.redis.load(Ordering::Relaxed) == DOWN
     }
 
-    /// Why Redis is away, in the connection's words (None while it
-    /// answers).
-    pub fn redis_error(&self) -> Option<String> {
+    /// Why Redis is away, in the connection's or Redis's words (None
+    /// while it answers).
+    pub fn redis_error(&self) -> Option<Unusable> {
         self.redis_error
             .lock()
             .map(|error| error.clone())
             .unwrap_or_default()
     }
 
-    pub fn set_redis_error(&self, error: Option<String>) {
+    pub fn set_redis_error(&self, error: Option<Unusable>) {
         if let Ok(mut slot) = self.redis_error.lock() {
             *slot = error;
         }

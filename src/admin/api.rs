@@ -14,7 +14,7 @@ use super::{
 };
 use crate::dlq::{self, BulkOp, Filter};
 use crate::overview::{self, SourceOverview};
-use crate::queue::DestinationState;
+use crate::queue::{DestinationState, Unusable};
 use crate::response::{HttpResponse, error, json, method_not_allowed};
 use crate::source::Source;
 
@@ -73,12 +73,17 @@ fn answer(result: ApiResult) -> HttpResponse {
     })
 }
 
+fn reason_only<S: serde::Serializer>(why: &Option<Unusable>, out: S) -> Result<S::Ok, S::Error> {
+    out.serialize_some(why.as_ref().map(Unusable::reason).unwrap_or_default())
+}
+
 /// A read asked while Redis is known to be away.
-pub fn redis_away(why: Option<&str>) -> HttpResponse {
-    error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        &format!("redis cannot be reached: {}", why.unwrap_or("no answer")),
-    )
+pub fn redis_away(why: Option<&Unusable>) -> HttpResponse {
+    let why = why.map_or_else(
+        || "cannot be reached: no answer".into(),
+        Unusable::to_string,
+    );
+    error(StatusCode::SERVICE_UNAVAILABLE, &format!("redis {why}"))
 }
 
 #[derive(Serialize)]
@@ -86,7 +91,10 @@ pub struct SourcesView {
     pub redis: &'static str,
     /// Why Redis is away, while it is.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub redis_error: Option<String>,
+    /// Shown as the reason only; the dashboard also words whether Redis
+    /// is away or refusing.
+    #[serde(serialize_with = "reason_only")]
+    pub redis_error: Option<Unusable>,
     /// Every configured source, in config order.
     pub sources: Vec<SourceListing>,
 }

@@ -19,6 +19,7 @@ pub use overview_page::overview;
 use bytes::Bytes;
 use http::StatusCode;
 
+use crate::queue::Unusable;
 use crate::response::{HttpResponse, with_type};
 
 pub const CSS: &str = include_str!("assets/app.css");
@@ -142,18 +143,22 @@ pub(super) fn redis_error(e: &crate::queue::QueueError) -> HttpResponse {
 }
 
 /// The line that says Redis is known away, and why.
-pub(super) fn redis_away_notice(why: Option<&str>) -> String {
+pub(super) fn redis_away_notice(why: Option<&Unusable>) -> String {
+    let why = why.map_or_else(
+        || "cannot be reached: no answer".into(),
+        Unusable::to_string,
+    );
     format!(
-        "<p class=\"error\" id=\"redis-error\">Redis cannot be reached: {}</p>",
-        esc(why.unwrap_or("no answer"))
+        "<p class=\"error\" id=\"redis-error\">Redis {}</p>",
+        esc(&why)
     )
 }
 
 /// A page that reads Redis, asked while Redis is known away: said at once,
 /// with why, instead of after the command timeout (the live refresh
 /// keeps what it showed: it replaces content only on success).
-pub fn redis_away(why: Option<String>) -> HttpResponse {
-    redis_unavailable(&redis_away_notice(why.as_deref()))
+pub fn redis_away(why: Option<Unusable>) -> HttpResponse {
+    redis_unavailable(&redis_away_notice(why.as_ref()))
 }
 
 pub fn login_page(message: Option<&str>) -> HttpResponse {

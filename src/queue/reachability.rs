@@ -87,6 +87,26 @@ pub enum Unusable {
     Refused(String),
 }
 
+impl Unusable {
+    /// Why, in Redis's or the connection's words.
+    pub fn reason(&self) -> &str {
+        match self {
+            Self::Unreachable(why) | Self::Refused(why) => why,
+        }
+    }
+}
+
+/// What follows "redis" in a sentence: a refusal is not an outage, and
+/// waiting for one to end waits for an operator.
+impl std::fmt::Display for Unusable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unreachable(why) => write!(f, "cannot be reached: {why}"),
+            Self::Refused(why) => write!(f, "refuses hookd's commands: {why}"),
+        }
+    }
+}
+
 /// A connection error as an operator reads it. fred keeps an I/O error as
 /// its `Debug` text (`Os { code: 111, kind: ConnectionRefused, message:
 /// "Connection refused" }`); this gives std's own words for it instead

@@ -134,6 +134,55 @@ mod tests {
         assert!(include_str!("health.lua").starts_with("#!lua flags=no-writes,allow-stale\n"));
     }
 
+    /// The commands a script runs, as `NAME` or `NAME SUBCOMMAND` for
+    /// the container commands.
+    fn commands_in(text: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        for opener in ["redis.call('", "redis.pcall('", "pcall(redis.call, '"] {
+            for (at, _) in text.match_indices(opener) {
+                let rest = &text[at + opener.len()..];
+                let words: Vec<&str> = rest
+                    .split(['\'', ',', ' ', ')'])
+                    .filter(|w| !w.is_empty())
+                    .take(2)
+                    .collect();
+                let name = words[0].to_owned();
+                found.push(match name.as_str() {
+                    "XGROUP" | "XINFO" => format!("{name} {}", words[1]),
+                    _ => name,
+                });
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn the_health_check_asks_for_every_command_a_script_runs() {
+        let health = include_str!("health.lua");
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/queue");
+        let mut scripts = 0;
+        for file in std::fs::read_dir(dir).expect("src/queue") {
+            let path = file.expect("entry").path();
+            if path.extension().is_none_or(|e| e != "lua") {
+                continue;
+            }
+            scripts += 1;
+            let text = std::fs::read_to_string(&path).expect("script");
+            for command in commands_in(&text) {
+                let asked = match command.split_once(' ') {
+                    Some((name, sub)) => format!("{{'{name}', '{sub}'"),
+                    None => format!("{{'{command}'"),
+                };
+                assert!(health.contains(&asked), "{}: {command}", path.display());
+            }
+        }
+        assert!(scripts > 20, "{scripts}");
+        // What hookd sends outside scripts.
+        for asked in ["{'XREADGROUP'", "{'SCAN'", "{'SCRIPT', 'LOAD'", "{'INFO'"] {
+            assert!(health.contains(asked), "{asked}");
+        }
+    }
+
     #[test]
     fn the_library_goes_after_the_shebang() {
         let script = super::with_lib("#!lua flags=allow-oom\nreturn 1");

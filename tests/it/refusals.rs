@@ -119,7 +119,8 @@ async fn a_redis_whose_disk_fails_loses_nothing() {
 /// hookd says Redis refuses it (not that it is unreachable), the CLI
 /// says so at once, events wait in the spool, and all are delivered once
 /// the permission is granted. The same for a user whose key patterns do
-/// not cover `redis.key_prefix`.
+/// not cover `redis.key_prefix`, and for one that may not run a command
+/// hookd sends.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_redis_user_that_may_not_run_scripts_is_named_and_loses_nothing() {
     let spool = TempDir::new().unwrap();
@@ -184,6 +185,28 @@ async fn a_redis_user_that_may_not_run_scripts_is_named_and_loses_nothing() {
     until_redis_up(&h).await;
     h.fence("s", "after-keys").await;
     assert!(h.sink.ids().iter().any(|id| id == "noperm-keys"));
+
+    // A user that may run scripts but not a command hookd sends on its own
+    // (the workers' XREADGROUP) would store every event and deliver none:
+    // the health check names the command instead.
+    h.redis.cli(&["ACL", "SETUSER", "default", "-xreadgroup"]);
+    until_redis_down(&h).await;
+    assert!(
+        h.daemon
+            .logged(&[
+                "redis refuses hookd's commands",
+                "NOPERM this user may not run 'XREADGROUP' on hookd's keys",
+            ])
+            .await,
+        "{}",
+        h.daemon.logs()
+    );
+    let reply = h.send("s", "noperm-xreadgroup", "{}").await;
+    assert_eq!(reply.json()["status"], "spooled", "{:?}", reply.body);
+    h.redis.cli(&["ACL", "SETUSER", "default", "+xreadgroup"]);
+    until_redis_up(&h).await;
+    h.fence("s", "after-xreadgroup").await;
+    assert!(h.sink.ids().iter().any(|id| id == "noperm-xreadgroup"));
 }
 
 /// Another client's script that runs past `busy-reply-threshold` makes
@@ -254,13 +277,40 @@ async fn a_redis_without_scripting_commands_is_named() {
         "{}",
         h.daemon.logs()
     );
-    assert_eq!(get(&h.daemon.url("/health/ready")).await.status, 503);
+    let ready = get(&h.daemon.url("/health/ready")).await;
+    assert_eq!(ready.status, 503);
+    assert_eq!(
+        ready.json()["reason"],
+        "redis refuses hookd's commands",
+        "{}",
+        ready.json()
+    );
     assert_eq!(h.send("s", "never", "{}").await.status, 503);
     assert!(
         !h.daemon.logs().contains("unreachable"),
         "{}",
         h.daemon.logs()
     );
+    // The admin side words it as a refusal too, in Redis's words.
+    let overview = get(&h.daemon.admin_url("/")).await;
+    let page = String::from_utf8_lossy(&overview.body);
+    assert!(
+        page.contains("Redis refuses hookd&#39;s commands: ") && page.contains("EVALSHA"),
+        "{page}"
+    );
+    let answer = get(&h.daemon.admin_url("/admin/dlq")).await;
+    assert_eq!(answer.status, 503);
+    let error = answer.json()["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        error.starts_with("redis refuses hookd's commands: ") && error.contains("EVALSHA"),
+        "{error}"
+    );
+    let sources = h.api(Method::GET, "/admin/sources").await.json();
+    let error = sources["redis_error"].as_str().unwrap_or_default();
+    assert!(error.contains("unknown command 'EVALSHA'"), "{sources}");
 }
 
 /// A Redis that became a replica (a failover demoted it, or the URL names

@@ -31,8 +31,8 @@ pub async fn overview(admin: &AdminHandle, query: &HashMap<String, String>) -> H
         },
         view.redis
     );
-    if let Some(error) = &view.redis_error {
-        body.push_str(&redis_away_notice(Some(error)));
+    if let Some(why) = &view.redis_error {
+        body.push_str(&redis_away_notice(Some(why)));
     }
     let now = unix_ms();
     let deadline = tokio::time::Instant::now() + LISTING_READ_LIMIT;
