@@ -139,11 +139,11 @@ impl AdminHandle {
         }
         let query = query_map(req.uri().query());
         if method == Method::GET && reads_redis(path) && self.status.redis_known_down() {
-            let why = self.status.redis_error();
+            let why = self.status.why_redis_is_away();
             return if is_api {
-                api::redis_away(why.as_ref())
+                api::redis_away(&why)
             } else {
-                dashboard::redis_away(why)
+                dashboard::redis_away(&why)
             };
         }
         if !is_api {

@@ -60,6 +60,13 @@ impl Status {
             .unwrap_or_default()
     }
 
+    /// Why Redis is away, for a request that found it known to be: the
+    /// health check's finding, or "no answer" if Redis came back meanwhile.
+    pub fn why_redis_is_away(&self) -> Unusable {
+        self.redis_error()
+            .unwrap_or_else(|| Unusable::Unreachable("no answer".into()))
+    }
+
     pub fn set_redis_error(&self, error: Option<Unusable>) {
         if let Ok(mut slot) = self.redis_error.lock() {
             *slot = error;

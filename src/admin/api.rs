@@ -73,27 +73,28 @@ fn answer(result: ApiResult) -> HttpResponse {
     })
 }
 
-fn reason_only<S: serde::Serializer>(why: &Option<Unusable>, out: S) -> Result<S::Ok, S::Error> {
-    out.serialize_some(why.as_ref().map(Unusable::reason).unwrap_or_default())
+/// A read asked while Redis is known to be away.
+pub fn redis_away(why: &Unusable) -> HttpResponse {
+    error(StatusCode::SERVICE_UNAVAILABLE, &format!("redis {why}"))
 }
 
-/// A read asked while Redis is known to be away.
-pub fn redis_away(why: Option<&Unusable>) -> HttpResponse {
-    let why = why.map_or_else(
-        || "cannot be reached: no answer".into(),
-        Unusable::to_string,
-    );
-    error(StatusCode::SERVICE_UNAVAILABLE, &format!("redis {why}"))
+/// `redis_error` in the JSON: Redis's or the connection's words alone.
+fn reason_only<S: serde::Serializer>(why: &Option<Unusable>, out: S) -> Result<S::Ok, S::Error> {
+    match why {
+        Some(why) => out.serialize_str(why.reason()),
+        None => out.serialize_none(),
+    }
 }
 
 #[derive(Serialize)]
 pub struct SourcesView {
     pub redis: &'static str,
-    /// Why Redis is away, while it is.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    /// Shown as the reason only; the dashboard also words whether Redis
-    /// is away or refusing.
-    #[serde(serialize_with = "reason_only")]
+    /// Why Redis is away, while it is: only the reason in the JSON (the
+    /// dashboard also words whether Redis is away or refusing).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "reason_only"
+    )]
     pub redis_error: Option<Unusable>,
     /// Every configured source, in config order.
     pub sources: Vec<SourceListing>,

@@ -143,22 +143,18 @@ pub(super) fn redis_error(e: &crate::queue::QueueError) -> HttpResponse {
 }
 
 /// The line that says Redis is known away, and why.
-pub(super) fn redis_away_notice(why: Option<&Unusable>) -> String {
-    let why = why.map_or_else(
-        || "cannot be reached: no answer".into(),
-        Unusable::to_string,
-    );
+pub(super) fn redis_away_notice(why: &Unusable) -> String {
     format!(
         "<p class=\"error\" id=\"redis-error\">Redis {}</p>",
-        esc(&why)
+        esc(&why.to_string())
     )
 }
 
 /// A page that reads Redis, asked while Redis is known away: said at once,
 /// with why, instead of after the command timeout (the live refresh
 /// keeps what it showed: it replaces content only on success).
-pub fn redis_away(why: Option<Unusable>) -> HttpResponse {
-    redis_unavailable(&redis_away_notice(why.as_ref()))
+pub fn redis_away(why: &Unusable) -> HttpResponse {
+    redis_unavailable(&redis_away_notice(why))
 }
 
 pub fn login_page(message: Option<&str>) -> HttpResponse {

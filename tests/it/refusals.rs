@@ -342,3 +342,68 @@ async fn a_redis_demoted_to_a_replica_loses_nothing() {
     until_redis_up(&h).await;
     until_delivered(&h, &ids).await;
 }
+
+/// The least-privileged user the README documents runs everything hookd
+/// does: ingest, deliveries, retries into the DLQ and a replay out of it,
+/// the event log, pause and resume, the CLI, and the startup checks
+/// (`CONFIG GET` refused is skipped), with nothing refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_documented_least_privileged_user_runs_everything() {
+    let retry = r#"retry = { max_attempts = 2, base = "10ms", max = "10ms", jitter = false }
+breaker = { failures = 0 }"#;
+    let h = Harness::builder()
+        .source(SourceSpec::standard("s", SINK).with(retry))
+        .prepare(|redis| {
+            redis.cli(&[
+                "ACL",
+                "SETUSER",
+                "default",
+                "reset",
+                "on",
+                "nopass",
+                "+@all",
+                "-@dangerous",
+                "+info",
+                "~hookd:*",
+            ]);
+        })
+        .start()
+        .await;
+    h.sink.answer_id("doomed", Answer::status(500));
+    assert_eq!(h.send("s", "doomed", "{}").await.status, 202);
+    let dead = eventually(Duration::from_secs(20), || async {
+        h.redis.dlq_len("s") == 1
+    })
+    .await;
+    assert!(dead, "{}", h.daemon.logs());
+
+    let (code, table, err) = h.cli(&["dlq", "list"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(table.contains("doomed"), "{table}");
+    let entry = h.api(Method::GET, "/admin/dlq?source=s").await.json()["items"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    h.sink.answer_id("doomed", Answer::status(200));
+    let (code, out, err) = h.cli(&["dlq", "replay", &entry]);
+    assert_eq!(code, 0, "{out}{err}");
+    let replayed = eventually(Duration::from_secs(20), || async {
+        h.sink.ids().iter().filter(|id| *id == "doomed").count() == 3
+    })
+    .await;
+    assert!(replayed, "{}", h.daemon.logs());
+
+    let (code, out, err) = h.cli(&["events", "list", "--id", "doomed"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("doomed"), "{out}");
+    for verb in ["pause", "resume"] {
+        let (code, out, err) = h.cli(&["destinations", verb, "s", "default"]);
+        assert_eq!(code, 0, "{verb}: {out}{err}");
+    }
+    h.fence("s", "after").await;
+    assert!(h.settled("s").await);
+    let logs = h.daemon.logs();
+    for refused in ["NOPERM", "refuses", "unreachable"] {
+        assert!(!logs.contains(refused), "{refused}: {logs}");
+    }
+}

@@ -32,7 +32,7 @@ pub async fn overview(admin: &AdminHandle, query: &HashMap<String, String>) -> H
         view.redis
     );
     if let Some(why) = &view.redis_error {
-        body.push_str(&redis_away_notice(Some(why)));
+        body.push_str(&redis_away_notice(why));
     }
     let now = unix_ms();
     let deadline = tokio::time::Instant::now() + LISTING_READ_LIMIT;
