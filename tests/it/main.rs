@@ -8,6 +8,7 @@ mod cli;
 mod connections;
 mod delivery;
 mod events;
+mod failover;
 mod headers;
 mod ingest;
 mod load;

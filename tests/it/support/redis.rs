@@ -431,6 +431,87 @@ impl TestCluster {
     }
 }
 
+/// A Redis Sentinel watching one primary (quorum 1, down after 1 s), in a
+/// temp dir of its own (Sentinel rewrites its config file), killed on drop.
+pub struct TestSentinel {
+    pub port: u16,
+    name: String,
+    _dir: TempDir,
+    child: Child,
+}
+
+impl TestSentinel {
+    pub fn watch(primary: &TestRedis, name: &str) -> Self {
+        let port = free_port();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conf = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\n\
+                 sentinel monitor {name} 127.0.0.1 {} 1\n\
+                 sentinel down-after-milliseconds {name} 1000\n\
+                 sentinel failover-timeout {name} 5000\n",
+                dir.path().display(),
+                primary.port
+            ),
+        )
+        .expect("sentinel.conf");
+        let child = Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server --sentinel");
+        let sentinel = Self {
+            port,
+            name: name.into(),
+            _dir: dir,
+            child,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while sentinel.primary_port() != Some(primary.port) {
+            assert!(
+                Instant::now() < deadline,
+                "sentinel never named the primary"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        sentinel
+    }
+
+    /// The port of the primary the sentinel names now.
+    pub fn primary_port(&self) -> Option<u16> {
+        let out = Command::new("redis-cli")
+            .arg("-p")
+            .arg(self.port.to_string())
+            .args(["SENTINEL", "GET-MASTER-ADDR-BY-NAME", &self.name])
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    pub fn url(&self) -> String {
+        format!(
+            "redis-sentinel://127.0.0.1:{}?sentinelServiceName={}",
+            self.port, self.name
+        )
+    }
+}
+
+impl Drop for TestSentinel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// redis-cli's answer as one value per line.
 fn lines(out: &str) -> Vec<String> {
     out.lines()
