@@ -1,4 +1,11 @@
-//! A primary that fails over to its replica under Redis Sentinel.
+//! A primary that fails over to its replica: under Redis Sentinel, and a
+//! Redis Cluster master whose replica the cluster promotes.
+//!
+//! Replication is asynchronous: what a primary stored and answered but had
+//! not yet sent to its replica when it died is not on the new primary, and
+//! no client can tell. So each test waits for the replica to catch up
+//! before the kill; what it checks is hookd's part: spooling while there
+//! is no primary, finding the new one, and delivering everything.
 
 use std::time::Duration;
 
@@ -17,12 +24,62 @@ fn replication_offset(redis: &TestRedis, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Waits until `replica` has everything `primary` wrote so far.
+async fn until_caught_up(primary: &TestRedis, replica: &TestRedis) {
+    let written = replication_offset(primary, "master_repl_offset");
+    let caught_up = eventually(Duration::from_secs(10), || async {
+        replication_offset(replica, "slave_repl_offset") >= written
+    })
+    .await;
+    assert!(caught_up, "the replica never caught up");
+}
+
+/// A ready daemon with the spool on, one source `s` delivering to `sink`.
+async fn daemon_on(redis_url: &str, spool: &TempDir, sink: &Sink) -> Daemon {
+    let toml = config(
+        redis_url,
+        &spool_toml(spool.path(), ""),
+        &[SourceSpec::standard("s", &sink.url())],
+    );
+    Daemon::start_ready(&toml).await
+}
+
+/// Sends `count` events named `prefix-<n>`, `pause` apart; each must be
+/// accepted (queued or spooled).
+async fn send_all(daemon: &Daemon, prefix: &str, count: usize, pause: Duration) -> Vec<String> {
+    let mut sent = Vec::with_capacity(count);
+    for i in 0..count {
+        let id = format!("{prefix}-{i}");
+        let reply = send_event(daemon, "s", &id, "{}").await;
+        assert_eq!(reply.status, 202, "{id}: {:?}", reply.body);
+        sent.push(id);
+        tokio::time::sleep(pause).await;
+    }
+    sent
+}
+
+/// Waits until `sink` has every one of `sent`, and checks the outage was
+/// spooled through.
+async fn until_all_delivered(daemon: &Daemon, sink: &Sink, sent: &[String]) {
+    let delivered = eventually(Duration::from_secs(30), || async {
+        let got = sink.ids();
+        sent.iter().all(|id| got.contains(id))
+    })
+    .await;
+    let got = sink.ids();
+    let missing: Vec<&String> = sent.iter().filter(|id| !got.contains(id)).collect();
+    assert!(delivered, "missing {missing:?}\n{}", daemon.logs());
+    assert!(
+        daemon.logged(&["redis is unreachable"]).await
+            && daemon.logged(&["spool drained into redis"]).await,
+        "{}",
+        daemon.logs()
+    );
+}
+
 /// hookd follows Sentinel to the promoted replica: events sent while the
 /// primary is dead and not yet replaced are spooled, and everything
-/// accepted is delivered from the new primary. (What the old primary
-/// stored but had not yet replicated when it died is not on the new one:
-/// replication is asynchronous, so the test waits for the replica to
-/// catch up before the kill.)
+/// accepted is delivered from the new primary.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sentinel_failover_loses_nothing_the_replica_had() {
     let mut primary = TestRedis::start();
@@ -46,67 +103,59 @@ async fn a_sentinel_failover_loses_nothing_the_replica_had() {
     let sentinel = TestSentinel::watch(&primary, "main");
     let spool = TempDir::new().unwrap();
     let sink = Sink::start().await;
-    let toml = config(
-        &sentinel.url(),
-        &spool_toml(spool.path(), ""),
-        &[SourceSpec::standard("s", &sink.url())],
-    );
-    let daemon = Daemon::start_ready(&toml).await;
+    let daemon = daemon_on(&sentinel.url(), &spool, &sink).await;
 
-    let mut sent: Vec<String> = Vec::new();
-    for i in 0..50 {
-        let id = format!("before-{i}");
-        let reply = send_event(&daemon, "s", &id, "{}").await;
-        assert_eq!(reply.json()["status"], "queued", "{:?}", reply.body);
-        sent.push(id);
-    }
-    let written = replication_offset(&primary, "master_repl_offset");
-    let caught_up = eventually(Duration::from_secs(10), || async {
-        replication_offset(&replica, "slave_repl_offset") >= written
-    })
-    .await;
-    assert!(caught_up, "the replica never caught up");
-
+    let mut sent = send_all(&daemon, "before", 50, Duration::ZERO).await;
+    until_caught_up(&primary, &replica).await;
     primary.kill();
     // Sentinel takes a second to call the primary down, then promotes the
     // replica: meanwhile every event is spooled.
-    for i in 0..30 {
-        let id = format!("during-{i}");
-        let reply = send_event(&daemon, "s", &id, "{}").await;
-        assert_eq!(reply.status, 202, "{id}: {:?}", reply.body);
-        sent.push(id);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    sent.extend(send_all(&daemon, "during", 30, Duration::from_millis(100)).await);
     let promoted = eventually(Duration::from_secs(20), || async {
         sentinel.primary_port() == Some(replica.port)
     })
     .await;
     assert!(promoted, "sentinel never promoted the replica");
-    for i in 0..20 {
-        let id = format!("after-{i}");
-        let reply = send_event(&daemon, "s", &id, "{}").await;
-        assert_eq!(reply.status, 202, "{id}: {:?}", reply.body);
-        sent.push(id);
-    }
+    sent.extend(send_all(&daemon, "after", 20, Duration::ZERO).await);
+    until_all_delivered(&daemon, &sink, &sent).await;
+}
 
-    let delivered = eventually(Duration::from_secs(30), || async {
-        let got = sink.ids();
-        sent.iter().all(|id| got.contains(id))
+/// The Redis Cluster master holding a source dies; the cluster promotes
+/// its replica (after `cluster-node-timeout`): hookd spools meanwhile,
+/// finds the new master and delivers everything.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_failover_loses_nothing_the_replica_had() {
+    let mut cluster = TestCluster::with_replicas();
+    let spool = TempDir::new().unwrap();
+    let sink = Sink::start().await;
+    let daemon = daemon_on(&cluster.url(), &spool, &sink).await;
+    let mut sent = send_all(&daemon, "before", 50, Duration::ZERO).await;
+
+    let slot = cluster.nodes[0].int(&["CLUSTER", "KEYSLOT", "hookd:{s}:stream"]);
+    let slot = slot.to_string();
+    let owner = cluster
+        .nodes
+        .iter()
+        .position(|n| {
+            n.cli(&["ROLE"]).starts_with("master")
+                && n.int(&["CLUSTER", "COUNTKEYSINSLOT", &slot]) > 0
+        })
+        .expect("the master holding source s");
+    let owner_port = format!("master_port:{}", cluster.nodes[owner].port);
+    let replica = cluster
+        .nodes
+        .iter()
+        .position(|n| n.cli(&["INFO", "replication"]).contains(&owner_port))
+        .expect("its replica");
+    until_caught_up(&cluster.nodes[owner], &cluster.nodes[replica]).await;
+
+    cluster.nodes[owner].kill();
+    sent.extend(send_all(&daemon, "during", 30, Duration::from_millis(100)).await);
+    let promoted = eventually(Duration::from_secs(20), || async {
+        cluster.nodes[replica].cli(&["ROLE"]).starts_with("master")
     })
     .await;
-    let got = sink.ids();
-    let missing: Vec<&String> = sent.iter().filter(|id| !got.contains(id)).collect();
-    assert!(delivered, "missing {missing:?}\n{}", daemon.logs());
-    assert!(
-        daemon.logged(&["redis is unreachable"]).await
-            && daemon.logged(&["spool drained into redis"]).await,
-        "{}",
-        daemon.logs()
-    );
-    assert!(
-        replica
-            .cli(&["INFO", "replication"])
-            .contains("role:master"),
-        "the replica was not promoted"
-    );
+    assert!(promoted, "the cluster never promoted the replica");
+    sent.extend(send_all(&daemon, "after", 20, Duration::ZERO).await);
+    until_all_delivered(&daemon, &sink, &sent).await;
 }

@@ -45,11 +45,34 @@ impl TestRedis {
             child: None,
             args: extra.iter().map(|s| s.to_string()).collect(),
         };
-        redis.spawn();
+        redis.spawn_on_a_free_port(free_port);
         redis
     }
 
+    /// Starts the server; if its port was taken meanwhile (a free port is
+    /// only free until someone binds it: another test's server, or any
+    /// outgoing connection's ephemeral port), on another from `port`.
+    fn spawn_on_a_free_port(&mut self, mut port: impl FnMut() -> u16) {
+        for _ in 0..4 {
+            if self.try_spawn() {
+                return;
+            }
+            self.kill();
+            self.port = port();
+        }
+        self.spawn();
+    }
+
     fn spawn(&mut self) {
+        assert!(
+            self.try_spawn(),
+            "redis-server on port {} did not come up",
+            self.port
+        );
+    }
+
+    /// Whether the server came up and answers PING.
+    fn try_spawn(&mut self) -> bool {
         let child = Command::new("redis-server")
             .arg("--port")
             .arg(self.port.to_string())
@@ -72,11 +95,19 @@ impl TestRedis {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if self.try_cli(&["PING"]).is_some_and(|r| r.trim() == "PONG") {
-                return;
+                return true;
+            }
+            // Exited: its port (or the cluster bus's) was taken.
+            if self
+                .child
+                .as_mut()
+                .is_some_and(|c| c.try_wait().ok().flatten().is_some())
+            {
+                return false;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("redis-server on port {} did not come up", self.port);
+        false
     }
 
     /// The server's process id (while it runs).
@@ -357,26 +388,29 @@ pub struct GroupInfo {
     pub last_delivered: String,
 }
 
-/// Three masters, no replicas, created with `redis-cli --cluster create`.
+/// Three masters, created with `redis-cli --cluster create`; without
+/// replicas, or with one each ([`TestCluster::with_replicas`]: `nodes`
+/// then holds the masters first, then their replicas).
 pub struct TestCluster {
     pub nodes: Vec<TestRedis>,
 }
 
 impl TestCluster {
     pub fn start() -> Self {
-        // The cluster bus listens on port + 10000; both must be free.
-        let mut ports = Vec::new();
-        while ports.len() < 3 {
-            let port = free_port();
-            if port < 50000 && StdListener::bind(("127.0.0.1", port + 10000)).is_ok() {
-                ports.push(port);
-            }
-        }
-        let nodes: Vec<TestRedis> = ports
-            .iter()
-            .map(|port| {
+        Self::create(0)
+    }
+
+    /// Three masters with a replica each, which the cluster promotes when
+    /// its master fails (after `cluster-node-timeout`, 2 s).
+    pub fn with_replicas() -> Self {
+        Self::create(1)
+    }
+
+    fn create(replicas: usize) -> Self {
+        let nodes: Vec<TestRedis> = (0..3 * (1 + replicas))
+            .map(|_| {
                 let mut redis = TestRedis {
-                    port: *port,
+                    port: cluster_port(),
                     dir: tempfile::tempdir().expect("tempdir"),
                     child: None,
                     args: [
@@ -392,17 +426,17 @@ impl TestCluster {
                     .map(|s| s.to_string())
                     .collect(),
                 };
-                redis.spawn();
+                redis.spawn_on_a_free_port(cluster_port);
                 redis
             })
             .collect();
         let mut create = Command::new("redis-cli");
         create.arg("--cluster").arg("create");
-        for port in &ports {
-            create.arg(format!("127.0.0.1:{port}"));
+        for node in &nodes {
+            create.arg(format!("127.0.0.1:{}", node.port));
         }
         let out = create
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .output()
             .expect("redis-cli --cluster create");
         assert!(
@@ -416,6 +450,16 @@ impl TestCluster {
             .all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
         {
             assert!(Instant::now() < deadline, "cluster never became ok");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // A replica that never synced cannot be promoted (its data is too
+        // old): wait for every replica's first sync.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !nodes.iter().all(|n| {
+            let replication = n.cli(&["INFO", "replication"]);
+            replication.contains("role:master") || replication.contains("master_link_status:up")
+        }) {
+            assert!(Instant::now() < deadline, "a replica never synced");
             std::thread::sleep(Duration::from_millis(100));
         }
         Self { nodes }
@@ -442,6 +486,16 @@ pub struct TestSentinel {
 
 impl TestSentinel {
     pub fn watch(primary: &TestRedis, name: &str) -> Self {
+        // As for a server: its port may be taken before it binds it.
+        for _ in 0..4 {
+            if let Some(sentinel) = Self::try_watch(primary, name) {
+                return sentinel;
+            }
+        }
+        panic!("sentinel never named the primary");
+    }
+
+    fn try_watch(primary: &TestRedis, name: &str) -> Option<Self> {
         let port = free_port();
         let dir = tempfile::tempdir().expect("tempdir");
         let conf = dir.path().join("sentinel.conf");
@@ -464,7 +518,7 @@ impl TestSentinel {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server --sentinel");
-        let sentinel = Self {
+        let mut sentinel = Self {
             port,
             name: name.into(),
             _dir: dir,
@@ -472,13 +526,13 @@ impl TestSentinel {
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         while sentinel.primary_port() != Some(primary.port) {
-            assert!(
-                Instant::now() < deadline,
-                "sentinel never named the primary"
-            );
+            let exited = sentinel.child.try_wait().ok().flatten().is_some();
+            if exited || Instant::now() > deadline {
+                return None;
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
-        sentinel
+        Some(sentinel)
     }
 
     /// The port of the primary the sentinel names now.
@@ -509,6 +563,17 @@ impl Drop for TestSentinel {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A free port for a cluster node: its bus listens on port + 10000, which
+/// must be free too.
+fn cluster_port() -> u16 {
+    loop {
+        let port = free_port();
+        if port < 50000 && StdListener::bind(("127.0.0.1", port + 10000)).is_ok() {
+            return port;
+        }
     }
 }
 
