@@ -71,7 +71,7 @@ impl TestRedis {
         );
     }
 
-    /// Whether the server came up and answers PING.
+    /// Whether the server came up and answers.
     fn try_spawn(&mut self) -> bool {
         let child = Command::new("redis-server")
             .arg("--port")
@@ -94,7 +94,12 @@ impl TestRedis {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if self.try_cli(&["PING"]).is_some_and(|r| r.trim() == "PONG") {
+            // Its own answer: another test's server may hold the port.
+            let ours = format!("process_id:{}\r", self.pid());
+            if self
+                .try_cli(&["INFO", "server"])
+                .is_some_and(|info| info.contains(&ours))
+            {
                 return true;
             }
             // Exited: its port (or the cluster bus's) was taken.
