@@ -115,7 +115,9 @@ impl QueueError {
 /// without its replicas MASTERDOWN; a Redis whose snapshots fail (a full
 /// or broken disk) answers MISCONF to every write, and to PING, until one
 /// succeeds; one running another client's long script answers BUSY to
-/// everything until it ends or is killed.
+/// everything until it ends or is killed; a cluster answers TRYAGAIN to a
+/// script whose keys are half moved while their slot migrates, and
+/// CLUSTERDOWN while it lacks a master for some slot.
 fn cannot_write_for_now(details: &str) -> bool {
     const CLIENT: [&str; 4] = [
         "Failed to route command",
@@ -123,7 +125,15 @@ fn cannot_write_for_now(details: &str) -> bool {
         "Missing expected connection",
         "Missing response",
     ];
-    const NOT_NOW: [&str; 5] = ["BUSY", "LOADING", "MASTERDOWN", "MISCONF", "READONLY"];
+    const NOT_NOW: [&str; 7] = [
+        "BUSY",
+        "CLUSTERDOWN",
+        "LOADING",
+        "MASTERDOWN",
+        "MISCONF",
+        "READONLY",
+        "TRYAGAIN",
+    ];
     CLIENT.iter().any(|m| details.starts_with(m))
         || details
             .split_whitespace()
@@ -404,6 +414,11 @@ mod tests {
                 ErrorKind::Unknown,
                 "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.",
             ),
+            redis(
+                ErrorKind::Unknown,
+                "TRYAGAIN Multiple keys request during rehashing of slot",
+            ),
+            redis(ErrorKind::Unknown, "CLUSTERDOWN The cluster is down"),
         ] {
             assert!(away.is_connection(), "{away}");
         }

@@ -1,5 +1,6 @@
 //! A primary that fails over to its replica: under Redis Sentinel, and a
-//! Redis Cluster master whose replica the cluster promotes.
+//! Redis Cluster master whose replica the cluster promotes; and a cluster
+//! slot that moves to another master.
 //!
 //! Replication is asynchronous: what a primary stored and answered but had
 //! not yet sent to its replica when it died is not on the new primary, and
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
+use crate::load::Load;
 use crate::spool::spool_toml;
 use crate::support::*;
 
@@ -158,4 +160,106 @@ async fn a_cluster_failover_loses_nothing_the_replica_had() {
     assert!(promoted, "the cluster never promoted the replica");
     sent.extend(send_all(&daemon, "after", 20, Duration::ZERO).await);
     until_all_delivered(&daemon, &sink, &sent).await;
+}
+
+/// The slot holding a source moves to another master under load
+/// (`redis-cli --cluster reshard`): while its keys are half moved Redis
+/// answers TRYAGAIN, and afterwards this hookd's Redis client times out on
+/// the source (see README): every event is spooled instead of refused,
+/// and a restarted hookd drains the spool and delivers everything.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_reshard_of_a_source_refuses_nothing_and_a_restart_delivers_it() {
+    let cluster = TestCluster::start();
+    let spool = TempDir::new().unwrap();
+    let sink = Sink::start().await;
+    let toml = config(
+        &cluster.url(),
+        &spool_toml(spool.path(), ""),
+        &[SourceSpec::standard("s", &sink.url())],
+    );
+    let mut daemon = Daemon::start_ready(&toml).await;
+    let mut sent = send_all(&daemon, "before", 10, Duration::ZERO).await;
+
+    let slot = cluster.nodes[0].int(&["CLUSTER", "KEYSLOT", "hookd:{s}:stream"]);
+    let slot = slot.to_string();
+    let owner = cluster
+        .nodes
+        .iter()
+        .position(|n| n.int(&["CLUSTER", "COUNTKEYSINSLOT", &slot]) > 0)
+        .expect("the master holding source s");
+    let from = &cluster.nodes[owner];
+    let to = &cluster.nodes[(owner + 1) % cluster.nodes.len()];
+    // All of the owner's slots, so the source's moves whichever order
+    // redis-cli takes them in.
+    let nodes = from.cli(&["CLUSTER", "NODES"]);
+    let owned: u32 = nodes
+        .lines()
+        .find(|l| l.contains("myself"))
+        .map(|l| {
+            l.split_whitespace()
+                .skip(8)
+                .map(|range| match range.split_once('-') {
+                    Some((a, b)) => {
+                        b.parse::<u32>().unwrap_or(0) - a.parse::<u32>().unwrap_or(0) + 1
+                    }
+                    None => 1,
+                })
+                .sum()
+        })
+        .unwrap_or(0);
+    let reshard: Vec<String> = vec![
+        "--cluster".into(),
+        "reshard".into(),
+        format!("127.0.0.1:{}", from.port),
+        "--cluster-from".into(),
+        from.cli(&["CLUSTER", "MYID"]).trim().to_owned(),
+        "--cluster-to".into(),
+        to.cli(&["CLUSTER", "MYID"]).trim().to_owned(),
+        "--cluster-slots".into(),
+        owned.to_string(),
+        "--cluster-yes".into(),
+    ];
+
+    let mut load = Load::new(&daemon.url(""), "s", 6000);
+    load.once = true;
+    load.interval = Duration::from_millis(1);
+    let load = tokio::spawn(async move { load.run().await });
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let moved = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("redis-cli")
+            .args(&reshard)
+            .output()
+            .expect("redis-cli --cluster reshard")
+    })
+    .await
+    .expect("reshard");
+    assert!(
+        moved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&moved.stdout)
+    );
+    assert!(
+        to.int(&["CLUSTER", "COUNTKEYSINSLOT", &slot]) > 0,
+        "the slot did not move"
+    );
+    let report = load.await.expect("load");
+    assert!(
+        report.refused.is_empty() && report.statuses.keys().all(|s| *s == 202),
+        "{:?}\n{}",
+        report.statuses,
+        daemon.logs()
+    );
+    sent.extend(report.accepted.iter().cloned());
+
+    daemon.kill9();
+    let daemon = Daemon::start_ready(&toml).await;
+    sent.extend(send_all(&daemon, "after", 10, Duration::ZERO).await);
+    let delivered = eventually(Duration::from_secs(60), || async {
+        let got = sink.ids();
+        sent.iter().all(|id| got.contains(id))
+    })
+    .await;
+    let got = sink.ids();
+    let missing = sent.iter().filter(|id| !got.contains(id)).count();
+    assert!(delivered, "{missing} missing\n{}", daemon.logs());
 }
