@@ -36,14 +36,18 @@ async fn until_caught_up(primary: &TestRedis, replica: &TestRedis) {
     assert!(caught_up, "the replica never caught up");
 }
 
-/// A ready daemon with the spool on, one source `s` delivering to `sink`.
-async fn daemon_on(redis_url: &str, spool: &TempDir, sink: &Sink) -> Daemon {
-    let toml = config(
+/// The spool on, one source `s` delivering to `sink`.
+fn spooling_toml(redis_url: &str, spool: &TempDir, sink: &Sink) -> String {
+    config(
         redis_url,
         &spool_toml(spool.path(), ""),
         &[SourceSpec::standard("s", &sink.url())],
-    );
-    Daemon::start_ready(&toml).await
+    )
+}
+
+/// A ready daemon on [`spooling_toml`].
+async fn daemon_on(redis_url: &str, spool: &TempDir, sink: &Sink) -> Daemon {
+    Daemon::start_ready(&spooling_toml(redis_url, spool, sink)).await
 }
 
 /// Sends `count` events named `prefix-<n>`, `pause` apart; each must be
@@ -60,8 +64,7 @@ async fn send_all(daemon: &Daemon, prefix: &str, count: usize, pause: Duration) 
     sent
 }
 
-/// Waits until `sink` has every one of `sent`, and checks the outage was
-/// spooled through.
+/// Waits until `sink` has every one of `sent`.
 async fn until_all_delivered(daemon: &Daemon, sink: &Sink, sent: &[String]) {
     let delivered = eventually(Duration::from_secs(30), || async {
         let got = sink.ids();
@@ -71,6 +74,10 @@ async fn until_all_delivered(daemon: &Daemon, sink: &Sink, sent: &[String]) {
     let got = sink.ids();
     let missing: Vec<&String> = sent.iter().filter(|id| !got.contains(id)).collect();
     assert!(delivered, "missing {missing:?}\n{}", daemon.logs());
+}
+
+/// Checks the outage was seen and spooled through.
+async fn spooled_through_the_outage(daemon: &Daemon) {
     assert!(
         daemon.logged(&["redis is unreachable"]).await
             && daemon.logged(&["spool drained into redis"]).await,
@@ -120,6 +127,7 @@ async fn a_sentinel_failover_loses_nothing_the_replica_had() {
     assert!(promoted, "sentinel never promoted the replica");
     sent.extend(send_all(&daemon, "after", 20, Duration::ZERO).await);
     until_all_delivered(&daemon, &sink, &sent).await;
+    spooled_through_the_outage(&daemon).await;
 }
 
 /// The Redis Cluster master holding a source dies; the cluster promotes
@@ -133,16 +141,7 @@ async fn a_cluster_failover_loses_nothing_the_replica_had() {
     let daemon = daemon_on(&cluster.url(), &spool, &sink).await;
     let mut sent = send_all(&daemon, "before", 50, Duration::ZERO).await;
 
-    let slot = cluster.nodes[0].int(&["CLUSTER", "KEYSLOT", "hookd:{s}:stream"]);
-    let slot = slot.to_string();
-    let owner = cluster
-        .nodes
-        .iter()
-        .position(|n| {
-            n.cli(&["ROLE"]).starts_with("master")
-                && n.int(&["CLUSTER", "COUNTKEYSINSLOT", &slot]) > 0
-        })
-        .expect("the master holding source s");
+    let owner = cluster.master_holding("hookd:{s}:stream");
     let owner_port = format!("master_port:{}", cluster.nodes[owner].port);
     let replica = cluster
         .nodes
@@ -160,6 +159,7 @@ async fn a_cluster_failover_loses_nothing_the_replica_had() {
     assert!(promoted, "the cluster never promoted the replica");
     sent.extend(send_all(&daemon, "after", 20, Duration::ZERO).await);
     until_all_delivered(&daemon, &sink, &sent).await;
+    spooled_through_the_outage(&daemon).await;
 }
 
 /// The slot holding a source moves to another master under load
@@ -172,41 +172,18 @@ async fn a_cluster_reshard_of_a_source_refuses_nothing_and_a_restart_delivers_it
     let cluster = TestCluster::start();
     let spool = TempDir::new().unwrap();
     let sink = Sink::start().await;
-    let toml = config(
-        &cluster.url(),
-        &spool_toml(spool.path(), ""),
-        &[SourceSpec::standard("s", &sink.url())],
-    );
+    let toml = spooling_toml(&cluster.url(), &spool, &sink);
     let mut daemon = Daemon::start_ready(&toml).await;
     let mut sent = send_all(&daemon, "before", 10, Duration::ZERO).await;
 
-    let slot = cluster.nodes[0].int(&["CLUSTER", "KEYSLOT", "hookd:{s}:stream"]);
+    let owner = cluster.master_holding("hookd:{s}:stream");
+    let slot = cluster.nodes[owner].int(&["CLUSTER", "KEYSLOT", "hookd:{s}:stream"]);
     let slot = slot.to_string();
-    let owner = cluster
-        .nodes
-        .iter()
-        .position(|n| n.int(&["CLUSTER", "COUNTKEYSINSLOT", &slot]) > 0)
-        .expect("the master holding source s");
     let from = &cluster.nodes[owner];
     let to = &cluster.nodes[(owner + 1) % cluster.nodes.len()];
     // All of the owner's slots, so the source's moves whichever order
     // redis-cli takes them in.
-    let nodes = from.cli(&["CLUSTER", "NODES"]);
-    let owned: u32 = nodes
-        .lines()
-        .find(|l| l.contains("myself"))
-        .map(|l| {
-            l.split_whitespace()
-                .skip(8)
-                .map(|range| match range.split_once('-') {
-                    Some((a, b)) => {
-                        b.parse::<u32>().unwrap_or(0) - a.parse::<u32>().unwrap_or(0) + 1
-                    }
-                    None => 1,
-                })
-                .sum()
-        })
-        .unwrap_or(0);
+    let owned = cluster.slots_of(owner);
     let reshard: Vec<String> = vec![
         "--cluster".into(),
         "reshard".into(),
@@ -254,12 +231,5 @@ async fn a_cluster_reshard_of_a_source_refuses_nothing_and_a_restart_delivers_it
     daemon.kill9();
     let daemon = Daemon::start_ready(&toml).await;
     sent.extend(send_all(&daemon, "after", 10, Duration::ZERO).await);
-    let delivered = eventually(Duration::from_secs(60), || async {
-        let got = sink.ids();
-        sent.iter().all(|id| got.contains(id))
-    })
-    .await;
-    let got = sink.ids();
-    let missing = sent.iter().filter(|id| !got.contains(id)).count();
-    assert!(delivered, "{missing} missing\n{}", daemon.logs());
+    until_all_delivered(&daemon, &sink, &sent).await;
 }

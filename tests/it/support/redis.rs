@@ -470,6 +470,38 @@ impl TestCluster {
         Self { nodes }
     }
 
+    /// The index of the master whose slot holds `key` (which exists).
+    pub fn master_holding(&self, key: &str) -> usize {
+        let slot = self.nodes[0].int(&["CLUSTER", "KEYSLOT", key]).to_string();
+        self.nodes
+            .iter()
+            .position(|n| {
+                n.cli(&["ROLE"]).starts_with("master")
+                    && n.int(&["CLUSTER", "COUNTKEYSINSLOT", &slot]) > 0
+            })
+            .unwrap_or_else(|| panic!("no master holds {key}"))
+    }
+
+    /// How many slots node `index` serves.
+    pub fn slots_of(&self, index: usize) -> u32 {
+        let nodes = self.nodes[index].cli(&["CLUSTER", "NODES"]);
+        nodes
+            .lines()
+            .find(|l| l.contains("myself"))
+            .map(|l| {
+                l.split_whitespace()
+                    .skip(8)
+                    .map(|range| match range.split_once('-') {
+                        Some((a, b)) => {
+                            b.parse::<u32>().unwrap_or(0) - a.parse::<u32>().unwrap_or(0) + 1
+                        }
+                        None => 1,
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
     pub fn url(&self) -> String {
         let mut url = format!("redis-cluster://127.0.0.1:{}", self.nodes[0].port);
         for (i, node) in self.nodes.iter().enumerate().skip(1) {
