@@ -169,44 +169,54 @@ async fn a_redis_user_that_may_not_run_scripts_is_named_and_loses_nothing() {
     assert!(h.settled("s").await);
 
     // Keys outside the user's patterns are refused the same way.
-    h.redis
-        .cli(&["ACL", "SETUSER", "default", "resetkeys", "~other:*"]);
-    until_redis_down(&h).await;
-    assert!(
-        h.daemon
-            .logged(&["redis refuses hookd's commands", "NOPERM", "keys"])
-            .await,
-        "{}",
-        h.daemon.logs()
-    );
-    let reply = h.send("s", "noperm-keys", "{}").await;
-    assert_eq!(reply.json()["status"], "spooled", "{:?}", reply.body);
-    h.redis.cli(&["ACL", "SETUSER", "default", "allkeys"]);
-    until_redis_up(&h).await;
-    h.fence("s", "after-keys").await;
-    assert!(h.sink.ids().iter().any(|id| id == "noperm-keys"));
-
+    refused_until_granted(
+        &h,
+        &["resetkeys", "~other:*"],
+        &["redis refuses hookd's commands", "NOPERM", "keys"],
+        &["allkeys"],
+        "noperm-keys",
+    )
+    .await;
     // A user that may run scripts but not a command hookd sends on its own
     // (the workers' XREADGROUP) would store every event and deliver none:
     // the health check names the command instead.
-    h.redis.cli(&["ACL", "SETUSER", "default", "-xreadgroup"]);
-    until_redis_down(&h).await;
-    assert!(
-        h.daemon
-            .logged(&[
-                "redis refuses hookd's commands",
-                "NOPERM this user may not run 'XREADGROUP' on hookd's keys",
-            ])
-            .await,
-        "{}",
-        h.daemon.logs()
-    );
-    let reply = h.send("s", "noperm-xreadgroup", "{}").await;
+    refused_until_granted(
+        &h,
+        &["-xreadgroup"],
+        &[
+            "redis refuses hookd's commands",
+            "NOPERM this user may not run 'XREADGROUP' on hookd's keys",
+        ],
+        &["+xreadgroup"],
+        "noperm-xreadgroup",
+    )
+    .await;
+}
+
+/// The default user's permissions changed by `deny`: Redis is reported
+/// down with `words` in the log, an event sent meanwhile is spooled, and
+/// once `grant` gives the permission back it is delivered.
+async fn refused_until_granted(
+    h: &Harness,
+    deny: &[&str],
+    words: &[&str],
+    grant: &[&str],
+    id: &str,
+) {
+    let set_user = |rules: &[&str]| {
+        let mut args = vec!["ACL", "SETUSER", "default"];
+        args.extend_from_slice(rules);
+        h.redis.cli(&args);
+    };
+    set_user(deny);
+    until_redis_down(h).await;
+    assert!(h.daemon.logged(words).await, "{}", h.daemon.logs());
+    let reply = h.send("s", id, "{}").await;
     assert_eq!(reply.json()["status"], "spooled", "{:?}", reply.body);
-    h.redis.cli(&["ACL", "SETUSER", "default", "+xreadgroup"]);
-    until_redis_up(&h).await;
-    h.fence("s", "after-xreadgroup").await;
-    assert!(h.sink.ids().iter().any(|id| id == "noperm-xreadgroup"));
+    set_user(grant);
+    until_redis_up(h).await;
+    h.fence("s", &format!("after-{id}")).await;
+    assert!(h.sink.ids().iter().any(|got| got == id));
 }
 
 /// Another client's script that runs past `busy-reply-threshold` makes
