@@ -194,14 +194,16 @@ impl Queue {
             args.push(Value::Integer(block.as_millis().max(1) as i64));
         }
         args.push(Value::from_static_str("STREAMS"));
-        let key_at = args.len();
         args.push(keys.stream.as_str().into());
         args.push(Value::from_static_str(">"));
         // Raw reply: the entries are taken apart straight from the frame.
         // Blocking as fred's own XREADGROUP marks it, so it is never
-        // pipelined behind other commands.
-        let command =
-            CustomCommand::new_static("XREADGROUP", ClusterHash::Offset(key_at), block.is_some());
+        // pipelined behind other commands. fred routes a custom command
+        // by an explicit slot only: with any other `ClusterHash` it hashes
+        // the first argument ("GROUP"), and on a cluster every read would
+        // take a MOVED and a routing-table refresh.
+        let slot = ClusterHash::Custom(fred::util::redis_keyslot(keys.stream.as_bytes()));
+        let command = CustomCommand::new_static("XREADGROUP", slot, block.is_some());
         let frame = client.custom_raw(command, args).await.map_err(redis(OP))?;
         if let Some(e) = frame_error(OP, &frame) {
             return Err(e);

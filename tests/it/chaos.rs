@@ -311,6 +311,19 @@ async fn scenario_7_redis_cluster_several_sources() {
         .filter(|n| !n.keys("hookd:*").is_empty())
         .count();
     assert!(holding >= 2, "all sources landed on one node");
+    // Every command went straight to the master holding its keys: a
+    // command sent elsewhere costs a MOVED and a routing-table refresh.
+    let moved: Vec<String> = cluster
+        .nodes
+        .iter()
+        .filter_map(|n| {
+            n.cli(&["INFO", "errorstats"])
+                .lines()
+                .find(|l| l.starts_with("errorstat_MOVED:"))
+                .map(|l| format!("{}: {l}", n.port))
+        })
+        .collect();
+    assert!(moved.is_empty(), "{moved:?}");
     let holding_stuck = cluster
         .nodes
         .iter()
