@@ -5,6 +5,7 @@
 //! ([`state`]) and the dead-letter queue ([`dlq`]). [`Queue`] is the
 //! connection pool they share.
 
+mod clients;
 mod counters;
 mod dlq;
 mod entry;
@@ -30,6 +31,7 @@ use fred::types::{Builder, ClusterHash, CustomCommand, Value};
 
 use crate::config::RedisUrl;
 
+pub use clients::DedicatedClient;
 pub use counters::{COUNTERS_TTL, MAX_MINUTES, MinuteCounters, Recording, minute_of};
 pub use dlq::{DlqMatch, DlqRef, DlqScanFilter, DlqScanStep};
 pub use entry::{
@@ -95,6 +97,15 @@ impl QueueError {
                         | ErrorKind::Backpressure
                 ) || cannot_write_for_now(source.details())
             }
+            QueueError::Reply { .. } | QueueError::BadUrl { .. } => false,
+        }
+    }
+
+    /// No answer in time: the command may or may not have run.
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            QueueError::Timeout { .. } => true,
+            QueueError::Redis { source, .. } => *source.kind() == fred::error::ErrorKind::Timeout,
             QueueError::Reply { .. } | QueueError::BadUrl { .. } => false,
         }
     }
@@ -174,6 +185,8 @@ impl RedisSettings {
 #[derive(Clone)]
 pub struct Queue {
     pool: Pool,
+    /// The pool's command loops, restarted when one stops answering.
+    drivers: Arc<clients::Drivers>,
     scripts: Arc<Scripts>,
     /// Ingest must answer fast: fail at once while disconnected instead of
     /// queueing behind a reconnect, and never resend (the provider retries).
@@ -204,9 +217,10 @@ impl Queue {
             .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
             .build_pool(settings.pool_size)
             .map_err(redis("build pool"))?;
-        pool.connect();
+        let drivers = Arc::new(clients::Drivers::start(pool.clients()));
         Ok(Self {
             pool,
+            drivers,
             scripts: Arc::new(Scripts::new()),
             ingest_options: Options {
                 fail_fast: true,
@@ -221,10 +235,8 @@ impl Queue {
 
     /// A client with its own connection, for blocking reads, so a BLOCK
     /// never stalls commands queued behind it.
-    pub async fn dedicated_client(&self) -> Client {
-        let client = self.pool.next().clone_new();
-        client.connect();
-        client
+    pub fn dedicated_client(&self) -> DedicatedClient {
+        DedicatedClient::new(self.pool.next())
     }
 
     pub async fn quit(&self) {
@@ -253,7 +265,20 @@ impl Queue {
         args: Vec<Value>,
         options: Option<&Options>,
     ) -> Result<Value, QueueError> {
-        let client = self.pool.next();
+        self.eval_on(self.pool.next(), op, script, keys, args, options)
+            .await
+    }
+
+    /// [`Self::eval_values`] on the given client.
+    async fn eval_on(
+        &self,
+        client: &Client,
+        op: &'static str,
+        script: &Script,
+        keys: Vec<fred::types::Key>,
+        args: Vec<Value>,
+        options: Option<&Options>,
+    ) -> Result<Value, QueueError> {
         let run = |keys: Vec<fred::types::Key>, args: Vec<Value>| async move {
             match options {
                 // fred 10 has no `LuaInterface` for `WithOptions`, so

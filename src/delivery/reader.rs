@@ -98,7 +98,7 @@ impl Reader {
         let destination = &self.route.destination;
         let config = &self.shared.worker;
         let queue = &self.shared.queue;
-        let blocking = queue.dedicated_client().await;
+        let mut blocking = queue.dedicated_client();
         let mut rate = RateLimiter::new(destination.config.rate_per_sec, queue, &destination.keys);
         let mut status = self.route.status.subscribe();
         // Nothing goes out before the destination's pause and breaker are
@@ -196,6 +196,7 @@ impl Reader {
                 break;
             };
             grant.truncate(allowed);
+            let blocking_read = matches!(read, Source::New { .. });
             let step = async {
                 match read {
                     Source::Claim => {
@@ -222,7 +223,7 @@ impl Reader {
                         }),
                     Source::New { block } => queue
                         .read(
-                            &blocking,
+                            blocking.client(),
                             &source.keys,
                             &destination.keys,
                             &self.shared.consumer,
@@ -252,6 +253,9 @@ impl Reader {
                         groups_ready = false;
                     } else {
                         debug!(source = %source.name, destination = %destination.name, error = %e, "reading the stream failed");
+                        if blocking_read && e.is_timeout() {
+                            blocking.restart();
+                        }
                         self.pause(Duration::from_millis(500)).await;
                     }
                     rate.refund(grant.len()).await;

@@ -4,7 +4,7 @@
 //! operator needs to read.
 
 use fred::error::{Error as FredError, ErrorKind};
-use fred::interfaces::{ClientLike, EventInterface};
+use fred::interfaces::EventInterface;
 use fred::prelude::Server;
 use tokio::sync::broadcast::Receiver;
 use tokio::sync::broadcast::error::TryRecvError;
@@ -42,10 +42,11 @@ impl Queue {
         }
     }
 
-    /// A PING within the health-check timeout, then a script: every state
-    /// move hookd makes is one, so a Redis whose ACL user may PING but not
-    /// run scripts, or not on keys under `redis.key_prefix`, takes no event
-    /// and counts as unusable (`health.lua`).
+    /// A PING within the health-check timeout on every pooled client,
+    /// then a script: every state move hookd makes is one, so a Redis
+    /// whose ACL user may PING but not run scripts, or not on keys under
+    /// `redis.key_prefix`, takes no event and counts as unusable
+    /// (`health.lua`).
     pub async fn check(&self) -> Result<(), Unusable> {
         let options = fred::types::config::Options {
             fail_fast: true,
@@ -53,16 +54,29 @@ impl Queue {
             timeout: Some(self.ping_timeout),
             ..Default::default()
         };
-        self.pool
-            .next()
-            .with_options(&options)
-            .ping::<String>(None)
-            .await
-            .map_err(|e| Unusable::Unreachable(format!("PING failed: {}", in_words(&e))))?;
+        // Every pooled client, not one: a client whose command loop
+        // stopped is found (and restarted) here.
+        let clients = self.pool.clients();
+        let answering = match self.drivers.ping_all(clients, &options).await {
+            Ok(answering) => &clients[answering],
+            Err(e) => {
+                return Err(Unusable::Unreachable(format!(
+                    "PING failed: {}",
+                    in_words(&e)
+                )));
+            }
+        };
         let script = &self.scripts.health;
         let keys = vec![self.probe_key.as_str().into()];
         match self
-            .eval_values("health check", script, keys, Vec::new(), Some(&options))
+            .eval_on(
+                answering,
+                "health check",
+                script,
+                keys,
+                Vec::new(),
+                Some(&options),
+            )
             .await
         {
             Ok(_) => Ok(()),

@@ -1,6 +1,7 @@
 //! A primary that fails over to its replica: under Redis Sentinel, and a
-//! Redis Cluster master whose replica the cluster promotes; and a cluster
-//! slot that moves to another master.
+//! Redis Cluster master whose replica the cluster promotes; a cluster
+//! slot that moves to another master; and connections to Redis that
+//! silently stop while new ones work.
 //!
 //! Replication is asynchronous: what a primary stored and answered but had
 //! not yet sent to its replica when it died is not on the new primary, and
@@ -164,16 +165,16 @@ async fn a_cluster_failover_loses_nothing_the_replica_had() {
 
 /// The slot holding a source moves to another master under load
 /// (`redis-cli --cluster reshard`): while its keys are half moved Redis
-/// answers TRYAGAIN, and afterwards this hookd's Redis client times out on
-/// the source (see README): every event is spooled instead of refused,
-/// and a restarted hookd drains the spool and delivers everything.
+/// answers TRYAGAIN, so events are spooled instead of refused; and some of
+/// the Redis client's command loops may stop for good, which the health
+/// check finds and restarts. The same hookd delivers everything, with no
+/// restart.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_cluster_reshard_of_a_source_refuses_nothing_and_a_restart_delivers_it() {
+async fn a_cluster_reshard_of_a_source_refuses_nothing_and_loses_nothing() {
     let cluster = TestCluster::start();
     let spool = TempDir::new().unwrap();
     let sink = Sink::start().await;
-    let toml = spooling_toml(&cluster.url(), &spool, &sink);
-    let mut daemon = Daemon::start_ready(&toml).await;
+    let daemon = daemon_on(&cluster.url(), &spool, &sink).await;
     let mut sent = send_all(&daemon, "before", 10, Duration::ZERO).await;
 
     let owner = cluster.master_holding("hookd:{s}:stream");
@@ -227,9 +228,36 @@ async fn a_cluster_reshard_of_a_source_refuses_nothing_and_a_restart_delivers_it
         daemon.logs()
     );
     sent.extend(report.accepted.iter().cloned());
-
-    daemon.kill9();
-    let daemon = Daemon::start_ready(&toml).await;
     sent.extend(send_all(&daemon, "after", 10, Duration::ZERO).await);
     until_all_delivered(&daemon, &sink, &sent).await;
+}
+
+/// Every connection hookd has to Redis silently stops forwarding (what a
+/// firewall or load balancer that forgets a flow does) while new
+/// connections work. No pooled client answers the health check's PING,
+/// a connection opened for the question says Redis does, so every
+/// client's command loop is restarted, and each reader's client once its
+/// read times out: events accepted meanwhile are spooled, and everything
+/// is delivered by the same hookd.
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_that_silently_stop_are_replaced_and_nothing_is_lost() {
+    let redis = TestRedis::start();
+    let proxy = StallingProxy::start(redis.port).await;
+    let spool = TempDir::new().unwrap();
+    let sink = Sink::start().await;
+    let daemon = daemon_on(&proxy.url(), &spool, &sink).await;
+    let mut sent = send_all(&daemon, "before", 20, Duration::ZERO).await;
+    until_all_delivered(&daemon, &sink, &sent).await;
+
+    proxy.stall_existing();
+    sent.extend(send_all(&daemon, "during", 40, Duration::from_millis(100)).await);
+    until_all_delivered(&daemon, &sink, &sent).await;
+    assert!(
+        daemon
+            .logged(&["redis clients stopped answering while redis answers"])
+            .await,
+        "{}",
+        daemon.logs()
+    );
+    spooled_through_the_outage(&daemon).await;
 }

@@ -13,6 +13,8 @@ mod config;
 mod daemon;
 #[path = "support/harness.rs"]
 mod harness;
+#[path = "support/proxy.rs"]
+mod proxy;
 #[path = "support/redis.rs"]
 mod redis;
 #[path = "support/sink.rs"]
@@ -27,6 +29,7 @@ pub use client::*;
 pub use config::*;
 pub use daemon::*;
 pub use harness::*;
+pub use proxy::*;
 pub use redis::*;
 pub use sink::*;
 pub use tls::*;
