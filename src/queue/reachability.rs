@@ -50,7 +50,12 @@ impl Queue {
     pub async fn check(&self) -> Result<(), Unusable> {
         let options = fred::types::config::Options {
             fail_fast: true,
-            max_attempts: Some(1),
+            // fred counts following a cluster redirection as another
+            // attempt: with one, the script fails whenever the probe
+            // key's slot is being moved, and Redis would be called away
+            // for every source. Nothing here writes, so a resend is
+            // harmless too.
+            max_attempts: Some(3),
             timeout: Some(self.ping_timeout),
             ..Default::default()
         };

@@ -484,22 +484,59 @@ impl TestCluster {
 
     /// How many slots node `index` serves.
     pub fn slots_of(&self, index: usize) -> u32 {
-        let nodes = self.nodes[index].cli(&["CLUSTER", "NODES"]);
-        nodes
-            .lines()
-            .find(|l| l.contains("myself"))
-            .map(|l| {
-                l.split_whitespace()
-                    .skip(8)
-                    .map(|range| match range.split_once('-') {
-                        Some((a, b)) => {
-                            b.parse::<u32>().unwrap_or(0) - a.parse::<u32>().unwrap_or(0) + 1
-                        }
-                        None => 1,
-                    })
-                    .sum()
+        self.slot_ranges(index).iter().map(|(a, b)| b - a + 1).sum()
+    }
+
+    /// The index of the master serving `key`'s slot (the key need not
+    /// exist).
+    pub fn master_serving(&self, key: &str) -> usize {
+        let slot = self.nodes[0].int(&["CLUSTER", "KEYSLOT", key]) as u32;
+        (0..self.nodes.len())
+            .find(|&i| {
+                self.slot_ranges(i)
+                    .iter()
+                    .any(|(a, b)| (*a..=*b).contains(&slot))
             })
-            .unwrap_or(0)
+            .unwrap_or_else(|| panic!("no master serves {key}"))
+    }
+
+    /// The slot ranges node `index` serves, from its own `CLUSTER NODES`
+    /// line.
+    fn slot_ranges(&self, index: usize) -> Vec<(u32, u32)> {
+        let nodes = self.nodes[index].cli(&["CLUSTER", "NODES"]);
+        let Some(myself) = nodes.lines().find(|l| l.contains("myself")) else {
+            return Vec::new();
+        };
+        myself
+            .split_whitespace()
+            .skip(8)
+            .filter_map(|range| match range.split_once('-') {
+                Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
+                None => range.parse().ok().map(|one| (one, one)),
+            })
+            .collect()
+    }
+
+    /// Moves every slot of master `from` to master `to` with
+    /// `redis-cli --cluster reshard` (blocking: run it off the runtime).
+    pub fn reshard(&self, from: usize, to: usize) -> std::process::Output {
+        let (source, target) = (&self.nodes[from], &self.nodes[to]);
+        let id = |node: &TestRedis| node.cli(&["CLUSTER", "MYID"]).trim().to_owned();
+        std::process::Command::new("redis-cli")
+            .args([
+                "--cluster".to_owned(),
+                "reshard".to_owned(),
+                format!("127.0.0.1:{}", source.port),
+                "--cluster-from".to_owned(),
+                id(source),
+                "--cluster-to".to_owned(),
+                id(target),
+                "--cluster-slots".to_owned(),
+                self.slots_of(from).to_string(),
+                "--cluster-yes".to_owned(),
+            ])
+            .output()
+            .expect("redis-cli --cluster reshard")
     }
 
     pub fn url(&self) -> String {
