@@ -252,25 +252,14 @@ impl Queue {
         options: Option<&Options>,
     ) -> Result<Value, QueueError> {
         let keys = keys.into_iter().map(Into::into).collect();
-        self.eval_values(op, script, keys, args(), options).await
-    }
-
-    /// Runs a script by hash; loads it first if Redis lost it (restart,
-    /// SCRIPT FLUSH) and runs it again.
-    async fn eval_values(
-        &self,
-        op: &'static str,
-        script: &Script,
-        keys: Vec<fred::types::Key>,
-        args: Vec<Value>,
-        options: Option<&Options>,
-    ) -> Result<Value, QueueError> {
-        self.eval_on(self.pool.next(), op, script, keys, args, options)
+        self.eval_values(self.pool.next(), op, script, keys, args(), options)
             .await
     }
 
-    /// [`Self::eval_values`] on the given client.
-    async fn eval_on(
+    /// Runs a script by hash on `client` (any pooled one:
+    /// `self.pool.next()`); loads it first if Redis lost it (restart,
+    /// SCRIPT FLUSH) and runs it again.
+    async fn eval_values(
         &self,
         client: &Client,
         op: &'static str,

@@ -1,13 +1,16 @@
 //! Keeping fred's clients alive. Each client runs one command loop that
-//! writes every command and reads every answer. After a Redis Cluster
-//! slot moves under load, a loop can stop for good: it ends on an error
-//! it does not retry, or waits on something that never comes. Its
-//! client then times out every command while Redis and the other
-//! clients answer, until something starts a new loop. That is done here:
-//! the health check pings every pooled client, and one that times out
-//! twice in a row while another answers is given a new loop (the old
-//! one is aborted, its connections closed). A blocking reader's own
-//! client gets one when a read times out.
+//! writes every command and reads every answer. A loop can stop for good
+//! while Redis is fine: after a Redis Cluster slot moves under load it
+//! may end on an error it does not retry, or wait on something that
+//! never comes; and a firewall or load balancer that forgets a
+//! connection without a reset leaves it open and silent. That client
+//! then times out every command while Redis answers, until something
+//! starts a new loop. That is done here: the health check pings every
+//! pooled client, and one that times out twice in a row while another
+//! answers is given a new loop (the old one is aborted, its connections
+//! closed); when none answers, a connection opened for the question tells
+//! a hung Redis from loops that all stopped. A blocking reader's own
+//! client gets a new loop when a read times out.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

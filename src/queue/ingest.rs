@@ -354,6 +354,7 @@ impl Writer {
     async fn call(&self, keys: Vec<Key>, args: Vec<Value>) -> Result<Value, QueueError> {
         self.queue
             .eval_values(
+                self.queue.pool.next(),
                 "ingest",
                 &self.queue.scripts.ingest,
                 keys,

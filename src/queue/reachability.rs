@@ -74,7 +74,7 @@ impl Queue {
         let script = &self.scripts.health;
         let keys = vec![self.probe_key.as_str().into()];
         match self
-            .eval_on(
+            .eval_values(
                 answering,
                 "health check",
                 script,
